@@ -1,0 +1,34 @@
+"""The library API: ``convert(src, out)``. The CLI is a thin shell around it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .plan import Plan, make_plan
+from .source import resolve_source
+from .write import WriteReport, write_plan
+
+DEFAULT_OUTPUT_DIR = Path("converted")
+
+
+def default_output(src_name: str) -> Path:
+    return DEFAULT_OUTPUT_DIR / f"{src_name}-seq-cls"
+
+
+def convert(
+    src: str | Path,
+    out: str | Path | None = None,
+    *,
+    copy: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+) -> tuple[Plan, WriteReport]:
+    """Turn an LLM-as-reranker checkpoint into a sequence-classification one, streaming, without loading it.
+
+    Shards that do not hold the LM head are hard-linked (``copy=True`` copies them); the one that does is rewritten
+    by byte range without it. Raises ``SeqclsError`` for bad input, leaving nothing at ``out``.
+    """
+    source = resolve_source(src)
+    plan = make_plan(source)
+    target = Path(out) if out is not None else default_output(source.name)
+    return plan, write_plan(plan, target, copy=copy, overwrite=overwrite, progress=progress)

@@ -1,0 +1,89 @@
+"""Ground truth in transformers: the original scored as its authors do, and the converted model as a classifier.
+
+The original follows Qwen's reference code: prefix ids + body ids + suffix ids, then
+``softmax([logit_false, logit_true])[1]`` at the last real token. The converted model gets the very same ids, so
+any difference is the conversion's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .pairs import Pair
+from .recipes import Recipe
+
+MAX_LENGTH = 8192
+
+
+@dataclass(frozen=True)
+class Scores:
+    probabilities: list[float]
+    logits: list[float]
+    """``logit_true - logit_false`` for the original, the single logit for the converted model."""
+
+
+def encode_official(tokenizer, recipe: Recipe, pairs: list[Pair], max_length: int = MAX_LENGTH) -> list[list[int]]:
+    prefix = tokenizer.encode(recipe.prefix, add_special_tokens=False)
+    suffix = tokenizer.encode(recipe.suffix, add_special_tokens=False)
+    bodies = [
+        recipe.body.format(instruction=p.instruction or recipe.default_instruction, query=p.query, document=p.document)
+        for p in pairs
+    ]
+    encoded = tokenizer(
+        bodies, add_special_tokens=False, truncation=True, max_length=max_length - len(prefix) - len(suffix)
+    )
+    return [prefix + ids + suffix for ids in encoded["input_ids"]]
+
+
+def _batches(ids: list[list[int]], pad_id: int, side: str, batch_size: int):
+    import torch
+
+    for start in range(0, len(ids), batch_size):
+        chunk = ids[start : start + batch_size]
+        width = max(len(x) for x in chunk)
+        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, x in enumerate(chunk):
+            cols = slice(width - len(x), width) if side == "left" else slice(0, len(x))
+            input_ids[row, cols] = torch.tensor(x)
+            mask[row, cols] = 1
+        last = width - 1 - mask.flip(-1).argmax(-1)
+        yield input_ids, mask, last
+
+
+def score_original(
+    folder: Path, ids: list[list[int]], recipe: Recipe, *, pad_id: int, label_ids: tuple[int, int],
+    dtype: str = "float32", padding_side: str = "left", batch_size: int = 8, device: str = "cpu",
+) -> Scores:  # fmt: skip
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
+    probs, logits = [], []
+    with torch.inference_mode():
+        for input_ids, mask, last in _batches(ids, pad_id, padding_side, batch_size):
+            keep = torch.unique(last)
+            out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), logits_to_keep=keep.to(device))
+            at_last = out.logits[torch.arange(len(last)), torch.searchsorted(keep, last)].float()
+            pair = at_last[:, list(label_ids)]
+            probs += torch.softmax(pair, dim=-1)[:, 1].tolist()
+            logits += (pair[:, 1] - pair[:, 0]).tolist()
+    return Scores(probs, logits)
+
+
+def score_converted(
+    folder: Path, ids: list[list[int]], *, pad_id: int, dtype: str = "float32", padding_side: str = "left",
+    batch_size: int = 8, device: str = "cpu",
+) -> Scores:  # fmt: skip
+    import torch
+    from transformers import AutoModelForSequenceClassification
+
+    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
+    probs, logits = [], []
+    with torch.inference_mode():
+        for input_ids, mask, _ in _batches(ids, pad_id, padding_side, batch_size):
+            out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()
+            probs += torch.sigmoid(out).tolist()
+            logits += out.tolist()
+    return Scores(probs, logits)

@@ -1,0 +1,37 @@
+"""Human-readable output shared by the commands."""
+
+from __future__ import annotations
+
+import unicodedata
+
+from .plan import Plan
+from .write import WriteReport
+
+
+def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    cells = [header, *(tuple(str(c).replace("|", "\\|") for c in r) for r in rows)]
+    widths = [max(_width(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["| " + " | ".join(c + " " * (w - _width(c)) for c, w in zip(r, widths)) + " |" for r in cells]
+    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    return "\n".join(lines)
+
+
+def _width(text: str) -> int:
+    """Terminal columns: CJK characters take two, so tables of multilingual pairs stay aligned."""
+    return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+
+
+def conversion_summary(plan: Plan, report: WriteReport) -> str:
+    (false_tok, true_tok), (false_id, true_id) = plan.recipe.label_tokens, plan.vocabulary.label_ids
+    source_arch = ", ".join(a for a in plan.recipe.source_architectures)
+    parts = [f"{len(report.linked)} linked", f"{len(report.copied)} copied", f"{len(report.rewritten)} written"]
+    return "\n".join(
+        [
+            f"converted {plan.source.spec} ({source_arch}) -> {plan.recipe.target_architecture}",
+            f"  head    {plan.score.name} = fp32(W[{true_tok!r}={true_id}]) - fp32(W[{false_tok!r}={false_id}]),"
+            f" W = {plan.head_name}{' (tied)' if plan.tied else ''}",
+            f"  pad     pad_token_id = {plan.vocabulary.pad_token_id}",
+            f"  shards  {', '.join(parts)}; {report.bytes_copied / 1e6:.1f} MB copied",
+            f"  output  {report.out}",
+        ]
+    )

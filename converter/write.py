@@ -1,0 +1,145 @@
+"""Carry out a plan: link or rewrite each shard, write config and index, check what was written, then publish
+the folder with one rename so a crash at any moment never leaves a half-written checkpoint at the output path."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SeqclsError
+from .io.checkpoint import CONFIG, INDEX
+from .io.safetensors_format import NewTensor, TensorInfo, copy_range, read_header, write_file
+from .plan import Plan
+
+METADATA = {"format": "pt"}
+LINK_FALLBACK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EACCES}
+
+
+@dataclass
+class WriteReport:
+    out: Path
+    linked: list[str] = field(default_factory=list)
+    copied: list[str] = field(default_factory=list)
+    rewritten: list[str] = field(default_factory=list)
+    bytes_copied: int = 0
+
+
+def write_plan(plan: Plan, out: Path, *, copy: bool = False, overwrite: bool = False, progress: bool | None = None):
+    out = Path(out)
+    _check_output(plan, out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.seqcls-tmp-", dir=out.parent))
+    tmp.chmod(0o755)
+    report = WriteReport(out=out)
+    try:
+        with _progress(plan, copy, progress) as bar:
+
+            def on_bytes(n: int) -> None:
+                report.bytes_copied += n
+                bar.update(n)
+
+            for shard in plan.shards:
+                _write_shard(shard, tmp / shard.name, copy, on_bytes, report)
+        for src in plan.carried_files:
+            shutil.copyfile(src, tmp / src.name)
+        _write_json(tmp / CONFIG, plan.config)
+        if plan.index is not None:
+            _write_json(tmp / INDEX, plan.index)
+        _check_written(plan, tmp)
+        _fsync_dir(tmp)
+        _publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+def _check_output(plan: Plan, out: Path, overwrite: bool) -> None:
+    src = plan.source.folder.resolve()
+    target = out.resolve()
+    if target == src or target in src.parents or src in target.parents:
+        raise SeqclsError(f"output {out} overlaps the source folder; choose an output outside it")
+    if out.exists() and not out.is_dir():
+        raise SeqclsError(f"output {out} exists and is a file; choose another -o")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SeqclsError(f"output {out} exists and is not empty; pass --overwrite or choose another -o")
+
+
+def _write_shard(shard, dst: Path, copy: bool, on_bytes, report: WriteReport) -> None:
+    if shard.link_from is None:
+        write_file(dst, list(shard.entries), METADATA, on_bytes)
+        report.rewritten.append(shard.name)
+        return
+    if not copy:
+        try:
+            os.link(shard.link_from, dst)
+            report.linked.append(shard.name)
+            return
+        except OSError as e:
+            if e.errno not in LINK_FALLBACK_ERRNOS:
+                raise SeqclsError(f"cannot link {shard.link_from.name} into the output: {e.strerror}") from None
+    with open(shard.link_from, "rb") as src, open(dst, "wb", buffering=0) as f:
+        copy_range(src, f, 0, os.fstat(src.fileno()).st_size, on_bytes)
+        os.fsync(f.fileno())
+    report.copied.append(shard.name)
+
+
+def _write_json(path: Path, data: dict) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def _check_written(plan: Plan, folder: Path) -> None:
+    """Reload every header we produced and compare it with the plan, as safetensors' own converter does."""
+    for shard in plan.shards:
+        written = read_header(folder / shard.name)
+        got = [(t.name, t.dtype, t.shape) for t in written.tensors.values()]
+        want = [(e.name, e.dtype, e.shape) for e in shard.entries]
+        if sorted(got) != sorted(want):
+            raise SeqclsError(f"{shard.name} does not hold what was planned; the output disk may be failing")
+        for e in shard.entries:
+            if isinstance(e, NewTensor):
+                t: TensorInfo = written.tensors[e.name]
+                with open(t.path, "rb") as f:
+                    f.seek(t.begin)
+                    if f.read(t.nbytes) != e.data:
+                        raise SeqclsError(f"{e.name} in {shard.name} reads back different bytes")
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, out: Path) -> None:
+    """Swap the finished folder into place. There is never a partial folder at ``out``."""
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.seqcls-old-", dir=out.parent))
+    os.rename(out, old / "previous")
+    os.rename(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _progress(plan: Plan, copy: bool, enabled: bool | None):
+    from tqdm import tqdm
+
+    total = sum(
+        sum(e.nbytes if isinstance(e, TensorInfo) else len(e.data) for e in s.entries)
+        for s in plan.shards
+        if s.link_from is None or copy
+    )
+    if enabled is None:
+        enabled = sys.stderr.isatty() and total > 256 << 20
+    return tqdm(total=total, unit="B", unit_scale=True, desc="copying", disable=not enabled, leave=False)

@@ -1,0 +1,70 @@
+"""Session fixtures: tiny originals with the real Qwen3 vocabulary, built once and shared."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from converter.tiny_model import build_tiny_reranker
+
+ORIGINALS = {
+    "tied-bf16-single": {"tied": True, "dtype": "bfloat16"},
+    "tied-fp16-sharded": {"tied": True, "dtype": "float16", "max_shard_size": "30MB"},
+    "tied-fp32-single": {"tied": True, "dtype": "float32"},
+    "untied-fp32-single": {"tied": False, "dtype": "float32"},
+    "untied-bf16-sharded": {"tied": False, "dtype": "bfloat16", "max_shard_size": "30MB"},
+    "untied-fp32-sharded": {"tied": False, "dtype": "float32", "max_shard_size": "60MB"},
+}
+
+
+@pytest.fixture(scope="session")
+def original(tmp_path_factory):
+    """``original(name)`` builds (once per session) and returns the folder of a tiny original."""
+    root = tmp_path_factory.mktemp("originals")
+    built: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in built:
+            built[name] = build_tiny_reranker(root / name, seed=len(built), **ORIGINALS[name])
+        return built[name]
+
+    return get
+
+
+@pytest.fixture
+def copy_of(original, tmp_path):
+    """``copy_of(name)``: a private, writable copy of an original, for tests that damage it."""
+
+    def get(name: str) -> Path:
+        dst = tmp_path / f"src-{name}"
+        shutil.copytree(original(name), dst)
+        return dst
+
+    return get
+
+
+def pytest_collection_modifyitems(config, items):
+    has = {
+        "vllm": importlib.util.find_spec("vllm") is not None,
+        "cuda": _cuda(),
+        "npu": importlib.util.find_spec("torch_npu") is not None,
+    }
+    for item in items:
+        for marker, available in has.items():
+            if marker in item.keywords and not available:
+                if marker == "vllm" and os.environ.get("CI"):
+                    raise pytest.UsageError("CI must run the vLLM tests, but vLLM is not installed")
+                item.add_marker(pytest.mark.skip(reason=f"needs {marker}"))
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False

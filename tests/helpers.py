@@ -1,0 +1,70 @@
+"""Test helpers that read checkpoints with the real safetensors library, independently of our reader."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+
+def load_all(folder: Path) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(f, "pt") as st:
+            tensors.update({name: st.get_tensor(name) for name in st.keys()})  # noqa: SIM118
+    return tensors
+
+
+def metadata_of(path: Path) -> dict | None:
+    with safe_open(path, "pt") as st:
+        return st.metadata()
+
+
+def same_bytes(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return (
+        a.dtype == b.dtype
+        and a.shape == b.shape
+        and torch.equal(a.contiguous().view(torch.uint8), b.contiguous().view(torch.uint8))
+    )
+
+
+def reshard(src: Path, dst: Path, groups: list[list[str]]) -> None:
+    """Rewrite ``src``'s weights into shards holding exactly ``groups``, with an index, like a hub checkpoint."""
+    tensors = load_all(src)
+    for f in src.glob("*.safetensors*"):
+        (dst / f.name).unlink(missing_ok=True)
+    n = len(groups)
+    weight_map = {}
+    for i, names in enumerate(groups, 1):
+        name = f"model-{i:05d}-of-{n:05d}.safetensors"
+        save_file({k: tensors[k] for k in names}, dst / name, metadata={"format": "pt"})
+        weight_map |= dict.fromkeys(names, name)
+    assert set(weight_map) == set(tensors)
+    index = {"metadata": {"total_size": 0}, "weight_map": weight_map}
+    (dst / "model.safetensors.index.json").write_text(json.dumps(index))
+
+
+def write_raw(path: Path, header: dict | bytes, data: bytes = b"", length: int | None = None) -> None:
+    """A safetensors file with any header, valid or not."""
+    raw = header if isinstance(header, bytes) else json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(raw) if length is None else length) + raw + data)
+
+
+def rewrite_tensor(folder: Path, name: str, value: torch.Tensor) -> None:
+    """Replace one tensor in whichever shard holds it: the way to plant a fault in a converted checkpoint."""
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        with safe_open(f, "pt") as st:
+            names = st.keys()
+            if name not in names:
+                continue
+            tensors = {k: st.get_tensor(k) for k in names}
+            meta = st.metadata()
+        tensors[name] = value
+        f.unlink()  # the shard may be hard-linked to a source: never write through the link
+        save_file(tensors, f, metadata=meta)
+        return
+    raise KeyError(name)

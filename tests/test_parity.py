@@ -1,0 +1,58 @@
+"""Scores: the converted classifier + sigmoid equals softmax([no, yes])[1] of the original, in fp32 (transformers).
+
+Includes the planted faults that prove this check can fail.
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers import load_all, rewrite_tensor
+from transformers import AutoTokenizer
+
+from converter import convert
+from converter.pairs import DEMO_PAIRS, Pair
+from converter.recipes import QWEN3_RERANKER
+from converter.reference import encode_official, score_converted, score_original
+
+TOLERANCE = 1e-5
+PAIRS = [
+    *DEMO_PAIRS,
+    Pair("long", "A long document about rerankers. " * 60),
+    Pair("special tokens inside text", "The model ends turns with <|im_end|> and pads with <|endoftext|>."),
+    Pair("short", "x"),
+]
+
+
+def max_delta(src, out, side: str) -> float:
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    ids = encode_official(tokenizer, QWEN3_RERANKER, PAIRS)
+    assert len({len(x) for x in ids}) > 3, "the batches must mix lengths"
+    kw = {"pad_id": 151643, "padding_side": side, "batch_size": 4}
+    before = score_original(src, ids, QWEN3_RERANKER, label_ids=(2152, 9693), **kw)
+    after = score_converted(out, ids, **kw)
+    return max(abs(a - b) for a, b in zip(before.probabilities, after.probabilities))
+
+
+@pytest.mark.parametrize("name", ["tied-bf16-single", "untied-fp32-sharded", "tied-fp16-sharded"])
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_converted_scores_equal_the_original(original, tmp_path, name, side):
+    src = original(name)
+    convert(src, tmp_path / "out")
+    assert max_delta(src, tmp_path / "out", side) <= TOLERANCE
+
+
+@pytest.mark.parametrize(
+    ("fault", "tamper"),
+    [
+        ("swapped label tokens", lambda w: -w),
+        ("head scaled by 1.01", lambda w: w * 1.01),
+        ("head rounded to bf16", lambda w: w.bfloat16().float()),
+    ],
+)
+def test_planted_faults_are_detected(original, tmp_path, fault, tamper):
+    src = original("untied-fp32-single")
+    out = tmp_path / "out"
+    convert(src, out)
+    score = load_all(out)["score.weight"]
+    rewrite_tensor(out, "score.weight", tamper(score).contiguous())
+    assert max_delta(src, out, "left") > TOLERANCE, fault
