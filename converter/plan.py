@@ -64,12 +64,8 @@ class Plan:
         """The sharded index, or None when one file holds everything."""
         if len(self.shards) == 1:
             return None
-        total = sum(_nbytes(e) for s in self.shards for e in s.entries)
+        total = sum(e.nbytes for s in self.shards for e in s.entries)
         return {"metadata": {"total_size": total}, "weight_map": dict(sorted(self.weight_map.items()))}
-
-
-def _nbytes(e: TensorInfo | NewTensor) -> int:
-    return e.nbytes if isinstance(e, TensorInfo) else len(e.data)
 
 
 def make_plan(source: Source) -> Plan:

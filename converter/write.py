@@ -135,11 +135,7 @@ def _publish(tmp: Path, out: Path) -> None:
 def _progress(plan: Plan, copy: bool, enabled: bool | None):
     from tqdm import tqdm
 
-    total = sum(
-        sum(e.nbytes if isinstance(e, TensorInfo) else len(e.data) for e in s.entries)
-        for s in plan.shards
-        if s.link_from is None or copy
-    )
+    total = sum(e.nbytes for s in plan.shards if s.link_from is None or copy for e in s.entries)
     if enabled is None:
         enabled = sys.stderr.isatty() and total > 256 << 20
     return tqdm(total=total, unit="B", unit_scale=True, desc="copying", disable=not enabled, leave=False)

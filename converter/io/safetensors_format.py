@@ -159,15 +159,19 @@ class NewTensor:
     shape: tuple[int, ...]
     data: bytes
 
+    @property
+    def nbytes(self) -> int:
+        return len(self.data)
 
-def encode_header(entries: list[TensorInfo | NewTensor], metadata: dict[str, str]) -> bytes:
-    """Header bytes for ``entries`` laid out back to back, padded with spaces to 8-byte alignment."""
+
+def encode_header(entries: list, metadata: dict[str, str]) -> bytes:
+    """Header bytes for ``entries`` (anything with name, dtype, shape, nbytes) laid back to back, padded with
+    spaces to 8-byte alignment as the library does."""
     header: dict[str, object] = {"__metadata__": metadata}
     offset = 0
     for e in entries:
-        size = e.nbytes if isinstance(e, TensorInfo) else len(e.data)
-        header[e.name] = {"dtype": e.dtype, "shape": list(e.shape), "data_offsets": [offset, offset + size]}
-        offset += size
+        header[e.name] = {"dtype": e.dtype, "shape": list(e.shape), "data_offsets": [offset, offset + e.nbytes]}
+        offset += e.nbytes
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-(8 + len(raw)) % 8)
     return len(raw).to_bytes(8, "little") + raw
