@@ -23,6 +23,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_convert)
 
+    p = sub.add_parser("verify", help="prove the converted checkpoint scores like the original")
+    p.add_argument("converted", type=Path, help="converted checkpoint folder")
+    p.add_argument("--original", type=Path, required=True, help="original checkpoint folder")
+    p.add_argument("--backend", choices=("transformers", "vllm", "server"), default="transformers")
+    p.add_argument("--device", choices=("cpu", "cuda", "npu"), default="cpu")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
+    p.add_argument("--pairs", type=Path, help="JSONL with query, document and optional instruction per line")
+    p.add_argument("--atol", type=float, help="max abs score difference (default: 1e-4 for float32)")
+    p.add_argument("--max-length", type=int, help="model length for prompts and engines (default: min(config, 8192))")
+    p.add_argument("--batch-size", type=int, default=8, help="transformers batch size")
+    p.add_argument(
+        "--no-prefix-caching",
+        dest="prefix_caching",
+        action="store_false",
+        default=None,
+        help="disable vLLM prefix caching (default on vllm-ascend < 0.19.1, which scored wrongly with it)",
+    )
+    p.add_argument("--gpu-memory-utilization", dest="memory_fraction", type=float, help="vLLM memory fraction")
+    p.add_argument("--original-url", help="an already running server for the original (backend server)")
+    p.add_argument("--converted-url", help="an already running server for the converted model (backend server)")
+    p.add_argument("--report", type=Path, help="write the JSON report here")
+    p.add_argument("--junit", type=Path, help="write JUnit XML here")
+    p.add_argument("--plot", type=Path, help="write a PNG scatter plot here (needs matplotlib)")
+    p.add_argument("--log-dir", type=Path, help="where vLLM logs go (default: beside the report)")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.set_defaults(run=_verify)
+
     p = sub.add_parser("demo", help="offline demo: build a tiny original, convert it, check parity")
     p.add_argument("--workdir", type=Path, default=Path("converted"), help="where the demo checkpoints go")
     p.add_argument("--rebuild", action="store_true", help="rebuild the tiny original")
@@ -38,6 +65,16 @@ def _convert(args: argparse.Namespace) -> int:
     plan, report = convert(args.src, args.out, copy=args.copy, overwrite=args.overwrite)
     print(conversion_summary(plan, report))
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+    from .verify.outputs import markdown
+
+    options = {k: v for k, v in vars(args).items() if k not in ("command", "run", "debug", "pairs")}
+    report = verify(options.pop("converted"), options.pop("original"), pairs_file=args.pairs, **options)
+    print(markdown(report))
+    return 0 if report["verdict"] == "pass" else 1
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -25,16 +25,28 @@ class Recipe:
     tie_default: bool
     """What ``tie_word_embeddings`` means when config.json leaves it out (the config class default)."""
     prefix: str
-    body: str
+    query_part: str
+    document_part: str
     suffix: str
     default_instruction: str
     drop_config_keys: tuple[str, ...] = field(default=())
     """Keys that make vLLM convert again at load time or switch off its sigmoid."""
 
+    def body(self, query: str, document: str, instruction: str | None = None) -> str:
+        """The part between prefix and suffix, which the reference code tokenizes on its own."""
+        query_part = self.query_part.format(instruction=instruction or self.default_instruction, query=query)
+        return query_part + self.document_part.format(document=document)
+
+    def format_query(self, query: str, instruction: str | None = None) -> str:
+        """The query half of the official prompt, as the seed sends it to vLLM's score and rerank APIs."""
+        return self.prefix + self.query_part.format(instruction=instruction or self.default_instruction, query=query)
+
+    def format_document(self, document: str) -> str:
+        return self.document_part.format(document=document) + self.suffix
+
     def format_pair(self, query: str, document: str, instruction: str | None = None) -> str:
         """The official prompt for one pair; scores without it are close to random."""
-        body = self.body.format(instruction=instruction or self.default_instruction, query=query, document=document)
-        return self.prefix + body + self.suffix
+        return self.format_query(query, instruction) + self.format_document(document)
 
     def vllm_hf_overrides(self) -> dict:
         """The load-time overrides that vLLM documents for serving the original checkpoint."""
@@ -59,7 +71,8 @@ QWEN3_RERANKER = Recipe(
         "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
         'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
     ),
-    body="<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {document}",
+    query_part="<Instruct>: {instruction}\n<Query>: {query}\n",
+    document_part="<Document>: {document}",
     suffix="<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
     default_instruction="Given a web search query, retrieve relevant passages that answer the query",
     drop_config_keys=(

@@ -26,10 +26,7 @@ class Scores:
 def encode_official(tokenizer, recipe: Recipe, pairs: list[Pair], max_length: int = MAX_LENGTH) -> list[list[int]]:
     prefix = tokenizer.encode(recipe.prefix, add_special_tokens=False)
     suffix = tokenizer.encode(recipe.suffix, add_special_tokens=False)
-    bodies = [
-        recipe.body.format(instruction=p.instruction or recipe.default_instruction, query=p.query, document=p.document)
-        for p in pairs
-    ]
+    bodies = [recipe.body(p.query, p.document, p.instruction) for p in pairs]
     encoded = tokenizer(
         bodies, add_special_tokens=False, truncation=True, max_length=max_length - len(prefix) - len(suffix)
     )

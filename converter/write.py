@@ -52,7 +52,7 @@ def write_plan(plan: Plan, out: Path, *, copy: bool = False, overwrite: bool = F
         if plan.index is not None:
             _write_json(tmp / INDEX, plan.index)
         _check_written(plan, tmp)
-        _fsync_dir(tmp)
+        _fsync_all(tmp)
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -86,7 +86,6 @@ def _write_shard(shard, dst: Path, copy: bool, on_bytes, report: WriteReport) ->
                 raise SeqclsError(f"cannot link {shard.link_from.name} into the output: {e.strerror}") from None
     with open(shard.link_from, "rb") as src, open(dst, "wb", buffering=0) as f:
         copy_range(src, f, 0, os.fstat(src.fileno()).st_size, on_bytes)
-        os.fsync(f.fileno())
     report.copied.append(shard.name)
 
 
@@ -111,12 +110,15 @@ def _check_written(plan: Plan, folder: Path) -> None:
                         raise SeqclsError(f"{e.name} in {shard.name} reads back different bytes")
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _fsync_all(folder: Path) -> None:
+    """Make the files durable before the rename publishes them; done last so the kernel's writeback of early
+    files overlaps the copying of later ones (per-file fsync made --copy 1.24x slower than cp -r at 8B)."""
+    for path in [*sorted(folder.iterdir()), folder]:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _publish(tmp: Path, out: Path) -> None:

@@ -183,7 +183,8 @@ def write_file(
     metadata: dict[str, str],
     on_bytes: Callable[[int], None] = lambda n: None,
 ) -> None:
-    """Write a safetensors file; source tensors are copied by byte range inside the kernel."""
+    """Write a safetensors file; source tensors are copied by byte range inside the kernel. The caller fsyncs,
+    once everything is written, so that writeback of one file overlaps the copying of the next."""
     with open(path, "wb", buffering=0) as out:
         _write_all(out, encode_header(entries, metadata))
         for e in entries:
@@ -193,7 +194,6 @@ def write_file(
             else:
                 with open(e.path, "rb") as src:
                     copy_range(src, out, e.begin, e.nbytes, on_bytes)
-        os.fsync(out.fileno())
 
 
 def _write_all(out: BinaryIO, data: bytes) -> None:

@@ -1,0 +1,5 @@
+"""Parity verification: score the same pairs through the original and the converted checkpoint, and compare."""
+
+from .parity import verify
+
+__all__ = ["verify"]

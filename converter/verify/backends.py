@@ -1,0 +1,176 @@
+"""The three ways to score a checkpoint: transformers in-process, vLLM's offline engine, and vLLM's server.
+
+Each backend scores the same pairs through the original (served the documented way) and the converted checkpoint
+(served as-is) and returns both sides; comparing them is someone else's job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import SeqclsError
+from ..pairs import Pair
+from ..recipes import Recipe
+from ..vllm_compat import EngineSpec, device_env, engine_kwargs, require
+
+
+@dataclass(frozen=True)
+class Side:
+    scores: dict[str, list[float]]
+    """Probabilities per endpoint, e.g. {"score": [...]} or {"/v1/rerank": [...], "/score": [...]}."""
+    logits: list[float] | None = None
+    token_ids: list[list[int]] | None = None
+
+
+@dataclass(frozen=True)
+class Settings:
+    original: Path
+    converted: Path
+    recipe: Recipe
+    pairs: list[Pair]
+    dtype: str = "float32"
+    device: str = "cpu"
+    max_length: int = 8192
+    batch_size: int = 8
+    prefix_caching: bool | None = None
+    memory_fraction: float | None = None
+    original_url: str | None = None
+    converted_url: str | None = None
+    log_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+
+    def spec(self, which: str) -> EngineSpec:
+        return EngineSpec(
+            model=str(self.original if which == "original" else self.converted),
+            dtype=self.dtype,
+            device=self.device,
+            hf_overrides=self.recipe.vllm_hf_overrides() if which == "original" else None,
+            max_model_len=self.max_length,
+            prefix_caching=self.prefix_caching,
+            memory_fraction=self.memory_fraction,
+        )
+
+
+@dataclass(frozen=True)
+class BackendRun:
+    original: Side
+    converted: Side
+    reference_ids: list[list[int]]
+    """The official token ids (prefix + body + suffix, tokenized as Qwen's reference code does)."""
+    environment: dict[str, str]
+
+
+def official_ids(settings: Settings, folder: Path | None = None) -> list[list[int]]:
+    from transformers import AutoTokenizer
+
+    from ..reference import encode_official
+
+    tokenizer = AutoTokenizer.from_pretrained(folder or settings.original)
+    return encode_official(tokenizer, settings.recipe, settings.pairs, settings.max_length)
+
+
+def prepare_device(device: str) -> None:
+    os.environ.update(device_env(device))
+    if device == "npu":
+        try:
+            import torch_npu  # noqa: F401  (registers the "npu" device with torch)
+        except ImportError:
+            raise SeqclsError("--device npu needs torch_npu; install seqcls[npu] on the Ascend host") from None
+    elif device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise SeqclsError("--device cuda, but torch sees no CUDA device")
+
+
+def run_transformers(s: Settings) -> BackendRun:
+    import torch
+    import transformers
+    from transformers.utils import logging as hf_logging
+
+    from ..reference import score_converted, score_original
+
+    hf_logging.disable_progress_bar()
+    prepare_device(s.device)
+    ids_original = official_ids(s)
+    ids_converted = official_ids(s, s.converted)
+    config = json.loads((s.converted / "config.json").read_text())
+    label_ids = _label_ids(s)
+    common = {"dtype": s.dtype, "batch_size": s.batch_size, "device": s.device}
+    before = score_original(
+        s.original, ids_original, s.recipe, pad_id=config["pad_token_id"], label_ids=label_ids, **common
+    )
+    after = score_converted(s.converted, ids_converted, pad_id=config["pad_token_id"], **common)
+    env = {"backend": "transformers", "transformers": transformers.__version__, "torch": torch.__version__}
+    return BackendRun(
+        original=Side({"score": before.probabilities}, before.logits, ids_original),
+        converted=Side({"score": after.probabilities}, after.logits, ids_converted),
+        reference_ids=ids_original,
+        environment=env,
+    )
+
+
+def _label_ids(s: Settings) -> tuple[int, int]:
+    from ..io.checkpoint import read_config
+    from ..tokenizer import read_vocabulary
+
+    return read_vocabulary(s.original, s.recipe.label_tokens, read_config(s.original)).label_ids
+
+
+def run_vllm(s: Settings) -> BackendRun:
+    install = require()
+    queries = [s.recipe.format_query(p.query, p.instruction) for p in s.pairs]
+    documents = [s.recipe.format_document(p.document) for p in s.pairs]
+    sides = {}
+    for which in ("original", "converted"):
+        job = {"engine": engine_kwargs(s.spec(which), install), "queries": queries, "documents": documents}
+        result = _run_engine(job, which, s)
+        sides[which] = Side({"score": result["scores"]}, None, result["prompt_token_ids"])
+    env = {"backend": "vllm", "vllm": install.describe()}
+    return BackendRun(sides["original"], sides["converted"], official_ids(s), env)
+
+
+def _run_engine(job: dict, which: str, s: Settings) -> dict:
+    s.log_dir.mkdir(parents=True, exist_ok=True)
+    log = s.log_dir / f"vllm-{which}.log"
+    with tempfile.TemporaryDirectory(prefix="seqcls-engine-") as tmp:
+        job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job_path.write_text(json.dumps(job))
+        cmd = [sys.executable, "-m", "converter.verify.engine", str(job_path), str(result_path)]
+        env = os.environ | device_env(s.device)
+        with open(log, "w") as out:
+            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+        if code != 0 or not result_path.exists():
+            raise SeqclsError(f"vLLM failed on the {which} model (exit {code}): {last_error(log)}; log: {log}")
+        return json.loads(result_path.read_text())
+
+
+def last_error(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "error:" in line:
+            return line[-300:]
+    return lines[-1][-300:] if lines else "no output"
+
+
+def run_server(s: Settings) -> BackendRun:
+    from .server import query_server, running_server
+
+    install = require() if not (s.original_url and s.converted_url) else None
+    sides = {}
+    for which, url in (("original", s.original_url), ("converted", s.converted_url)):
+        if url:
+            sides[which] = query_server(url, s.recipe, s.pairs)
+        else:
+            with running_server(s.spec(which), install, s.log_dir / f"server-{which}.log", s.device) as started:
+                sides[which] = query_server(started, s.recipe, s.pairs)
+    env = {"backend": "server", "vllm": install.describe() if install else "external servers"}
+    return BackendRun(sides["original"], sides["converted"], official_ids(s), env)
+
+
+BACKENDS = {"transformers": run_transformers, "vllm": run_vllm, "server": run_server}

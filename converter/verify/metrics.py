@@ -1,0 +1,118 @@
+"""Compare two sides' scores: deltas, per-query ranking agreement, and prompt token ids."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..pairs import Pair
+from .backends import BackendRun
+
+DEFAULT_ATOL = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 5e-3}
+"""fp32 is the contract. The half-precision bounds cover the original path's rounding of each logit to the model
+dtype before the softmax, which the converted single-logit head does not do; see the README for measurements."""
+
+
+@dataclass(frozen=True)
+class EndpointComparison:
+    endpoint: str
+    original: list[float]
+    converted: list[float]
+    deltas: list[float]
+    failed: list[int]
+
+    @property
+    def max_abs_delta(self) -> float:
+        return max(self.deltas, default=0.0)
+
+    @property
+    def mean_abs_delta(self) -> float:
+        return sum(self.deltas) / len(self.deltas) if self.deltas else 0.0
+
+
+@dataclass(frozen=True)
+class Ranking:
+    query: str
+    documents: int
+    kendall_tau: float | None
+    top1_equal: bool
+
+
+@dataclass(frozen=True)
+class Verdict:
+    atol: float
+    endpoints: list[EndpointComparison]
+    max_abs_logit_delta: float | None
+    rankings: list[Ranking]
+    token_mismatches: list[int]
+    """Pairs whose prompt token ids differ between the two paths: a failure of its own."""
+    official_token_mismatches: list[int] | None
+    """Pairs where the backend's ids differ from the official reference formatting (reported, not failed)."""
+
+    @property
+    def passed(self) -> bool:
+        return not self.token_mismatches and not any(e.failed for e in self.endpoints)
+
+    @property
+    def failed_pairs(self) -> list[int]:
+        return sorted({i for e in self.endpoints for i in e.failed} | set(self.token_mismatches))
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float | None:
+    """Kendall's tau-b, which handles ties; None for fewer than two items or no untied pair."""
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(len(a)):
+        for j in range(i + 1, len(a)):
+            da, db = a[i] - a[j], b[i] - b[j]
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif (da > 0) == (db > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    n0 = concordant + discordant
+    denominator = math.sqrt((n0 + ties_a) * (n0 + ties_b))
+    return (concordant - discordant) / denominator if denominator else None
+
+
+def _logit(p: float) -> float | None:
+    return math.log(p) - math.log1p(-p) if 0.0 < p < 1.0 else None
+
+
+def compare(pairs: list[Pair], run: BackendRun, atol: float) -> Verdict:
+    endpoints = []
+    for name, before in run.original.scores.items():
+        after = run.converted.scores[name]
+        deltas = [abs(a - b) for a, b in zip(before, after)]
+        failed = [i for i, d in enumerate(deltas) if not d <= atol]
+        endpoints.append(EndpointComparison(name, before, after, deltas, failed))
+
+    primary = endpoints[0]
+    if run.original.logits is not None and run.converted.logits is not None:
+        logit_deltas = [abs(a - b) for a, b in zip(run.original.logits, run.converted.logits)]
+    else:
+        as_logits = [(_logit(a), _logit(b)) for a, b in zip(primary.original, primary.converted)]
+        logit_deltas = [abs(a - b) for a, b in as_logits if a is not None and b is not None]
+
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault((p.query, p.instruction), []).append(i)
+    rankings = []
+    for (query, _), members in groups.items():
+        if len(members) < 2:
+            continue
+        a = [primary.original[i] for i in members]
+        b = [primary.converted[i] for i in members]
+        top_a, top_b = max(range(len(a)), key=a.__getitem__), max(range(len(b)), key=b.__getitem__)
+        rankings.append(Ranking(query, len(members), kendall_tau(a, b), top_a == top_b))
+
+    ids_a, ids_b = run.original.token_ids, run.converted.token_ids
+    token_mismatches = [i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y] if ids_a and ids_b else []
+    official = None
+    if ids_a is not None:
+        official = [i for i, (x, y) in enumerate(zip(ids_a, run.reference_ids)) if x != y]
+    return Verdict(atol, endpoints, max(logit_deltas, default=None), rankings, token_mismatches, official)

@@ -1,0 +1,110 @@
+"""The verifier's outputs: a JSON report, a Markdown summary, JUnit XML for CI, and a scatter plot."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from ..errors import SeqclsError
+from ..report import markdown_table
+
+
+def write_json(report: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def markdown(report: dict) -> str:
+    m = report["metrics"]
+    verdict = "PASS" if report["verdict"] == "pass" else "FAIL"
+    logit = m["max_abs_logit_delta"]
+    lines = [
+        f"## seqcls verify: {verdict}",
+        "",
+        f"backend {report['backend']} · device {report['device']} · dtype {report['dtype']} · "
+        f"atol {report['atol']:.0e} · {len(report['pairs'])} pairs · {report['environment'].get('vllm', '')}".rstrip(
+            " ·"
+        ),
+        "",
+    ]
+    rows = [
+        (name, f"{e['max_abs_delta']:.2e}", f"{e['mean_abs_delta']:.2e}", str(len(e["failed_pairs"])))
+        for name, e in m["endpoints"].items()
+    ]
+    lines += [markdown_table(("scores", "max abs Δ", "mean abs Δ", "failed"), rows), ""]
+    lines.append(f"max abs Δlogit: {'n/a' if logit is None else f'{logit:.2e}'}")
+    tokens = report["token_ids"]
+    lines.append(
+        f"prompt token ids: {'identical' if not tokens['mismatched_pairs'] else 'DIFFER in pairs '}"
+        + ", ".join(map(str, tokens["mismatched_pairs"]))
+    )
+    if tokens["official_mismatched_pairs"]:
+        lines.append(f"note: ids differ from the official formatting in pairs {tokens['official_mismatched_pairs']}")
+    for r in report["rankings"]:
+        tau = "n/a" if r["kendall_tau"] is None else f"{r['kendall_tau']:.3f}"
+        lines.append(
+            f"ranking {r['query'][:40]!r} ({r['documents']} docs): Kendall τ {tau}, top-1 equal {r['top1_equal']}"
+        )
+    lines += ["", markdown_table(
+        ("#", "query", "document", "original", "converted", "abs Δ", "ok"),
+        [
+            (str(i), _short(p["query"]), _short(p["document"]) or "(empty)", f"{p['original']:.6f}",
+             f"{p['converted']:.6f}", f"{p['abs_delta']:.1e}", "yes" if p["ok"] else "NO")
+            for i, p in enumerate(report["pairs"])
+        ],
+    )]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _short(text: str, width: int = 32) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def write_junit(report: dict, path: Path) -> None:
+    """One test case per pair and endpoint, plus one for the prompt token ids."""
+    suite = ET.Element("testsuite", name=f"seqcls.verify.{report['backend']}")
+    cases = 0
+    failures = 0
+    for name, endpoint in report["metrics"]["endpoints"].items():
+        failed = set(endpoint["failed_pairs"])
+        for i, pair in enumerate(report["pairs"]):
+            case = ET.SubElement(suite, "testcase", classname=f"parity{name}", name=f"pair {i}: {pair['query'][:60]}")
+            cases += 1
+            if i in failed:
+                failures += 1
+                ET.SubElement(case, "failure", message=f"abs delta {endpoint['deltas'][i]:.3e} > {report['atol']:.0e}")
+    case = ET.SubElement(suite, "testcase", classname="parity", name="prompt token ids")
+    cases += 1
+    if report["token_ids"]["mismatched_pairs"]:
+        failures += 1
+        ET.SubElement(case, "failure", message=f"pairs {report['token_ids']['mismatched_pairs']}")
+    suite.set("tests", str(cases))
+    suite.set("failures", str(failures))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
+
+
+def write_plot(report: dict, path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise SeqclsError("--plot needs matplotlib; pip install 'seqcls[plot]'") from None
+    original = [p["original"] for p in report["pairs"]]
+    converted = [p["converted"] for p in report["pairs"]]
+    colors = ["tab:blue" if p["ok"] else "tab:red" for p in report["pairs"]]
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    ax.plot([0, 1], [0, 1], color="0.8", lw=1, zorder=0)
+    ax.scatter(original, converted, c=colors, s=18)
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="original score", ylabel="converted score")
+    ax.set_title(
+        f"{report['backend']} · {report['dtype']} · max abs Δ {report['metrics']['max_abs_delta']:.1e}", fontsize=10
+    )
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)

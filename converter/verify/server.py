@@ -1,0 +1,119 @@
+"""Start a vLLM server on a free loopback port, wait for it, query it the way the seed's request demo does, and
+always shut it down."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+from ..errors import SeqclsError
+from ..pairs import Pair
+from ..recipes import Recipe
+from ..vllm_compat import EngineSpec, VllmInstall, device_env, serve_argv
+
+HOST = "127.0.0.1"
+START_TIMEOUT = float(os.environ.get("SEQCLS_SERVER_TIMEOUT", "900"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(spec: EngineSpec, install: VllmInstall, log: Path, device: str) -> Iterator[str]:
+    """Yields the base URL once ``/health`` answers; the whole process group is stopped on the way out."""
+    from .backends import last_error
+
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            serve_argv(spec, install, host=HOST, port=port),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ | device_env(device),
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while not _healthy(url):
+            if proc.poll() is not None:
+                raise SeqclsError(
+                    f"vLLM server for {spec.model} exited ({proc.returncode}): {last_error(log)}; log: {log}"
+                )
+            if time.monotonic() > deadline:
+                raise SeqclsError(f"vLLM server for {spec.model} not healthy after {START_TIMEOUT:.0f}s; log: {log}")
+            time.sleep(1)
+        yield url
+    finally:
+        _stop(proc)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def post(url: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode(errors="replace")[:300]
+        raise SeqclsError(f"{url}{path} answered {e.code}: {detail}") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        raise SeqclsError(f"cannot reach {url}{path}: {e}") from None
+
+
+def query_server(url: str, recipe: Recipe, pairs: list[Pair]):
+    """Per query: one ``/v1/rerank`` and one ``/score`` request with the seed's formatting, plus ``/tokenize`` of
+    each prompt, so token ids can be compared too."""
+    from .backends import Side
+
+    groups: dict[tuple[str, str | None], list[int]] = {}
+    for i, p in enumerate(pairs):
+        groups.setdefault((p.query, p.instruction), []).append(i)
+    rerank, score = [0.0] * len(pairs), [0.0] * len(pairs)
+    for (query, instruction), members in groups.items():
+        q = recipe.format_query(query, instruction)
+        docs = [recipe.format_document(pairs[i].document) for i in members]
+        for r in post(url, "/v1/rerank", {"query": q, "documents": docs})["results"]:
+            rerank[members[r["index"]]] = r["relevance_score"]
+        for d in post(url, "/score", {"queries": q, "documents": docs})["data"]:
+            score[members[d["index"]]] = d["score"]
+    token_ids = [
+        post(url, "/tokenize", {"prompt": recipe.format_pair(p.query, p.document, p.instruction)})["tokens"]
+        for p in pairs
+    ]
+    return Side({"/v1/rerank": rerank, "/score": score}, None, token_ids)

@@ -1,0 +1,115 @@
+"""``seqcls verify`` with the transformers backend, its outputs, and the checks that must make it fail."""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+from helpers import load_all, rewrite_tensor
+
+from converter import convert
+from converter.cli import run
+from converter.verify import verify
+from converter.verify.metrics import kendall_tau
+
+
+@pytest.fixture(scope="module")
+def pair_of(original, tmp_path_factory):
+    """``pair_of(name)``: (original, converted) for a fixture, converted once per module."""
+    done = {}
+
+    def get(name):
+        if name not in done:
+            out = tmp_path_factory.mktemp("verified") / f"{name}-seq-cls"
+            convert(original(name), out)
+            done[name] = (original(name), out)
+        return done[name]
+
+    return get
+
+
+@pytest.mark.parametrize("name", ["tied-bf16-single", "untied-fp32-sharded"])
+def test_transformers_parity_passes_with_every_output(pair_of, tmp_path, capsys, name):
+    src, out = pair_of(name)
+    args = ["verify", str(out), "--original", str(src), "--report", str(tmp_path / "r.json")]
+    args += ["--junit", str(tmp_path / "j.xml"), "--plot", str(tmp_path / "p.png")]
+    assert run(args) == 0
+    stdout = capsys.readouterr().out
+    assert "seqcls verify: PASS" in stdout and "prompt token ids: identical" in stdout
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["verdict"] == "pass" and report["metrics"]["max_abs_delta"] <= 1e-4
+    assert report["metrics"]["max_abs_logit_delta"] <= 1e-4
+    assert report["environment"]["transformers"] and report["environment"]["torch"]
+    assert set(report["inputs"]["converted"]["files"]) >= {"config.json", "tokenizer.json"}
+    shards = [f for f in report["inputs"]["converted"]["files"] if f.endswith(".safetensors")]
+    assert shards and all(len(report["inputs"]["converted"]["files"][f]) == 64 for f in shards)
+    assert {r["query"] for r in report["rankings"]} >= {"Which planet is known as the Red Planet?"}
+    assert all(r["kendall_tau"] == 1.0 and r["top1_equal"] for r in report["rankings"])
+    documents = [p["document"] for p in report["pairs"]]
+    assert "" in documents and any("<|im_end|>" in d for d in documents)
+    assert any(len(d) > 10_000 for d in documents), "no long document near the model length"
+    suite = ET.parse(tmp_path / "j.xml").getroot()
+    assert suite.get("failures") == "0" and int(suite.get("tests")) == len(report["pairs"]) + 1
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_tampered_head_fails_with_exit_1(pair_of, tmp_path, capsys):
+    src, good = pair_of("untied-fp32-single")
+    bad = tmp_path / "bad"
+    convert(src, bad)
+    rewrite_tensor(bad, "score.weight", load_all(good)["score.weight"] * 1.05)
+    assert run(["verify", str(bad), "--original", str(src), "--junit", str(tmp_path / "j.xml")]) == 1
+    assert "seqcls verify: FAIL" in capsys.readouterr().out
+    assert int(ET.parse(tmp_path / "j.xml").getroot().get("failures")) > 0
+
+
+def test_different_prompt_token_ids_are_a_failure_of_their_own(pair_of, tmp_path):
+    src, _ = pair_of("tied-bf16-single")
+    bad = tmp_path / "bad"
+    convert(src, bad)
+    tokenizer = json.loads((bad / "tokenizer.json").read_text())
+    tokenizer["normalizer"] = {"type": "Lowercase"}
+    (bad / "tokenizer.json").write_text(json.dumps(tokenizer))
+    report = verify(bad, src)
+    assert report["verdict"] == "fail"
+    assert report["token_ids"]["mismatched_pairs"], "a lowercasing tokenizer must change some prompt ids"
+
+
+def test_pairs_file(pair_of, tmp_path):
+    src, out = pair_of("tied-bf16-single")
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [
+        {"query": "q1", "document": "d1"},
+        {"query": "q1", "document": "d2", "instruction": "Judge code snippets"},
+        {"query": "q2", "document": ""},
+    ]
+    pairs.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n")
+    report = verify(out, src, pairs_file=pairs)
+    assert [(p["query"], p["document"], p["instruction"]) for p in report["pairs"]] == [
+        (r["query"], r["document"], r.get("instruction")) for r in rows
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "match"),
+    [('{"query": "q"}', "needs string fields"), ("not json", "not valid JSON"), ("", "holds no pairs")],
+)
+def test_bad_pairs_file(pair_of, tmp_path, capsys, content, match):
+    src, out = pair_of("tied-bf16-single")
+    (tmp_path / "p.jsonl").write_text(content)
+    assert run(["verify", str(out), "--original", str(src), "--pairs", str(tmp_path / "p.jsonl")]) == 2
+    assert match in capsys.readouterr().err
+
+
+def test_unconverted_checkpoint_is_bad_input(original, capsys):
+    src = original("tied-bf16-single")
+    assert run(["verify", str(src), "--original", str(src)]) == 2
+    assert "run seqcls convert first" in capsys.readouterr().err
+
+
+def test_kendall_tau():
+    assert kendall_tau([1, 2, 3], [10, 20, 30]) == 1.0
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+    assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
+    assert kendall_tau([1.0], [1.0]) is None
