@@ -35,6 +35,23 @@ def original(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def pair_of(original, tmp_path_factory):
+    """``pair_of(name)``: (original, converted), converted once per session. Do not modify either."""
+    from converter import convert
+
+    done: dict[str, tuple[Path, Path]] = {}
+
+    def get(name: str) -> tuple[Path, Path]:
+        if name not in done:
+            out = tmp_path_factory.mktemp("converted") / f"{name}-seq-cls"
+            convert(original(name), out)
+            done[name] = (original(name), out)
+        return done[name]
+
+    return get
+
+
 @pytest.fixture
 def copy_of(original, tmp_path):
     """``copy_of(name)``: a private, writable copy of an original, for tests that damage it."""

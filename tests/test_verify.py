@@ -14,21 +14,6 @@ from converter.verify import verify
 from converter.verify.metrics import kendall_tau
 
 
-@pytest.fixture(scope="module")
-def pair_of(original, tmp_path_factory):
-    """``pair_of(name)``: (original, converted) for a fixture, converted once per module."""
-    done = {}
-
-    def get(name):
-        if name not in done:
-            out = tmp_path_factory.mktemp("verified") / f"{name}-seq-cls"
-            convert(original(name), out)
-            done[name] = (original(name), out)
-        return done[name]
-
-    return get
-
-
 @pytest.mark.parametrize("name", ["tied-bf16-single", "untied-fp32-sharded"])
 def test_transformers_parity_passes_with_every_output(pair_of, tmp_path, capsys, name):
     src, out = pair_of(name)

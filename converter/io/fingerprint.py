@@ -5,7 +5,19 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-FINGERPRINTED = ("*.safetensors", "*.json", "*.jinja", "*.txt", "*.model")
+FINGERPRINTED = (
+    "*.safetensors",
+    "model.safetensors.index.json",
+    "config.json",
+    "generation_config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+    "*.jinja",
+)
+"""What scoring depends on. Reports and model cards are left out, so writing them does not change the identity."""
 _cache: dict[tuple[int, int, int, int], str] = {}
 
 

@@ -6,7 +6,6 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..errors import SeqclsError
 from ..report import markdown_table
 
 
@@ -86,14 +85,15 @@ def write_junit(report: dict, path: Path) -> None:
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def write_plot(report: dict, path: Path) -> None:
+def write_plot(report: dict, path: Path) -> bool:
+    """False when matplotlib is missing: the plot is a convenience, the verdict does not depend on it."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise SeqclsError("--plot needs matplotlib; pip install 'seqcls[plot]'") from None
+        return False
     original = [p["original"] for p in report["pairs"]]
     converted = [p["converted"] for p in report["pairs"]]
     colors = ["tab:blue" if p["ok"] else "tab:red" for p in report["pairs"]]
@@ -108,3 +108,4 @@ def write_plot(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
     plt.close(fig)
+    return True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -69,8 +70,8 @@ def verify(
         write_json(result, Path(report))
     if junit:
         write_junit(result, Path(junit))
-    if plot:
-        write_plot(result, Path(plot))
+    if plot and not write_plot(result, Path(plot)):
+        print("seqcls: warning: --plot skipped: matplotlib is missing (pip install 'seqcls[plot]')", file=sys.stderr)
     return result
 
 

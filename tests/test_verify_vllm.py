@@ -1,0 +1,130 @@
+"""``seqcls verify`` through the real vLLM engine and server (CPU build here; CUDA and NPU where present)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import load_all, rewrite_tensor
+
+from converter import convert
+from converter.cli import run
+from converter.recipes import QWEN3_RERANKER
+from converter.verify import verify
+from converter.verify.server import running_server
+from converter.vllm_compat import EngineSpec, require
+
+pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _servers_running(model: Path) -> int:
+    count = 0
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"vllm.entrypoints.openai.api_server" in args and str(model).encode() in args:
+            count += 1
+    return count
+
+
+@pytest.fixture
+def swapped(pair_of, tmp_path):
+    """A converted checkpoint whose head was built from swapped label tokens."""
+    src, good = pair_of("tied-bf16-single")
+    bad = tmp_path / "swapped"
+    convert(src, bad)
+    rewrite_tensor(bad, "score.weight", -load_all(good)["score.weight"])
+    return src, bad
+
+
+def test_vllm_backend_tied_fp32(pair_of, tmp_path):
+    src, out = pair_of("tied-bf16-single")
+    report = verify(out, src, backend="vllm", report=tmp_path / "report.json")
+    assert report["verdict"] == "pass", report["failed_pairs"]
+    assert report["metrics"]["max_abs_delta"] <= 1e-4
+    assert report["environment"]["vllm"].startswith("vllm")
+    assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
+    assert (tmp_path / "vllm-original.log").is_file() and (tmp_path / "vllm-converted.log").is_file()
+
+
+def test_ci_parity_script_untied_fp32(original, tmp_path):
+    """The script a GPU or Ascend CI job runs, here on CPU: convert, verify with vLLM, leave the artifacts."""
+    src = original("untied-fp32-sharded")
+    out = tmp_path / "out"
+    env = os.environ | {"SEQCLS": f"{sys.executable} -m converter", "DEVICE": "cpu"}
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "ci_parity.sh"), str(src), str(out)], env=env, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    artifacts = tmp_path / "out-parity"
+    report = json.loads((artifacts / "report.json").read_text())
+    assert report["verdict"] == "pass" and report["backend"] == "vllm"
+    assert (artifacts / "junit.xml").read_text().count("<failure") == 0
+    assert (artifacts / "parity.png").is_file()
+    assert "seqcls verify: PASS" in result.stdout
+
+
+def test_vllm_backend_catches_swapped_tokens(swapped, capsys):
+    src, bad = swapped
+    assert run(["verify", str(bad), "--original", str(src), "--backend", "vllm"]) == 1
+    assert "seqcls verify: FAIL" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def original_server(original, tmp_path_factory):
+    """One server for the original, started the way the seed documents it (with hf_overrides)."""
+    src = original("tied-bf16-single")
+    spec = EngineSpec(str(src), "float32", "cpu", QWEN3_RERANKER.vllm_hf_overrides(), max_model_len=4096)
+    log = tmp_path_factory.mktemp("server") / "original.log"
+    with running_server(spec, require(), log, "cpu") as url:
+        yield src, url
+    assert _servers_running(src) == 0, "the original's server outlived its context"
+
+
+def test_server_backend_rerank_and_score(original_server, pair_of, tmp_path, capsys):
+    src, url = original_server
+    _, out = pair_of("tied-bf16-single")
+    args = ["verify", str(out), "--original", str(src), "--backend", "server", "--original-url", url]
+    assert run([*args, "--report", str(tmp_path / "r.json")]) == 0, capsys.readouterr()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["metrics"]["endpoints"]) == {"/v1/rerank", "/score"}
+    assert report["metrics"]["max_abs_delta"] <= 1e-4
+    assert not report["token_ids"]["mismatched_pairs"]
+    assert _servers_running(out) == 0, "the converted model's server was not shut down"
+
+
+def test_server_backend_catches_swapped_tokens(original_server, swapped, capsys):
+    _, url = original_server
+    src, bad = swapped
+    args = ["verify", str(bad), "--original", str(src), "--backend", "server", "--original-url", url]
+    assert run(args) == 1
+    assert "seqcls verify: FAIL" in capsys.readouterr().out
+    assert _servers_running(bad) == 0
+
+
+def test_server_that_cannot_start_is_a_clean_error(pair_of, tmp_path, capsys):
+    src, out = pair_of("tied-bf16-single")
+    args = ["verify", str(out), "--original", str(src), "--backend", "server", "--max-length", "100000"]
+    assert run([*args, "--log-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "vLLM server for" in err[0] and "server-original.log" in err[0]
+    assert _servers_running(src) == 0
+
+
+@pytest.mark.cuda
+def test_vllm_backend_on_cuda(pair_of):
+    src, out = pair_of("untied-fp32-sharded")
+    assert verify(out, src, backend="vllm", device="cuda")["verdict"] == "pass"
+
+
+@pytest.mark.npu
+def test_vllm_backend_on_npu(pair_of):
+    src, out = pair_of("untied-fp32-sharded")
+    assert verify(out, src, backend="vllm", device="npu")["verdict"] == "pass"
