@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from converter.io.safetensors_format import encode_header
 
 VOCAB, HEAD_DIM, SHARD_LIMIT = 151669, 128, 4_000_000_000

@@ -110,7 +110,7 @@ def test_server_backend_catches_swapped_tokens(original_server, swapped, capsys)
 
 
 def test_server_that_cannot_start_is_a_clean_error(pair_of, tmp_path, capsys):
-    src, out = pair_of("tied-bf16-single")
+    src, out = pair_of("untied-fp32-single")  # not the model original_server is serving
     args = ["verify", str(out), "--original", str(src), "--backend", "server", "--max-length", "100000"]
     assert run([*args, "--log-dir", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -18,6 +18,7 @@ from ..errors import SeqclsError
 from ..pairs import Pair
 from ..recipes import Recipe
 from ..vllm_compat import EngineSpec, device_env, engine_kwargs, require
+from .server import stop_process_group
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,11 @@ def _run_engine(job: dict, which: str, s: Settings) -> dict:
         cmd = [sys.executable, "-m", "converter.verify.engine", str(job_path), str(result_path)]
         env = os.environ | device_env(s.device)
         with open(log, "w") as out:
-            code = subprocess.run(cmd, stdout=out, stderr=subprocess.STDOUT, env=env).returncode
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            try:
+                code = proc.wait()
+            finally:
+                stop_process_group(proc, grace=0)
         if code != 0 or not result_path.exists():
             raise SeqclsError(f"vLLM failed on the {which} model (exit {code}): {last_error(log)}; log: {log}")
         return json.loads(result_path.read_text())

@@ -15,12 +15,15 @@ def run(job: dict) -> dict:
     from vllm import LLM
 
     llm = LLM(**job["engine"])
-    kwargs = {"chat_template": job["chat_template"]} if job.get("chat_template") else {}
-    outputs = llm.score(job["queries"], job["documents"], use_tqdm=False, **kwargs)
-    return {
-        "scores": [o.outputs.score for o in outputs],
-        "prompt_token_ids": [list(o.prompt_token_ids) for o in outputs],
-    }
+    try:
+        kwargs = {"chat_template": job["chat_template"]} if job.get("chat_template") else {}
+        outputs = llm.score(job["queries"], job["documents"], use_tqdm=False, **kwargs)
+        return {
+            "scores": [o.outputs.score for o in outputs],
+            "prompt_token_ids": [list(o.prompt_token_ids) for o in outputs],
+        }
+    finally:
+        llm.llm_engine.engine_core.shutdown()  # stops the engine-core and worker processes it spawned
 
 
 def main() -> None:
@@ -32,7 +35,7 @@ def main() -> None:
         json.dump(result, f)
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)  # vLLM's CPU teardown can abort after the work is done; the result is already on disk
+    os._exit(0)  # vLLM's interpreter teardown can abort after the work is done; the result is already on disk
 
 
 if __name__ == "__main__":

@@ -58,7 +58,7 @@ def running_server(spec: EngineSpec, install: VllmInstall, log: Path, device: st
             time.sleep(1)
         yield url
     finally:
-        _stop(proc)
+        stop_process_group(proc)
 
 
 def _healthy(url: str) -> bool:
@@ -69,17 +69,16 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
+def stop_process_group(proc: subprocess.Popen, grace: float = 30) -> None:
+    """SIGTERM the session ``proc`` leads, then SIGKILL whatever is left: vLLM's engine-core and worker processes
+    outlive their parent otherwise, each holding a model's memory."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def post(url: str, path: str, body: dict) -> dict:
