@@ -16,6 +16,12 @@ def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines)
 
 
+def shorten(text: str, width: int = 32) -> str:
+    """One line of at most ``width`` characters, for table cells."""
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def _width(text: str) -> int:
     """Terminal columns: CJK characters take two, so tables of multilingual pairs stay aligned."""
     return sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)

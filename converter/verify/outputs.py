@@ -6,7 +6,7 @@ import json
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ..report import markdown_table
+from ..report import markdown_table, shorten
 
 
 def write_json(report: dict, path: Path) -> None:
@@ -48,17 +48,12 @@ def markdown(report: dict) -> str:
     lines += ["", markdown_table(
         ("#", "query", "document", "original", "converted", "abs Δ", "ok"),
         [
-            (str(i), _short(p["query"]), _short(p["document"]) or "(empty)", f"{p['original']:.6f}",
+            (str(i), shorten(p["query"]), shorten(p["document"]) or "(empty)", f"{p['original']:.6f}",
              f"{p['converted']:.6f}", f"{p['abs_delta']:.1e}", "yes" if p["ok"] else "NO")
             for i, p in enumerate(report["pairs"])
         ],
     )]  # fmt: skip
     return "\n".join(lines)
-
-
-def _short(text: str, width: int = 32) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def write_junit(report: dict, path: Path) -> None:

@@ -32,6 +32,7 @@ def verify(
     device: str = "cpu",
     dtype: str = "float32",
     pairs_file: str | Path | None = None,
+    pairs: list[Pair] | None = None,
     atol: float | None = None,
     max_length: int | None = None,
     batch_size: int = 8,
@@ -44,7 +45,9 @@ def verify(
     plot: str | Path | None = None,
     log_dir: str | Path | None = None,
 ) -> dict:
-    """Returns the report; ``report["verdict"]`` is "pass" or "fail". Raises ``SeqclsError`` for bad input."""
+    """Returns the report; ``report["verdict"]`` is "pass" or "fail". Raises ``SeqclsError`` for bad input.
+
+    Pairs come from ``pairs``, else the JSONL ``pairs_file``, else the built-in set."""
     if backend not in BACKENDS:
         raise SeqclsError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if device not in DEVICES or dtype not in DTYPES:
@@ -54,7 +57,8 @@ def verify(
     limit = max_length or min(
         read_config(original).get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH
     )
-    pairs = load_pairs(Path(pairs_file)) if pairs_file else builtin_pairs(_long_document(original, recipe, limit))
+    if pairs is None:
+        pairs = load_pairs(Path(pairs_file)) if pairs_file else builtin_pairs(_long_document(original, recipe, limit))
     tolerance = DEFAULT_ATOL[dtype] if atol is None else atol
     settings = Settings(
         original=original, converted=converted, recipe=recipe, pairs=pairs, dtype=dtype, device=device,
