@@ -93,6 +93,14 @@ def run(argv: list[str] | None = None) -> int:
         message = str(e) if isinstance(e, SeqclsError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
         print(f"seqcls: error: {message}", file=sys.stderr)
         return 2
+    except ImportError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(
+            f"seqcls: error: {e.name or e} is not installed; run scripts/setup or pip install torch first",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("seqcls: interrupted", file=sys.stderr)
         return 130

@@ -30,7 +30,9 @@ class WriteReport:
     bytes_copied: int = 0
 
 
-def write_plan(plan: Plan, out: Path, *, copy: bool = False, overwrite: bool = False, progress: bool | None = None):
+def write_plan(
+    plan: Plan, out: Path, *, copy: bool = False, overwrite: bool = False, progress: bool | None = None
+) -> WriteReport:
     out = Path(out)
     _check_output(plan, out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)

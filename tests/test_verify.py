@@ -98,3 +98,16 @@ def test_kendall_tau():
     assert kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
     assert kendall_tau([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(2 / 3)
     assert kendall_tau([1.0], [1.0]) is None
+
+
+def test_missing_vllm_is_an_environment_error(pair_of, monkeypatch, capsys):
+    """vLLM absent (as on a laptop without the extra): exit 2 and one line saying what to install."""
+    import converter.vllm_compat as compat
+
+    src, out = pair_of("tied-bf16-single")
+    monkeypatch.setattr(compat, "_version", lambda dist: None)
+    assert run(["verify", str(out), "--original", str(src), "--backend", "vllm"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "seqcls: error: vLLM is not installed; install it (pip install 'seqcls[vllm]' here, vllm or vllm-ascend)"
+    ]
