@@ -15,6 +15,7 @@ from .io.checkpoint import Checkpoint, open_checkpoint
 from .io.safetensors_format import NewTensor, TensorInfo, read_row
 from .recipes import FROM_2_WAY_SOFTMAX, Recipe, known_architectures, recipe_for
 from .source import Source
+from .templates import SCORE_TEMPLATE_FILE, score_template
 from .tokenizer import Vocabulary, read_vocabulary
 
 CARRIED_FILES = (
@@ -50,6 +51,8 @@ class Plan:
     config: dict
     shards: tuple[OutputShard, ...]
     carried_files: tuple[Path, ...]
+    new_files: dict[str, str]
+    """Files the output gains, such as the score template."""
     vocabulary: Vocabulary
     head_name: str
     tied: bool
@@ -81,6 +84,7 @@ def make_plan(source: Source) -> Plan:
         config=_new_config(ckpt.config, recipe, vocab),
         shards=_output_shards(ckpt, drop={recipe.head_tensor}, score=score),
         carried_files=_carried_files(source),
+        new_files={SCORE_TEMPLATE_FILE: score_template(recipe)},
         vocabulary=vocab,
         head_name=head.name,
         tied=tied,

@@ -50,6 +50,8 @@ def write_plan(
                 _write_shard(shard, tmp / shard.name, copy, on_bytes, report)
         for src in plan.carried_files:
             shutil.copyfile(src, tmp / src.name)
+        for name, text in plan.new_files.items():
+            (tmp / name).write_text(text, encoding="utf-8")
         _write_json(tmp / CONFIG, plan.config)
         if plan.index is not None:
             _write_json(tmp / INDEX, plan.index)

@@ -130,20 +130,21 @@ def run_vllm(s: Settings) -> BackendRun:
     sides = {}
     for which in ("original", "converted"):
         job = {"engine": engine_kwargs(s.spec(which), install), "queries": queries, "documents": documents}
-        result = _run_engine(job, which, s)
+        result = run_engine(job, which, s.log_dir, s.device)
         sides[which] = Side({"score": result["scores"]}, None, result["prompt_token_ids"])
     env = {"backend": "vllm", "vllm": install.describe()}
     return BackendRun(sides["original"], sides["converted"], official_ids(s), env)
 
 
-def _run_engine(job: dict, which: str, s: Settings) -> dict:
-    s.log_dir.mkdir(parents=True, exist_ok=True)
-    log = s.log_dir / f"vllm-{which}.log"
+def run_engine(job: dict, which: str, log_dir: Path, device: str) -> dict:
+    """Run one engine job in its own process session (see ``engine.py``); the log goes to ``log_dir``."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"vllm-{which}.log"
     with tempfile.TemporaryDirectory(prefix="seqcls-engine-") as tmp:
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_path.write_text(json.dumps(job))
         cmd = [sys.executable, "-m", "converter.verify.engine", str(job_path), str(result_path)]
-        env = os.environ | device_env(s.device)
+        env = os.environ | device_env(device)
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             try:

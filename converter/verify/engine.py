@@ -12,16 +12,30 @@ import sys
 
 
 def run(job: dict) -> dict:
-    from vllm import LLM
+    """Scores pairs in groups that share ``chat_template_kwargs`` (an instruction, say), keeping their order."""
+    from vllm import LLM, PoolingParams
 
     llm = LLM(**job["engine"])
     try:
-        kwargs = {"chat_template": job["chat_template"]} if job.get("chat_template") else {}
-        outputs = llm.score(job["queries"], job["documents"], use_tqdm=False, **kwargs)
-        return {
-            "scores": [o.outputs.score for o in outputs],
-            "prompt_token_ids": [list(o.prompt_token_ids) for o in outputs],
-        }
+        n = len(job["queries"])
+        per_pair = job.get("chat_template_kwargs") or [None] * n
+        groups: dict[str, list[int]] = {}
+        for i, kwargs in enumerate(per_pair):
+            groups.setdefault(json.dumps(kwargs, sort_keys=True), []).append(i)
+        scores, token_ids = [0.0] * n, [[]] * n
+        for key, members in groups.items():
+            kwargs = json.loads(key)
+            params = PoolingParams(extra_kwargs={"chat_template_kwargs": kwargs}) if kwargs else None
+            outputs = llm.score(
+                [job["queries"][i] for i in members],
+                [job["documents"][i] for i in members],
+                use_tqdm=False,
+                pooling_params=params,
+                chat_template=job.get("chat_template"),
+            )
+            for i, o in zip(members, outputs):
+                scores[i], token_ids[i] = o.outputs.score, list(o.prompt_token_ids)
+        return {"scores": scores, "prompt_token_ids": token_ids}
     finally:
         llm.llm_engine.engine_core.shutdown()  # stops the engine-core and worker processes it spawned
 
