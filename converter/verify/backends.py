@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import SeqclsError
+from ..io.checkpoint import read_config
 from ..pairs import Pair
 from ..recipes import Recipe
 from ..vllm_compat import EngineSpec, device_env, engine_kwargs, require
@@ -100,13 +101,10 @@ def run_transformers(s: Settings) -> BackendRun:
     prepare_device(s.device)
     ids_original = official_ids(s)
     ids_converted = official_ids(s, s.converted)
-    config = json.loads((s.converted / "config.json").read_text())
-    label_ids = _label_ids(s)
-    common = {"dtype": s.dtype, "batch_size": s.batch_size, "device": s.device}
-    before = score_original(
-        s.original, ids_original, s.recipe, pad_id=config["pad_token_id"], label_ids=label_ids, **common
-    )
-    after = score_converted(s.converted, ids_converted, pad_id=config["pad_token_id"], **common)
+    pad_id = read_config(s.converted)["pad_token_id"]
+    common = {"pad_id": pad_id, "dtype": s.dtype, "batch_size": s.batch_size, "device": s.device}
+    before = score_original(s.original, ids_original, s.recipe, label_ids=_label_ids(s), **common)
+    after = score_converted(s.converted, ids_converted, **common)
     env = {"backend": "transformers", "transformers": transformers.__version__, "torch": torch.__version__}
     return BackendRun(
         original=Side({"score": before.probabilities}, before.logits, ids_original),
@@ -117,7 +115,6 @@ def run_transformers(s: Settings) -> BackendRun:
 
 
 def _label_ids(s: Settings) -> tuple[int, int]:
-    from ..io.checkpoint import read_config
     from ..tokenizer import read_vocabulary
 
     return read_vocabulary(s.original, s.recipe.label_tokens, read_config(s.original)).label_ids
@@ -125,6 +122,7 @@ def _label_ids(s: Settings) -> tuple[int, int]:
 
 def run_vllm(s: Settings) -> BackendRun:
     install = require()
+    prepare_device(s.device)
     queries = [s.recipe.format_query(p.query, p.instruction) for p in s.pairs]
     documents = [s.recipe.format_document(p.document) for p in s.pairs]
     sides = {}
@@ -168,6 +166,8 @@ def run_server(s: Settings) -> BackendRun:
     from .server import query_server, running_server
 
     install = require() if not (s.original_url and s.converted_url) else None
+    if install:
+        prepare_device(s.device)
     sides = {}
     for which, url in (("original", s.original_url), ("converted", s.converted_url)):
         if url:
