@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -88,13 +90,26 @@ def test_unchanged_shards_are_hard_linked_and_copy_copies(original, tmp_path):
     _, linked = convert(src, tmp_path / "linked")
     assert linked.linked and len(linked.rewritten) == 1 and not linked.copied
     for name in linked.linked:
-        assert (tmp_path / "linked" / name).stat().st_ino in src_inodes
+        assert (tmp_path / "linked" / name).stat().st_ino == (src / name).stat().st_ino, "shards keep their order"
     _, copied = convert(src, tmp_path / "copied", copy=True)
     assert copied.copied == linked.linked and not copied.linked
     for name in copied.copied:
         path = tmp_path / "copied" / name
         assert path.stat().st_ino not in src_inodes
         assert path.read_bytes() == (tmp_path / "linked" / name).read_bytes()
+
+
+def test_link_falls_back_to_a_copy_across_file_systems(original, tmp_path):
+    src = original("untied-bf16-sharded")
+    shm = Path("/dev/shm")
+    if not shm.is_dir() or shm.stat().st_dev == src.stat().st_dev:
+        pytest.fail("this test needs /dev/shm on another file system than the fixtures")
+    with tempfile.TemporaryDirectory(dir=shm) as other_fs:
+        out = Path(other_fs) / "out"
+        _, report = convert(src, out)
+        assert report.copied and not report.linked
+        for name in report.copied:
+            assert (out / name).read_bytes() == (src / name).read_bytes()
 
 
 def test_lm_head_sharing_a_shard_is_dropped_by_byte_range(original, tmp_path):

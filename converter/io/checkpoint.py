@@ -85,7 +85,7 @@ def _weight_file_names(folder: Path) -> list[str]:
             "remove the one that is stale"
         )
     if has_index:
-        return list(dict.fromkeys(read_index(folder).values()))
+        return sorted(set(read_index(folder).values()))
     if has_single:
         return [SINGLE]
     pickles = sorted(p.name for pattern in PICKLE_PATTERNS for p in folder.glob(pattern))
