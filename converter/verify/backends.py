@@ -19,7 +19,7 @@ from ..io.checkpoint import read_config
 from ..pairs import Pair
 from ..recipes import Recipe
 from ..vllm_compat import EngineSpec, device_env, engine_kwargs, require
-from .server import stop_process_group
+from .server import last_error, stop_process_group
 
 
 @dataclass(frozen=True)
@@ -152,14 +152,6 @@ def run_engine(job: dict, which: str, log_dir: Path, device: str) -> dict:
         if code != 0 or not result_path.exists():
             raise SeqclsError(f"vLLM failed on the {which} model (exit {code}): {last_error(log)}; log: {log}")
         return json.loads(result_path.read_text())
-
-
-def last_error(log: Path) -> str:
-    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
-    for line in reversed(lines):
-        if "Error" in line or "error:" in line:
-            return line[-300:]
-    return lines[-1][-300:] if lines else "no output"
 
 
 def run_server(s: Settings) -> BackendRun:

@@ -53,10 +53,8 @@ def verify(
     if device not in DEVICES or dtype not in DTYPES:
         raise SeqclsError(f"--device must be one of {DEVICES} and --dtype one of {DTYPES}")
     converted, original = Path(converted), Path(original)
-    recipe = _check_inputs(converted, original)
-    limit = max_length or min(
-        read_config(original).get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH
-    )
+    recipe, config = _check_inputs(converted, original)
+    limit = max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
     if pairs is None:
         pairs = load_pairs(Path(pairs_file)) if pairs_file else builtin_pairs(_long_document(original, recipe, limit))
     tolerance = DEFAULT_ATOL[dtype] if atol is None else atol
@@ -79,17 +77,19 @@ def verify(
     return result
 
 
-def _check_inputs(converted: Path, original: Path) -> Recipe:
+def _check_inputs(converted: Path, original: Path) -> tuple[Recipe, dict]:
+    """The recipe, and the original's config."""
     for path in (converted, original):
         if not path.is_dir():
             raise SeqclsError(f"{path} is not a checkpoint folder")
-    archs = read_config(original).get("architectures") or []
+    config = read_config(original)
+    archs = config.get("architectures") or []
     recipe = recipe_for(archs)
     if recipe is None:
         raise SeqclsError(f"--original {original} is not a known reranker original (architectures {archs})")
     if read_config(converted).get("architectures") != [recipe.target_architecture]:
         raise SeqclsError(f"{converted} is not a {recipe.target_architecture} checkpoint; run seqcls convert first")
-    return recipe
+    return recipe, config
 
 
 def _long_document(original: Path, recipe: Recipe, max_length: int) -> str:

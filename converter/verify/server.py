@@ -33,8 +33,6 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_server(spec: EngineSpec, install: VllmInstall, log: Path, device: str) -> Iterator[str]:
     """Yields the base URL once ``/health`` answers; the whole process group is stopped on the way out."""
-    from .backends import last_error
-
     port = free_port()
     url = f"http://{HOST}:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -59,6 +57,14 @@ def running_server(spec: EngineSpec, install: VllmInstall, log: Path, device: st
         yield url
     finally:
         stop_process_group(proc)
+
+
+def last_error(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "error:" in line:
+            return line[-300:]
+    return lines[-1][-300:] if lines else "no output"
 
 
 def _healthy(url: str) -> bool:
