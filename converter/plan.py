@@ -13,22 +13,19 @@ import numpy as np
 from .errors import SeqclsError
 from .io.checkpoint import Checkpoint, open_checkpoint
 from .io.safetensors_format import NewTensor, TensorInfo, read_row
+from .package import loader_files
 from .recipes import FROM_2_WAY_SOFTMAX, Recipe, known_architectures, recipe_for
 from .source import Source
-from .templates import SCORE_TEMPLATE_FILE, score_template
-from .tokenizer import Vocabulary, read_vocabulary
+from .tokenizer import TOKENIZER_CONFIG, Vocabulary, read_tokenizer_config, read_vocabulary
 
 CARRIED_FILES = (
     "generation_config.json",
     "tokenizer.json",
-    "tokenizer_config.json",
     "special_tokens_map.json",
     "added_tokens.json",
     "vocab.json",
     "merges.txt",
     "tokenizer.model",
-    "chat_template.jinja",
-    "chat_template.json",
     "LICENSE",
     "LICENSE.txt",
     "NOTICE",
@@ -52,7 +49,7 @@ class Plan:
     shards: tuple[OutputShard, ...]
     carried_files: tuple[Path, ...]
     new_files: dict[str, str]
-    """Files the output gains, such as the score template."""
+    """Files the output gains: the score template and what each loader reads (see ``package``)."""
     vocabulary: Vocabulary
     head_name: str
     tied: bool
@@ -74,7 +71,9 @@ class Plan:
 def make_plan(source: Source) -> Plan:
     ckpt = open_checkpoint(source.folder, source.root)
     recipe = _recipe(ckpt)
-    vocab = read_vocabulary(source.folder, recipe.label_tokens, ckpt.config)
+    carried = _carried_files(source)
+    tokenizer_config = read_tokenizer_config(source.folder)
+    vocab = read_vocabulary(source.folder, recipe.label_tokens, ckpt.config, tokenizer_config)
     tied = bool(ckpt.config.get("tie_word_embeddings", recipe.tie_default))
     head = _head_tensor(ckpt, recipe, tied)
     score = _score(head, vocab.label_ids, recipe)
@@ -83,8 +82,8 @@ def make_plan(source: Source) -> Plan:
         recipe=recipe,
         config=_new_config(ckpt.config, recipe, vocab),
         shards=_output_shards(ckpt, drop={recipe.head_tensor}, score=score),
-        carried_files=_carried_files(source),
-        new_files={SCORE_TEMPLATE_FILE: score_template(recipe)},
+        carried_files=carried,
+        new_files=loader_files(recipe, vocab, tokenizer_config),
         vocabulary=vocab,
         head_name=head.name,
         tied=tied,
@@ -177,8 +176,9 @@ def _output_shards(ckpt: Checkpoint, drop: set[str], score: NewTensor) -> tuple[
 
 
 def _carried_files(source: Source) -> tuple[Path, ...]:
-    found = tuple(p for name in CARRIED_FILES if (p := source.folder / name).is_file())
+    """The files copied as they are; also checks the tokenizer config, which is read, for links out of the source."""
+    found = tuple(p for name in (*CARRIED_FILES, TOKENIZER_CONFIG) if (p := source.folder / name).is_file())
     for p in found:
         if not p.resolve().is_relative_to(source.root.resolve()):
             raise SeqclsError(f"{p.name} is a link that leads outside {source.root}; refusing to read it")
-    return found
+    return tuple(p for p in found if p.name != TOKENIZER_CONFIG)

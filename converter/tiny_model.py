@@ -44,6 +44,11 @@ QWEN3_ADDED_TOKENS = [
 ]
 VOCAB_SIZE = 151669
 PAD, EOS = "<|endoftext|>", "<|im_end|>"
+CHATML_TEMPLATE = (
+    "{%- for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor -%}"
+    "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif -%}"
+)
+"""Stands in for Qwen3's generation template, which the original carries and a classifier must not use."""
 
 
 @functools.cache
@@ -65,7 +70,9 @@ def build_qwen3_tokenizer():
         else:
             tok.add_tokens([added])
     assert tok.get_vocab_size() == VOCAB_SIZE, tok.get_vocab_size()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD)
+    tokenizer.chat_template = CHATML_TEMPLATE
+    return tokenizer
 
 
 def build_tiny_reranker(

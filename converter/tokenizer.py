@@ -20,9 +20,25 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 class Vocabulary:
     label_ids: tuple[int, ...]
     pad_token_id: int
+    pad_token: str
 
 
-def read_vocabulary(folder: Path, label_tokens: tuple[str, ...], config: dict) -> Vocabulary:
+def read_tokenizer_config(folder: Path) -> dict | None:
+    path = Path(folder) / TOKENIZER_CONFIG
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise SeqclsError(f"{path} is not valid JSON ({e}); fix or re-download it") from None
+    if not isinstance(data, dict):
+        raise SeqclsError(f"{path} must hold a JSON object; fix or re-download it")
+    return data
+
+
+def read_vocabulary(
+    folder: Path, label_tokens: tuple[str, ...], config: dict, tokenizer_config: dict | None
+) -> Vocabulary:
     from tokenizers import Tokenizer
 
     path = Path(folder) / TOKENIZER_FILE
@@ -33,7 +49,11 @@ def read_vocabulary(folder: Path, label_tokens: tuple[str, ...], config: dict) -
     except Exception as e:  # the Rust library raises its own exception type for any parse error
         raise SeqclsError(f"{path} is not a readable tokenizer ({str(e).splitlines()[0]}); re-download it") from None
     label_ids = tuple(_single_token_id(tok, t) for t in label_tokens)
-    return Vocabulary(label_ids=label_ids, pad_token_id=_pad_token_id(tok, Path(folder), config))
+    pad_id = _pad_token_id(tok, tokenizer_config or {}, config)
+    pad_token = tok.id_to_token(pad_id)
+    if pad_token is None:
+        raise SeqclsError(f"pad_token_id {pad_id} is not in {path}; fix pad_token_id in config.json")
+    return Vocabulary(label_ids=label_ids, pad_token_id=pad_id, pad_token=pad_token)
 
 
 def _single_token_id(tok, token: str) -> int:
@@ -49,14 +69,8 @@ def _single_token_id(tok, token: str) -> int:
     return ids[0]
 
 
-def _pad_token_id(tok, folder: Path, config: dict) -> int:
-    pad = None
-    tc_path = folder / TOKENIZER_CONFIG
-    if tc_path.is_file():
-        try:
-            pad = json.loads(tc_path.read_text(encoding="utf-8")).get("pad_token")
-        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as e:
-            raise SeqclsError(f"{tc_path} is not valid JSON ({e}); fix or re-download it") from None
+def _pad_token_id(tok, tokenizer_config: dict, config: dict) -> int:
+    pad = tokenizer_config.get("pad_token")
     if isinstance(pad, dict):
         pad = pad.get("content")
     if isinstance(pad, str) and tok.token_to_id(pad) is not None:

@@ -201,7 +201,7 @@ def test_label_token_that_is_not_one_token(original):
     from converter.tokenizer import read_vocabulary
 
     with pytest.raises(SeqclsError, match="'definitely' is 2 tokens"):
-        read_vocabulary(original("tied-bf16-single"), ("no", "definitely"), {})
+        read_vocabulary(original("tied-bf16-single"), ("no", "definitely"), {}, None)
 
 
 @pytest.mark.parametrize("text", ["{not json", "[1, 2]", ""])

@@ -61,8 +61,11 @@ def test_tensor_contract(converted):
 def test_files_contract(converted):
     src, out = converted
     shards = sorted(p.name for p in out.glob("*.safetensors"))
-    for name in ("generation_config.json", "tokenizer.json", "tokenizer_config.json"):
+    for name in ("generation_config.json", "tokenizer.json"):
         assert (out / name).read_bytes() == (src / name).read_bytes()
+    assert (out / "chat_template.jinja").read_text() == (out / "score_template.jinja").read_text()
+    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json"):
+        assert json.loads((out / name).read_text())
     for shard in shards:
         assert metadata_of(out / shard) == {"format": "pt"}
     if len(shards) == 1:

@@ -115,9 +115,10 @@ def run_transformers(s: Settings) -> BackendRun:
 
 
 def _label_ids(s: Settings) -> tuple[int, int]:
-    from ..tokenizer import read_vocabulary
+    from ..tokenizer import read_tokenizer_config, read_vocabulary
 
-    return read_vocabulary(s.original, s.recipe.label_tokens, read_config(s.original)).label_ids
+    config, tokenizer_config = read_config(s.original), read_tokenizer_config(s.original)
+    return read_vocabulary(s.original, s.recipe.label_tokens, config, tokenizer_config).label_ids
 
 
 def run_vllm(s: Settings) -> BackendRun:

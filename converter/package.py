@@ -1,0 +1,67 @@
+"""What each loader needs beside the weights to score raw (query, document) pairs correctly by default.
+
+- vLLM applies a score template only when it is passed explicitly, so ``score_template.jinja`` ships for
+  ``--chat-template`` / ``LLM.score(chat_template=...)``.
+- transformers and sentence-transformers render pairs through the tokenizer's chat template. The original's
+  template is for chat generation and means nothing to a classifier, so the score template replaces it as
+  ``chat_template.jinja``; ``tokenizer_config.json`` gains left padding and an explicit pad token.
+- sentence-transformers (v6 format) reads its own files: one Transformer module doing sequence classification on
+  flat query/document messages, the Sigmoid activation, and the default instruction as a prompt (ST passes a prompt
+  as a ``system`` message, which the template turns into the instruction).
+"""
+
+from __future__ import annotations
+
+import json
+
+from .recipes import Recipe
+from .templates import SCORE_TEMPLATE_FILE, score_template
+from .tokenizer import TOKENIZER_CONFIG, Vocabulary
+
+CHAT_TEMPLATE_FILE = "chat_template.jinja"
+REPLACED_FILES = (TOKENIZER_CONFIG, CHAT_TEMPLATE_FILE, "chat_template.json")
+"""Source files the output must not carry: these loader files take their place."""
+DEFAULT_PROMPT = "default"
+
+ST_MODULES = [
+    {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.base.modules.transformer.Transformer"},
+]
+ST_TRANSFORMER = {
+    "transformer_task": "sequence-classification",
+    "modality_config": {
+        "text": {"method": "forward", "method_output_name": "logits"},
+        "message": {"method": "forward", "method_output_name": "logits", "format": "flat"},
+    },
+    "module_output_name": "scores",
+}
+SIGMOID = "torch.nn.modules.activation.Sigmoid"
+
+
+def loader_files(recipe: Recipe, vocab: Vocabulary, tokenizer_config: dict | None) -> dict[str, str]:
+    """File name -> text, for every file the converter writes besides weights, config and index."""
+    template = score_template(recipe)
+    st_config = {
+        "model_type": "CrossEncoder",
+        "activation_fn": SIGMOID,
+        "prompts": {DEFAULT_PROMPT: recipe.default_instruction},
+        "default_prompt_name": DEFAULT_PROMPT,
+    }
+    return {
+        SCORE_TEMPLATE_FILE: template,
+        CHAT_TEMPLATE_FILE: template,
+        TOKENIZER_CONFIG: _json(_tokenizer_config(tokenizer_config or {}, vocab)),
+        "modules.json": _json(ST_MODULES),
+        "sentence_bert_config.json": _json(ST_TRANSFORMER),
+        "config_sentence_transformers.json": _json(st_config),
+    }
+
+
+def _tokenizer_config(source: dict, vocab: Vocabulary) -> dict:
+    """Left padding keeps the scored last token real in every batch row, as Qwen's reference code pads."""
+    config = {k: v for k, v in source.items() if k != "chat_template"}
+    config.update(padding_side="left", pad_token=vocab.pad_token)
+    return config
+
+
+def _json(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"

@@ -1,0 +1,113 @@
+"""transformers and sentence-transformers score raw pairs on a converted checkpoint as the original scores the
+official format, using only the files the converter ships."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+from converter.pairs import Pair, builtin_pairs
+from converter.recipes import QWEN3_RERANKER
+from converter.reference import encode_official, score_original
+from converter.templates import score_template
+from converter.tiny_model import CHATML_TEMPLATE
+
+PAIRS = builtin_pairs("A long document about rerankers. " * 40)
+INSTRUCTION = "Given a question about planets, retrieve passages that name the planet"
+
+
+def official_scores(src, pairs: list[Pair]) -> list[float]:
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    ids = encode_official(tokenizer, QWEN3_RERANKER, pairs)
+    return score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
+
+
+def max_delta(a, b) -> float:
+    assert len(a) == len(b)
+    return max(abs(float(x) - float(y)) for x, y in zip(a, b))
+
+
+def test_tokenizer_config_pads_left_and_carries_the_score_template(pair_of):
+    src, out = pair_of("tied-fp32-single")
+    config = json.loads((out / "tokenizer_config.json").read_text())
+    source = json.loads((src / "tokenizer_config.json").read_text())
+    assert config == {**source, "padding_side": "left", "pad_token": "<|endoftext|>"}
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token_id == 151643
+    assert tokenizer.chat_template == score_template(QWEN3_RERANKER)
+    assert AutoTokenizer.from_pretrained(src).chat_template == CHATML_TEMPLATE
+
+
+def test_a_generation_template_inside_tokenizer_config_is_replaced(copy_of, tmp_path):
+    """Qwen's published tokenizer_config.json holds its chat template as a key rather than a file."""
+    from converter import convert
+
+    src = copy_of("tied-bf16-single")
+    config = json.loads((src / "tokenizer_config.json").read_text())
+    config["chat_template"] = (src / "chat_template.jinja").read_text()
+    (src / "tokenizer_config.json").write_text(json.dumps(config))
+    (src / "chat_template.jinja").unlink()
+    convert(src, tmp_path / "out")
+    assert "chat_template" not in json.loads((tmp_path / "out" / "tokenizer_config.json").read_text())
+    assert AutoTokenizer.from_pretrained(tmp_path / "out").chat_template == score_template(QWEN3_RERANKER)
+
+
+@pytest.mark.parametrize("name", ["tied-fp32-single", "untied-fp32-sharded"])
+def test_transformers_batched_raw_pairs_match_the_original(pair_of, name):
+    """What the model card shows: the tokenizer's own template, padded batches, a sigmoid."""
+    src, out = pair_of(name)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
+    scores = []
+    for start in range(0, len(PAIRS), 6):
+        chunk = PAIRS[start : start + 6]
+        messages = [[{"role": "query", "content": p.query}, {"role": "document", "content": p.document}] for p in chunk]
+        kwargs = [{"instruction": p.instruction} if p.instruction else {} for p in chunk]
+        texts = [tokenizer.apply_chat_template(m, tokenize=False, **k) for m, k in zip(messages, kwargs)]
+        batch = tokenizer(texts, padding=True, return_tensors="pt")
+        assert (batch["attention_mask"][:, -1] == 1).all(), "rows must end in a real token"
+        with torch.no_grad():
+            scores += torch.sigmoid(model(**batch).logits[:, 0]).tolist()
+    assert max_delta(scores, official_scores(src, PAIRS)) <= 1e-4
+
+
+@pytest.fixture(scope="module")
+def cross_encoder_pair(pair_of):
+    from sentence_transformers import CrossEncoder
+
+    src, out = pair_of("untied-fp32-single")
+    return src, out, CrossEncoder(str(out), device="cpu")
+
+
+def test_sentence_transformers_raw_pairs_match_the_original(cross_encoder_pair):
+    src, _, model = cross_encoder_pair
+    plain = [p for p in PAIRS if p.instruction is None]
+    scores = model.predict([(p.query, p.document) for p in plain], batch_size=5)
+    assert max_delta(scores, official_scores(src, plain)) <= 1e-4
+    assert type(model.activation_fn).__name__ == "Sigmoid"
+
+
+def test_sentence_transformers_prompt_is_the_instruction(cross_encoder_pair):
+    src, _, model = cross_encoder_pair
+    pairs = [Pair(p.query, p.document, INSTRUCTION) for p in PAIRS[:6]]
+    scores = model.predict([(p.query, p.document) for p in pairs], prompt=INSTRUCTION)
+    assert max_delta(scores, official_scores(src, pairs)) <= 1e-4
+    default = model.predict([(p.query, p.document) for p in pairs])
+    assert max_delta(default, scores) > 1e-4, "the instruction must change the scores"
+
+
+def test_sentence_transformers_without_the_score_template_is_caught(cross_encoder_pair, tmp_path):
+    """Planted fault: the original's generation template in place of the score template."""
+    from sentence_transformers import CrossEncoder
+
+    src, out, _ = cross_encoder_pair
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "chat_template.jinja").write_text(CHATML_TEMPLATE)
+    plain = PAIRS[:6]
+    scores = CrossEncoder(str(broken), device="cpu").predict([(p.query, p.document) for p in plain])
+    assert max_delta(scores, official_scores(src, plain)) > 1e-3
