@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", type=Path, help="output folder (default: converted/<name>-seq-cls)")
     p.add_argument("--copy", action="store_true", help="copy unchanged shards instead of hard-linking them")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    p.add_argument("--base-model", help="hub id the model card names as the source (default: the source as given)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_convert)
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--junit", type=Path, help="write JUnit XML here")
     p.add_argument("--plot", type=Path, help="write a PNG scatter plot here (needs matplotlib)")
     p.add_argument("--log-dir", type=Path, help="where vLLM logs go (default: beside the report)")
+    p.add_argument("--update-card", action="store_true", help="record the result in the converted model card")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_verify)
 
@@ -62,7 +64,7 @@ def _convert(args: argparse.Namespace) -> int:
     from .convert import convert
     from .report import conversion_summary
 
-    plan, report = convert(args.src, args.out, copy=args.copy, overwrite=args.overwrite)
+    plan, report = convert(args.src, args.out, copy=args.copy, overwrite=args.overwrite, base_model=args.base_model)
     print(conversion_summary(plan, report))
     return 0
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
+from .card import CARD_FILE, facts_from_plan, render_card
 from .plan import Plan, make_plan
 from .source import resolve_source
 from .write import WriteReport, write_plan
@@ -22,13 +24,17 @@ def convert(
     copy: bool = False,
     overwrite: bool = False,
     progress: bool | None = None,
+    base_model: str | None = None,
 ) -> tuple[Plan, WriteReport]:
     """Turn an LLM-as-reranker checkpoint into a sequence-classification one, streaming, without loading it.
 
     Shards that do not hold the LM head are hard-linked (``copy=True`` copies them); the one that does is rewritten
-    by byte range without it. Raises ``SeqclsError`` for bad input, leaving nothing at ``out``.
+    by byte range without it. ``base_model`` is what the model card records as the source (default: the hub id
+    of a cache snapshot, else ``src`` as given). Raises ``SeqclsError`` for bad input, leaving nothing at ``out``.
     """
     source = resolve_source(src)
     plan = make_plan(source)
     target = Path(out) if out is not None else default_output(source.name)
+    card = render_card(facts_from_plan(plan, target.name, base_model), model_ref=str(target))
+    plan = dataclasses.replace(plan, new_files={**plan.new_files, CARD_FILE: card})
     return plan, write_plan(plan, target, copy=copy, overwrite=overwrite, progress=progress)

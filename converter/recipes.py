@@ -94,5 +94,10 @@ def recipe_for(architectures: list[str]) -> Recipe | None:
     return None
 
 
+def recipe_for_converted(architectures: list[str]) -> Recipe | None:
+    """The recipe whose output a converted checkpoint is."""
+    return next((r for r in RECIPES if architectures == [r.target_architecture]), None)
+
+
 def known_architectures() -> list[str]:
     return [arch for recipe in RECIPES for arch in recipe.source_architectures]

@@ -44,10 +44,12 @@ def verify(
     junit: str | Path | None = None,
     plot: str | Path | None = None,
     log_dir: str | Path | None = None,
+    update_card: bool = False,
 ) -> dict:
     """Returns the report; ``report["verdict"]`` is "pass" or "fail". Raises ``SeqclsError`` for bad input.
 
-    Pairs come from ``pairs``, else the JSONL ``pairs_file``, else the built-in set."""
+    Pairs come from ``pairs``, else the JSONL ``pairs_file``, else the built-in set. ``update_card`` records the
+    result in the converted checkpoint's model card."""
     if backend not in BACKENDS:
         raise SeqclsError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if device not in DEVICES or dtype not in DTYPES:
@@ -74,6 +76,10 @@ def verify(
         write_junit(result, Path(junit))
     if plot and not write_plot(result, Path(plot)):
         print("seqcls: warning: --plot skipped: matplotlib is missing (pip install 'seqcls[plot]')", file=sys.stderr)
+    if update_card:
+        from ..card import update_card as record
+
+        record(converted, result)
     return result
 
 

