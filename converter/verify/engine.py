@@ -13,8 +13,12 @@ import sys
 
 def run(job: dict) -> dict:
     """Scores pairs in groups that share ``chat_template_kwargs`` (an instruction, say), keeping their order."""
+    import inspect
+
     from vllm import LLM, PoolingParams
 
+    if job.get("chat_template") and "chat_template" not in inspect.signature(LLM.score).parameters:
+        raise SystemExit("this vLLM's LLM.score takes no chat_template; score templates need a newer vLLM")
     llm = LLM(**job["engine"])
     try:
         n = len(job["queries"])

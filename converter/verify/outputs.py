@@ -32,6 +32,8 @@ def markdown(report: dict) -> str:
         for name, e in m["endpoints"].items()
     ]
     lines += [markdown_table(("scores", "max abs Δ", "mean abs Δ", "failed"), rows), ""]
+    prompts = report.get("prompts", {})
+    lines.append(f"prompts: original {prompts.get('original', '?')}; converted {prompts.get('converted', '?')}")
     lines.append(f"max abs Δlogit: {'n/a' if logit is None else f'{logit:.2e}'}")
     tokens = report["token_ids"]
     lines.append(

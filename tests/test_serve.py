@@ -1,0 +1,120 @@
+"""``seqcls serve``: the printed command for each target, and the real server on CPU scoring raw pairs."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import time
+
+import pytest
+from transformers import AutoTokenizer
+
+from converter.cli import run
+from converter.pairs import SEED_PAIRS, Pair
+from converter.recipes import QWEN3_RERANKER
+from converter.reference import encode_official, score_original
+
+SEED_OVERRIDES = {
+    "architectures": ["Qwen3ForSequenceClassification"],
+    "classifier_from_token": ["no", "yes"],
+    "is_original_qwen3_reranker": True,
+}
+
+
+def printed(capsys, *args) -> list[str]:
+    """The printed command; the notes on stderr are echoed back to stderr for the caller to read."""
+    assert run(["serve", "--print", *map(str, args)]) == 0
+    captured = capsys.readouterr()
+    sys.stderr.write(captured.err)
+    return shlex.split(captured.out)
+
+
+def test_seed_generation_command_for_the_converted_model(pair_of, capsys):
+    """vllm-ascend 0.9.2: the seed's documented converted-model command, no overrides and --task score."""
+    _, out = pair_of("tied-bf16-single")
+    argv = printed(capsys, out, "--device", "npu", "--vllm-version", "0.9.2")
+    assert argv == [
+        "PYTORCH_NPU_ALLOC_CONF=expandable_segments:True", "vllm", "serve", str(out), "--task", "score",
+        "--dtype", "bfloat16", "--port", "8000", "--no-enable-prefix-caching",
+    ]  # fmt: skip
+
+
+def test_newest_generation_uses_the_runner_and_the_template(pair_of, capsys):
+    _, out = pair_of("tied-bf16-single")
+    argv = printed(capsys, out, "--device", "npu", "--vllm-version", "0.23.0", "--port", "8888")
+    assert argv[3:9] == [str(out), "--runner", "pooling", "--dtype", "bfloat16", "--port"]
+    assert argv[argv.index("--chat-template") + 1] == str(out / "score_template.jinja")
+    assert "--no-enable-prefix-caching" not in argv and "--hf-overrides" not in argv
+
+
+def test_installed_cpu_build_and_passthrough_arguments(pair_of, capsys):
+    _, out = pair_of("untied-fp32-single")
+    argv = printed(capsys, out, "--dtype", "bfloat16", "--", "--max-num-seqs", "4")
+    assert argv[1:5] == ["-m", "vllm.entrypoints.openai.api_server", "--model", str(out)]
+    assert argv[argv.index("--dtype") + 1] == "bfloat16" and argv[-2:] == ["--max-num-seqs", "4"]
+    assert "--chat-template" in argv and "--enforce-eager" in argv
+
+
+def test_original_is_served_with_the_seed_overrides(original, capsys):
+    argv = printed(capsys, original("tied-bf16-single"), "--device", "npu", "--vllm-version", "0.9.2")
+    assert json.loads(argv[argv.index("--hf_overrides") + 1]) == SEED_OVERRIDES
+    assert "--chat-template" not in argv
+    assert "clients must format prompts as the seed does" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--vllm-version", "0.8.5", "--print"], "predates Qwen3-Reranker support"),
+        (["--vllm-version", "latest", "--print"], "is not a version number"),
+        (["--vllm-version", "0.9.2", "--device", "npu"], "add --print"),
+    ],
+)
+def test_refusals(pair_of, capsys, args, message):
+    _, out = pair_of("tied-bf16-single")
+    assert run(["serve", str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_a_folder_that_is_no_reranker_is_refused(tmp_path, capsys):
+    (tmp_path / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
+    assert run(["serve", str(tmp_path), "--print"]) == 2
+    assert "neither a converted checkpoint nor a known reranker original" in capsys.readouterr().err
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_serve_scores_raw_pairs_like_the_official_format(pair_of, tmp_path):
+    """The real server from ``seqcls serve`` on CPU: raw query and documents in, the original's scores out."""
+    from converter.verify.server import HOST, free_port, post, stop_process_group
+    from converter.verify.server import _healthy as healthy
+
+    src, out = pair_of("untied-fp32-single")
+    port = free_port()
+    cmd = [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port)]
+    cmd += ["--max-model-len", "4096"]
+    log = tmp_path / "serve.log"
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 600
+        while not healthy(f"http://{HOST}:{port}"):
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "server did not start"
+            time.sleep(1)
+        query = SEED_PAIRS[0].query
+        documents = [p.document for p in SEED_PAIRS] + ["", "北京是中国的首都。"]
+        response = post(f"http://{HOST}:{port}", "/v1/rerank", {"query": query, "documents": documents})
+    finally:
+        stop_process_group(proc)
+    got = [0.0] * len(documents)
+    for r in response["results"]:
+        got[r["index"]] = r["relevance_score"]
+    pairs = [Pair(query, d) for d in documents]
+    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, pairs)
+    want = score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
+    assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4
+    assert "--chat-template" in log.read_text()
