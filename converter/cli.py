@@ -68,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_serve)
 
+    p = sub.add_parser("inspect", help="say what a checkpoint is and whether it carries what loaders need")
+    p.add_argument("checkpoint", type=Path, help="checkpoint folder")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.epilog = "Exit code 1 when the checkpoint has problems a loader would trip over."
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.set_defaults(run=_inspect)
+
     p = sub.add_parser("demo", help="offline demo: build a tiny original, convert it, check parity")
     p.add_argument("--workdir", type=Path, default=Path("converted"), help="where the demo checkpoints go")
     p.add_argument("--rebuild", action="store_true", help="rebuild the tiny original")
@@ -116,6 +123,16 @@ def _serve(args: argparse.Namespace) -> int:
     print(f"seqcls: running {command.shell()}", file=sys.stderr, flush=True)
     run(command)
     return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from .inspection import inspect_checkpoint, render
+
+    info = inspect_checkpoint(args.checkpoint)
+    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else render(info))
+    return 1 if info["problems"] else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

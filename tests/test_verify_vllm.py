@@ -15,6 +15,7 @@ from converter import convert
 from converter.cli import run
 from converter.recipes import QWEN3_RERANKER
 from converter.verify import verify
+from converter.verify.backends import MANUAL, TEMPLATE
 from converter.verify.server import running_server
 from converter.vllm_compat import EngineSpec, require
 
@@ -51,6 +52,7 @@ def test_vllm_backend_tied_fp32(pair_of, tmp_path):
     assert report["metrics"]["max_abs_delta"] <= 1e-4
     assert report["environment"]["vllm"].startswith("vllm")
     assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
+    assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
     assert (tmp_path / "vllm-original.log").is_file() and (tmp_path / "vllm-converted.log").is_file()
 
 
@@ -97,7 +99,29 @@ def test_server_backend_rerank_and_score(original_server, pair_of, tmp_path, cap
     assert set(report["metrics"]["endpoints"]) == {"/v1/rerank", "/score"}
     assert report["metrics"]["max_abs_delta"] <= 1e-4
     assert not report["token_ids"]["mismatched_pairs"]
+    assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
     assert _servers_running(out) == 0, "the converted model's server was not shut down"
+
+
+def test_ascend_client_gets_the_official_scores_from_the_original(original_server):
+    """scripts/ascend/client.py, the seed's request demo, against a real server of the original."""
+    from transformers import AutoTokenizer
+
+    from converter.pairs import Pair
+    from converter.reference import encode_official, score_original
+
+    src, url = original_server
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py"), "--original-url", url],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    pairs = [Pair(shown["query"], d) for d in shown["documents"]]
+    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, pairs)
+    want = score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
+    assert max(abs(a - b) for a, b in zip(shown["scores"]["original"], want)) <= 1e-4
 
 
 def test_server_backend_catches_swapped_tokens(original_server, swapped, capsys):
