@@ -56,7 +56,7 @@ def facts_from_plan(plan, name: str, base_model: str | None) -> CardFacts:
         pad_token=plan.vocabulary.pad_token,
         pad_token_id=plan.vocabulary.pad_token_id,
         hidden_size=config.get("hidden_size"),
-        base_model=base_model or default_base_model(plan.source.spec, plan.source.folder),
+        base_model=base_model or plan.source.repo_id or default_base_model(plan.source.spec, plan.source.folder),
         license=source_license(plan.source.folder, config),
     )
 

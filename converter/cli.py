@@ -16,7 +16,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("convert", help="convert an LLM-as-reranker checkpoint to sequence classification")
-    p.add_argument("src", help="source checkpoint folder")
+    p.add_argument("src", help="source: a folder, ORG/NAME[@REV] (Hugging Face) or modelscope:ORG/NAME[@REV]")
+    p.add_argument(
+        "--hub",
+        choices=("hf", "modelscope"),
+        help="hub of a bare ORG/NAME (default: hf, or modelscope when VLLM_USE_MODELSCOPE=True)",
+    )
+    p.add_argument("--offline", action="store_true", help="use the local hub cache only (also: HF_HUB_OFFLINE=1)")
     p.add_argument("-o", "--out", type=Path, help="output folder (default: converted/<name>-seq-cls)")
     p.add_argument("--copy", action="store_true", help="copy unchanged shards instead of hard-linking them")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
@@ -26,7 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("verify", help="prove the converted checkpoint scores like the original")
     p.add_argument("converted", type=Path, help="converted checkpoint folder")
-    p.add_argument("--original", type=Path, required=True, help="original checkpoint folder")
+    p.add_argument("--original", required=True, help="original: a folder or a hub id, as for convert")
+    p.add_argument("--hub", choices=("hf", "modelscope"), help="hub of a bare ORG/NAME --original")
+    p.add_argument("--offline", action="store_true", help="use the local hub cache only")
     p.add_argument("--backend", choices=("transformers", "vllm", "server"), default="transformers")
     p.add_argument("--device", choices=("cpu", "cuda", "npu"), default="cpu")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
@@ -87,7 +95,10 @@ def _convert(args: argparse.Namespace) -> int:
     from .convert import convert
     from .report import conversion_summary
 
-    plan, report = convert(args.src, args.out, copy=args.copy, overwrite=args.overwrite, base_model=args.base_model)
+    plan, report = convert(
+        args.src, args.out, copy=args.copy, overwrite=args.overwrite, base_model=args.base_model, hub=args.hub,
+        offline=args.offline,
+    )  # fmt: skip
     print(conversion_summary(plan, report))
     return 0
 

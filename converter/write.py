@@ -82,7 +82,7 @@ def _write_shard(shard, dst: Path, copy: bool, on_bytes, report: WriteReport) ->
         return
     if not copy:
         try:
-            os.link(shard.link_from, dst)
+            os.link(shard.link_from.resolve(), dst)  # a hub cache's symlink -> its blob
             report.linked.append(shard.name)
             return
         except OSError as e:

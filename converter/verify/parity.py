@@ -14,6 +14,7 @@ from ..io.checkpoint import read_config
 from ..io.fingerprint import fingerprint
 from ..pairs import LONG_FILLER, Pair, builtin_pairs, load_pairs
 from ..recipes import Recipe, recipe_for
+from ..source import resolve_source
 from .backends import BACKENDS, BackendRun, Settings
 from .metrics import DEFAULT_ATOL, Verdict, compare
 from .outputs import write_json, write_junit, write_plot
@@ -45,6 +46,8 @@ def verify(
     plot: str | Path | None = None,
     log_dir: str | Path | None = None,
     update_card: bool = False,
+    hub: str | None = None,
+    offline: bool = False,
 ) -> dict:
     """Returns the report; ``report["verdict"]`` is "pass" or "fail". Raises ``SeqclsError`` for bad input.
 
@@ -54,7 +57,7 @@ def verify(
         raise SeqclsError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if device not in DEVICES or dtype not in DTYPES:
         raise SeqclsError(f"--device must be one of {DEVICES} and --dtype one of {DTYPES}")
-    converted, original = Path(converted), Path(original)
+    converted, original = Path(converted), resolve_source(original, hub=hub, offline=offline).folder
     recipe, config = _check_inputs(converted, original)
     limit = max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
     if pairs is None:
