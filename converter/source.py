@@ -124,12 +124,16 @@ def _from_hugging_face(repo_id: str, revision: str | None, offline: bool) -> tup
 
 
 def _from_modelscope(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, Path]:
+    """ModelScope raises its own error types from some paths and ``requests`` errors from its compat layer."""
     try:
+        import requests
         from modelscope.hub.snapshot_download import snapshot_download
         from modelscope_hub import errors as ms
     except ImportError:
         raise SeqclsError("ModelScope sources need the modelscope package: pip install 'seqcls[hub]'") from None
     where = f"modelscope:{repo_id}" + (f"@{revision}" if revision else "")
+    missing = f"ModelScope has no {where} (or no such revision); check the id and revision"
+    denied = f"ModelScope denied {where}: set MODELSCOPE_API_TOKEN for a private or gated repo"
     try:
         folder = Path(
             snapshot_download(repo_id, revision=revision, allow_patterns=DOWNLOAD_PATTERNS, local_files_only=offline)
@@ -137,12 +141,16 @@ def _from_modelscope(repo_id: str, revision: str | None, offline: bool) -> tuple
     except ms.CacheNotFound:
         raise SeqclsError(f"{where} is not in the local ModelScope cache and offline mode is on") from None
     except (ms.AuthenticationError, ms.PermissionDeniedError):
-        raise SeqclsError(f"ModelScope denied {where}: set MODELSCOPE_API_TOKEN for a private or gated repo") from None
+        raise SeqclsError(denied) from None
     except ms.NotExistError:
-        raise SeqclsError(f"ModelScope has no {where} (or that revision); check the id and revision") from None
-    except ms.NetworkError as e:
+        raise SeqclsError(missing) from None
+    except requests.HTTPError as e:
+        status = getattr(e.response, "status_code", None)
+        message = {404: missing, 401: denied, 403: denied}.get(status, f"ModelScope refused {where} (HTTP {status})")
+        raise SeqclsError(message) from None
+    except (ms.NetworkError, requests.ConnectionError, requests.Timeout) as e:
         raise SeqclsError(f"cannot reach ModelScope for {where}: {_first_line(e)}") from None
-    except ms.HubError as e:
+    except (ms.HubError, requests.RequestException) as e:
         raise SeqclsError(f"ModelScope refused {where}: {_first_line(e)}") from None
     return folder, _cache_root(folder)
 
