@@ -8,6 +8,7 @@ verify run adds its row and a publish can point the snippets at the repo id with
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from dataclasses import dataclass
@@ -122,19 +123,29 @@ def read_state(folder: Path) -> dict:
     return json.loads(m[1]) if m else {"model_ref": str(folder), "parity": []}
 
 
-def update_card(folder: Path, report: dict | None = None, model_ref: str | None = None) -> Path:
-    """Re-render the card with a verify report's parity row (replacing the row of the same backend, device and
-    dtype) and/or a new model reference. Returns the card's path."""
+def card_for(
+    folder: Path, report: dict | None = None, model_ref: str | None = None, *, hub_base_only: bool = False
+) -> str:
+    """The card re-rendered with a verify report's parity row (replacing the row of the same backend, device and
+    dtype) and/or a new model reference. ``hub_base_only`` drops a ``base_model`` that is no hub id (a local path
+    means nothing on a hub, and the Hub rejects it)."""
     folder = Path(folder)
     state = read_state(folder)
     rows = state.get("parity", [])
     if report is not None:
         row = parity_row(report)
         rows = [r for r in rows if _row_key(r) != _row_key(row)] + [row]
-    text = render_card(facts_from_folder(folder), model_ref or state.get("model_ref") or str(folder), rows)
-    path = folder / CARD_FILE
+    facts = facts_from_folder(folder)
+    if hub_base_only and facts.base_model and not is_hub_id(facts.base_model):
+        facts = dataclasses.replace(facts, base_model=None)
+    return render_card(facts, model_ref or state.get("model_ref") or str(folder), rows)
+
+
+def update_card(folder: Path, report: dict | None = None, model_ref: str | None = None) -> Path:
+    """Write ``card_for(...)`` in place of the card. Returns its path."""
+    path = Path(folder) / CARD_FILE
     tmp = path.with_name(f".{CARD_FILE}.seqcls-tmp")
-    tmp.write_text(text, encoding="utf-8")
+    tmp.write_text(card_for(folder, report, model_ref), encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -180,7 +191,7 @@ def _body(f: CardFacts, ref: str, parity: list[dict]) -> str:
     r = f.recipe
     (false_tok, true_tok), (false_id, true_id) = r.label_tokens, f.label_ids
     base = f.base_model or "the original checkpoint"
-    local = not _looks_like_hub_id(ref)
+    local = not is_hub_id(ref)
     model_dir = ref if local else f"./{f.name}"
     download = "" if local else f"hf download {ref} --local-dir {model_dir}\n"
     facts_table = markdown_table(
@@ -308,7 +319,7 @@ def _parity(rows: list[dict], ref: str) -> str:
     )
 
 
-def _looks_like_hub_id(ref: str) -> bool:
+def is_hub_id(ref: str) -> bool:
     return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", ref)) and not Path(ref).exists()
 
 

@@ -76,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_serve)
 
+    p = sub.add_parser("publish", help="upload a verified converted checkpoint to the Hugging Face Hub or ModelScope")
+    p.add_argument("checkpoint", type=Path, help="converted checkpoint folder")
+    p.add_argument("--repo-id", required=True, help="ORG/NAME on the hub")
+    p.add_argument("--hub", choices=("hf", "modelscope"), default="hf")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", help="branch to upload to (default: main on hf, master on modelscope)")
+    p.add_argument("--dry-run", action="store_true", help="print what would be uploaded; touch no network")
+    p.add_argument("--report", action="append", type=Path, help="verify report to use (default: found beside)")
+    p.add_argument("--skip-verify", action="store_true", help="publish without a matching passing verify report")
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    p.set_defaults(run=_publish)
+
     p = sub.add_parser("inspect", help="say what a checkpoint is and whether it carries what loaders need")
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
@@ -133,6 +145,23 @@ def _serve(args: argparse.Namespace) -> int:
         )
     print(f"seqcls: running {command.shell()}", file=sys.stderr, flush=True)
     run(command)
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from .publish import publish, render_plan
+
+    plan = publish(
+        args.checkpoint, args.repo_id, hub=args.hub, private=args.private, revision=args.revision,
+        dry_run=args.dry_run, skip_verify=args.skip_verify, reports=args.report,
+    )  # fmt: skip
+    print(render_plan(plan))
+    if args.dry_run:
+        if plan.credentials == "none":
+            print("note: no token found; a real run would stop here", file=sys.stderr)
+        print("dry run: nothing was uploaded")
+    else:
+        print(f"uploaded to {plan.repo_id} ({plan.branch})")
     return 0
 
 

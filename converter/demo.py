@@ -23,7 +23,10 @@ def demo(workdir: Path = DEFAULT_OUTPUT_DIR, *, rebuild: bool = False) -> int:
     plan, written = convert(original, converted, overwrite=True)
     print(conversion_summary(plan, written))
 
-    report = verify(converted, original, pairs=list(DEMO_PAIRS), atol=FP32_TOLERANCE)
+    report_path = converted.parent / f"{converted.name}.verify.json"
+    report = verify(
+        converted, original, pairs=list(DEMO_PAIRS), atol=FP32_TOLERANCE, report=report_path, update_card=True
+    )
     rows = [
         (shorten(p["query"], 36), shorten(p["document"], 36) or "(empty)", f"{p['original']:.6f}",
          f"{p['converted']:.6f}", f"{p['abs_delta']:.1e}")
@@ -33,6 +36,8 @@ def demo(workdir: Path = DEFAULT_OUTPUT_DIR, *, rebuild: bool = False) -> int:
     print(markdown_table(("query", "document", "original", "converted", "abs Δ"), rows))
     worst, ok = report["metrics"]["max_abs_delta"], report["verdict"] == "pass"
     print(f"\nmax abs Δ = {worst:.2e} (fp32 tolerance {FP32_TOLERANCE:.0e}): {'PARITY OK' if ok else 'MISMATCH'}")
+    print(f"report {report_path}; card {converted / 'README.md'}")
+    print(f"next: seqcls serve {converted} --print  |  seqcls publish {converted} --repo-id ME/NAME --dry-run")
     return 0 if ok else 1
 
 

@@ -1,0 +1,263 @@
+"""``seqcls publish``: upload a verified converted checkpoint to the Hugging Face Hub or ModelScope.
+
+Nothing goes out unless a passing ``seqcls verify --report`` JSON beside the checkpoint still matches its files
+(sha256), and the card carries that report's parity table. Uploads go through each library's own resumable folder
+upload. Tokens come only from the environment or the libraries' login stores, and never reach output or files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .card import CARD_FILE, card_for
+from .errors import SeqclsError
+from .io.fingerprint import fingerprint, sha256_file
+from .source import REPO_ID
+
+DEFAULT_BRANCH = {"hf": "main", "modelscope": "master"}
+MS_UPLOAD_CACHE = ".ms_upload_cache"
+REPORT_MAX_BYTES = 50 << 20
+
+
+@dataclass
+class PublishPlan:
+    hub: str
+    repo_id: str
+    branch: str
+    private: bool
+    files: list[dict]
+    """name, bytes, sha256, in upload order; the card as it will be uploaded."""
+    card_metadata: dict
+    report: str | None
+    credentials: str
+    """Where the token comes from ("environment", "login store") or "none"; never the token."""
+    notes: list[str] = field(default_factory=list)
+
+
+def publish(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    hub: str = "hf",
+    private: bool = False,
+    revision: str | None = None,
+    dry_run: bool = False,
+    skip_verify: bool = False,
+    reports: list[str | Path] | None = None,
+) -> PublishPlan:
+    """Plan, and unless ``dry_run`` carry out, the upload. Raises ``SeqclsError`` on every refusal, before any
+    network access."""
+    from huggingface_hub import ModelCard
+
+    from .inspection import inspect_checkpoint
+
+    folder = Path(folder)
+    if hub not in DEFAULT_BRANCH:
+        raise SeqclsError(f"--hub must be one of {', '.join(DEFAULT_BRANCH)}")
+    if not REPO_ID.match(repo_id):
+        raise SeqclsError(f"--repo-id {repo_id!r} must look like ORG/NAME")
+    info = inspect_checkpoint(folder)
+    if info["kind"] != "converted":
+        raise SeqclsError(f"{folder} is not a converted checkpoint (it is {info['kind']}); run seqcls convert first")
+    if info["problems"]:
+        raise SeqclsError(f"{folder}: {info['problems'][0]}; fix it (seqcls inspect lists all) before publishing")
+    notes = []
+    report_path, report = None, None
+    if skip_verify:
+        notes.append("--skip-verify: publishing without a parity check")
+    else:
+        report_path, report = find_report(folder, reports)
+    token, credentials = _token(hub)
+    card = card_for(folder, report, model_ref=repo_id, hub_base_only=True)
+    card_data = ModelCard(card).data.to_dict()
+    if "base_model" not in card_data:
+        notes.append("the card names no base_model (the source was a local path); convert with --base-model ORG/NAME")
+    plan = PublishPlan(
+        hub=hub,
+        repo_id=repo_id,
+        branch=revision or DEFAULT_BRANCH[hub],
+        private=private,
+        files=_files(folder, card),
+        card_metadata=card_data,
+        report=str(report_path) if report_path else None,
+        credentials=credentials,
+        notes=notes,
+    )
+    if dry_run:
+        return plan
+    if token is None:
+        login = "set HF_TOKEN or run `hf auth login`" if hub == "hf" else "set MODELSCOPE_API_TOKEN"
+        raise SeqclsError(f"no {_hub_name(hub)} token: {login}; nothing was uploaded")
+    _write_card(folder, card)
+    try:
+        (_upload_hf if hub == "hf" else _upload_modelscope)(plan, folder, token)
+    except SeqclsError:
+        raise
+    except Exception as e:  # the libraries raise many types; the token must not travel in the message
+        message = _scrub(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__, token)
+        raise SeqclsError(
+            f"{_hub_name(hub)} upload of {repo_id} failed: {message[:300]}; run again to resume"
+        ) from None
+    return plan
+
+
+def find_report(folder: Path, reports: list[str | Path] | None = None) -> tuple[Path, dict]:
+    """The passing verify report whose hashes match ``folder`` now, from ``reports`` or beside the folder (its
+    parent's ``*.json`` and ``*/report.json``, where ``scripts/ci_parity.sh`` leaves one)."""
+    candidates = [Path(p) for p in reports] if reports else sorted(
+        {*folder.parent.glob("*.json"), *folder.parent.glob("*/report.json")}
+    )  # fmt: skip
+    current = fingerprint(folder)
+    stale, failing = [], []
+    for path in candidates:
+        report = _load_report(path, explicit=bool(reports))
+        if report is None:
+            continue
+        converted = report.get("inputs", {}).get("converted", {})
+        if converted.get("files") != current:
+            if Path(converted.get("path", "")).resolve() == folder.resolve() or reports:
+                stale.append(path)
+            continue
+        if report.get("verdict") != "pass":
+            failing.append(path)
+            continue
+        return path, report
+    if failing:
+        raise SeqclsError(f"the verify report {failing[0]} says FAIL; fix the conversion, or --skip-verify")
+    if stale:
+        raise SeqclsError(
+            f"the verify report {stale[0]} does not match the files of {folder} any more; run seqcls verify again"
+        )
+    raise SeqclsError(
+        f"no passing verify report beside {folder}; run `seqcls verify {folder} --original SRC "
+        f"--report {folder.parent / (folder.name + '.verify.json')}` first, or pass --skip-verify"
+    )
+
+
+def _load_report(path: Path, explicit: bool) -> dict | None:
+    try:
+        if path.stat().st_size > REPORT_MAX_BYTES:
+            return None
+        report = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        if explicit:
+            raise SeqclsError(f"--report {path} is not a readable JSON file") from None
+        return None
+    if isinstance(report, dict) and report.get("tool") == "seqcls" and "inputs" in report:
+        return report
+    if explicit:
+        raise SeqclsError(f"--report {path} is not a seqcls verify report")
+    return None
+
+
+def _token(hub: str) -> tuple[str | None, str]:
+    if hub == "hf":
+        from huggingface_hub import get_token
+
+        token = get_token()
+        source = "environment (HF_TOKEN)" if os.environ.get("HF_TOKEN") else "huggingface_hub login store"
+    else:
+        try:
+            from modelscope_hub.config import get_default_config
+        except ImportError:
+            raise SeqclsError(
+                "publishing to ModelScope needs the modelscope package: pip install 'seqcls[hub]'"
+            ) from None
+        token = get_default_config().token
+        source = "environment (MODELSCOPE_API_TOKEN)" if os.environ.get("MODELSCOPE_API_TOKEN") else "modelscope login"
+    return (token, source) if token else (None, "none")
+
+
+def _files(folder: Path, card: str) -> list[dict]:
+    import hashlib
+
+    rows = []
+    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
+        if path.name == CARD_FILE:
+            data = card.encode("utf-8")
+            rows.append({"name": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+        else:
+            rows.append({"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
+    if not any(r["name"] == CARD_FILE for r in rows):
+        data = card.encode("utf-8")
+        rows.append({"name": CARD_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
+    return rows
+
+
+def _write_card(folder: Path, card: str) -> None:
+    tmp = folder / f".{CARD_FILE}.seqcls-tmp"
+    tmp.write_text(card, encoding="utf-8")
+    tmp.replace(folder / CARD_FILE)
+
+
+def _upload_hf(plan: PublishPlan, folder: Path, token: str) -> None:
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    api.create_repo(plan.repo_id, private=plan.private, exist_ok=True)
+    if plan.branch != DEFAULT_BRANCH["hf"]:
+        api.create_branch(plan.repo_id, branch=plan.branch, exist_ok=True)
+    api.upload_folder(
+        repo_id=plan.repo_id,
+        folder_path=folder,
+        revision=plan.branch,
+        commit_message="Upload a seqcls-converted, verified checkpoint",
+        ignore_patterns=[".*", "**/.*"],
+    )
+
+
+def _upload_modelscope(plan: PublishPlan, folder: Path, token: str) -> None:
+    """ModelScope keeps its resume state in ``.ms_upload_cache`` inside the folder by default; it lives in a cache
+    folder of ours instead, and a stray one is removed whatever happens."""
+    from modelscope.hub.api import HubApi
+
+    tracker = Path(os.environ.get("SEQCLS_CACHE", Path(tempfile.gettempdir()) / "seqcls")) / "ms-upload"
+    tracker.mkdir(parents=True, exist_ok=True)
+    stray = folder / MS_UPLOAD_CACHE
+    try:
+        api = HubApi(token=token)
+        api.create_repo(plan.repo_id, visibility="private" if plan.private else "public", exist_ok=True)
+        api.upload_folder(
+            repo_id=plan.repo_id,
+            folder_path=str(folder),
+            revision=plan.branch,
+            commit_message="Upload a seqcls-converted, verified checkpoint",
+            ignore_patterns=[MS_UPLOAD_CACHE, ".*"],
+            tracker_path=str(tracker / f"{plan.repo_id.replace('/', '--')}.json"),
+        )
+    finally:
+        if stray.is_dir():
+            shutil.rmtree(stray, ignore_errors=True)
+        elif stray.exists():
+            stray.unlink()
+
+
+def _hub_name(hub: str) -> str:
+    return "Hugging Face" if hub == "hf" else "ModelScope"
+
+
+def _scrub(text: str, token: str) -> str:
+    return text.replace(token, "***") if token else text
+
+
+def render_plan(plan: PublishPlan) -> str:
+    from .report import markdown_table
+
+    lines = [
+        f"publish to {_hub_name(plan.hub)}: {plan.repo_id} (branch {plan.branch}, "
+        f"{'private' if plan.private else 'public'})",
+        f"verify report: {plan.report or 'none (--skip-verify)'}",
+        f"credentials: {plan.credentials}",
+        "",
+        markdown_table(("file", "bytes", "sha256"), [(f["name"], f"{f['bytes']:,}", f["sha256"]) for f in plan.files]),
+        "",
+        "card metadata:",
+        json.dumps(plan.card_metadata, indent=2, ensure_ascii=False),
+    ]
+    lines += [f"note: {n}" for n in plan.notes]
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""``seqcls publish``: dry-run plans for both hubs, every refusal before any network access, and tokens that never
+reach output or files. No hub is reachable here; a loopback stub stands in where a request must fail."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+
+from converter.pairs import DEMO_PAIRS
+from converter.verify import verify
+
+SECRET = "hf_seqclsPUBLISHtokenNEVERshown42"
+
+
+@pytest.fixture
+def verified(pair_of, tmp_path):
+    """A writable converted checkpoint with a passing verify report beside it: (folder, report path)."""
+    src, shared = pair_of("tied-bf16-single")
+    folder = tmp_path / "tiny-seq-cls"
+    shutil.copytree(shared, folder)
+    report = tmp_path / "tiny-seq-cls.verify.json"
+    assert verify(folder, src, pairs=list(DEMO_PAIRS), report=report)["verdict"] == "pass"
+    return folder, report
+
+
+def seqcls(*args, env: dict | None = None, home: Path | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING", "MODELSCOPE"))}
+    if home is not None:
+        clean |= {"HOME": str(home), "HF_HOME": str(home / "hf"), "MODELSCOPE_CACHE": str(home / "ms")}
+    return subprocess.run(
+        [sys.executable, "-m", "converter", "publish", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=clean | (env or {}),
+        timeout=300,
+    )
+
+
+def test_dry_run_hugging_face(verified, tmp_path):
+    folder, report = verified
+    card_before = (folder / "README.md").read_bytes()
+    result = seqcls(folder, "--repo-id", "me/x", "--dry-run", env={"HF_TOKEN": SECRET}, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "publish to Hugging Face: me/x (branch main, public)" in out
+    assert f"verify report: {report}" in out and "credentials: environment (HF_TOKEN)" in out
+    for path in folder.iterdir():
+        if path.name != "README.md":
+            assert f"| {path.name} " in out and hashlib.sha256(path.read_bytes()).hexdigest() in out, path.name
+    assert '"pipeline_tag": "text-ranking"' in out and "dry run: nothing was uploaded" in out
+    assert (folder / "README.md").read_bytes() == card_before, "a dry run writes nothing"
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_dry_run_modelscope_private_branch(verified, tmp_path):
+    folder, _ = verified
+    args = [folder, "--repo-id", "me/x", "--hub", "modelscope", "--private", "--revision", "v1", "--dry-run"]
+    result = seqcls(*args, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "publish to ModelScope: me/x (branch v1, private)" in result.stdout
+    assert "credentials: none" in result.stdout and "a real run would stop here" in result.stderr
+    default = seqcls(folder, "--repo-id", "me/x", "--hub", "modelscope", "--dry-run", home=tmp_path)
+    assert "(branch master, public)" in default.stdout
+
+
+def test_dry_run_card_carries_the_parity_and_the_repo_id(verified, tmp_path):
+    folder, _ = verified
+    result = seqcls(folder, "--repo-id", "me/tiny", "--dry-run", home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    from converter.card import card_for
+    from converter.publish import find_report
+
+    _, report = find_report(folder)
+    card = card_for(folder, report, model_ref="me/tiny", hub_base_only=True)
+    assert 'CrossEncoder("me/tiny")' in card and "| transformers " in card and "PASS" in card
+    assert hashlib.sha256(card.encode()).hexdigest() in result.stdout
+    assert '"base_model":' not in result.stdout, "a local path is no hub base_model"
+    assert "convert with --base-model" in result.stdout
+
+
+def refused(result: subprocess.CompletedProcess, message: str) -> None:
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_no_report_is_refused_unless_skip_verify(pair_of, tmp_path):
+    _, shared = pair_of("tied-bf16-single")
+    folder = tmp_path / "alone"
+    shutil.copytree(shared, folder)
+    refused(seqcls(folder, "--repo-id", "me/x", "--dry-run", home=tmp_path), "no passing verify report beside")
+    skipped = seqcls(folder, "--repo-id", "me/x", "--dry-run", "--skip-verify", home=tmp_path)
+    assert skipped.returncode == 0 and "--skip-verify" in skipped.stdout
+
+
+def test_stale_and_failing_reports_are_refused(verified, tmp_path):
+    folder, report = verified
+    data = json.loads(report.read_text())
+    report.write_text(json.dumps(data | {"verdict": "fail"}))
+    refused(seqcls(folder, "--repo-id", "me/x", "--dry-run", home=tmp_path), "says FAIL")
+    report.write_text(json.dumps(data))
+    config = json.loads((folder / "tokenizer_config.json").read_text())
+    (folder / "tokenizer_config.json").write_text(json.dumps(config | {"model_max_length": 7}))
+    refused(seqcls(folder, "--repo-id", "me/x", "--dry-run", home=tmp_path), "does not match the files")
+    refused(seqcls(folder, "--repo-id", "me/x", "--report", report, "--dry-run", home=tmp_path), "does not match")
+
+
+def test_bad_arguments(verified, tmp_path):
+    folder, _ = verified
+    refused(seqcls(folder, "--repo-id", "not-a-repo", "--dry-run", home=tmp_path), "must look like ORG/NAME")
+    refused(seqcls(folder.parent, "--repo-id", "me/x", "--dry-run", home=tmp_path), "has no config.json")
+
+
+class Recorder(http.server.BaseHTTPRequestHandler):
+    """Answers 403 to everything and remembers what was asked, and with which headers."""
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        self.server.seen.append((self.command, self.path, str(self.headers), body))
+        payload = json.dumps({"error": "Forbidden", "Code": 403, "Message": "Forbidden"}).encode()
+        self.send_response(403)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = do_HEAD = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+@contextlib.contextmanager
+def recording_hub():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen = []
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server.seen
+    finally:
+        server.shutdown()
+
+
+@pytest.mark.parametrize(("hub", "endpoint_var", "message"), [
+    ("hf", "HF_ENDPOINT", "no Hugging Face token"),
+    ("modelscope", "MODELSCOPE_ENDPOINT", "no ModelScope token"),
+])  # fmt: skip
+def test_no_token_no_upload_attempted(verified, tmp_path, hub, endpoint_var, message):
+    folder, _ = verified
+    with recording_hub() as (url, seen):
+        result = seqcls(folder, "--repo-id", "me/x", "--hub", hub, env={endpoint_var: url}, home=tmp_path)
+    refused(result, message)
+    assert seen == [], "nothing may reach the hub without credentials"
+
+
+@pytest.mark.parametrize(("hub", "env_var", "endpoint_var"), [
+    ("hf", "HF_TOKEN", "HF_ENDPOINT"),
+    ("modelscope", "MODELSCOPE_API_TOKEN", "MODELSCOPE_ENDPOINT"),
+])  # fmt: skip
+def test_a_refused_upload_never_shows_the_token_nor_leaves_files(verified, tmp_path, hub, env_var, endpoint_var):
+    folder, _ = verified
+    with recording_hub() as (url, seen):
+        env = {env_var: SECRET, endpoint_var: url}
+        result = seqcls(folder, "--repo-id", "me/x", "--hub", hub, env=env, home=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "upload of me/x failed" in result.stderr.strip().splitlines()[-1]
+    assert SECRET not in result.stdout + result.stderr
+    assert seen and any(SECRET in headers for _, _, headers, _ in seen), "the token goes to the hub, and only there"
+    assert not (folder / ".ms_upload_cache").exists()
+    for path in [*folder.rglob("*"), *folder.parent.glob("*.json")]:
+        if path.is_file():
+            assert SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.hub_upload
+@pytest.mark.skipif(
+    not (os.environ.get("SEQCLS_TEST_HF_TOKEN") and os.environ.get("SEQCLS_TEST_HF_REPO")),
+    reason="needs SEQCLS_TEST_HF_TOKEN and SEQCLS_TEST_HF_REPO (a scratch repo) for a real upload",
+)
+def test_real_upload_to_hugging_face(verified, tmp_path):
+    folder, _ = verified
+    env = {"HF_TOKEN": os.environ["SEQCLS_TEST_HF_TOKEN"]}
+    result = seqcls(folder, "--repo-id", os.environ["SEQCLS_TEST_HF_REPO"], "--private", env=env, home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert os.environ["SEQCLS_TEST_HF_TOKEN"] not in result.stdout + result.stderr
