@@ -7,6 +7,7 @@ any difference is the conversion's.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,6 +22,8 @@ class Scores:
     probabilities: list[float]
     logits: list[float]
     """``logit_true - logit_false`` for the original, the single logit for the converted model."""
+    load_seconds: float = 0.0
+    score_seconds: float = 0.0
 
 
 def encode_official(tokenizer, recipe: Recipe, pairs: list[Pair], max_length: int = MAX_LENGTH) -> list[list[int]]:
@@ -56,7 +59,9 @@ def score_original(
     import torch
     from transformers import AutoModelForCausalLM
 
+    started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
+    loaded = time.perf_counter()
     probs, logits = [], []
     with torch.inference_mode():
         for input_ids, mask, last in _batches(ids, pad_id, padding_side, batch_size):
@@ -66,7 +71,7 @@ def score_original(
             pair = at_last[:, list(label_ids)]
             probs += torch.softmax(pair, dim=-1)[:, 1].tolist()
             logits += (pair[:, 1] - pair[:, 0]).tolist()
-    return Scores(probs, logits)
+    return Scores(probs, logits, loaded - started, time.perf_counter() - loaded)
 
 
 def score_converted(
@@ -76,11 +81,13 @@ def score_converted(
     import torch
     from transformers import AutoModelForSequenceClassification
 
+    started = time.perf_counter()
     model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
+    loaded = time.perf_counter()
     probs, logits = [], []
     with torch.inference_mode():
         for input_ids, mask, _ in _batches(ids, pad_id, padding_side, batch_size):
             out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()
             probs += torch.sigmoid(out).tolist()
             logits += out.tolist()
-    return Scores(probs, logits)
+    return Scores(probs, logits, loaded - started, time.perf_counter() - loaded)

@@ -1,7 +1,7 @@
 """The two facts the converter needs from a tokenizer: the label token ids and the pad id.
 
-It reads ``tokenizer.json`` with the ``tokenizers`` library, the same file transformers and vLLM load, so the ids
-are the ones the model sees at serving time, and loading it costs neither torch nor transformers.
+It reads ``tokenizer.json``, the same file transformers and vLLM load, so the ids are the ones the model sees at
+serving time; it costs neither torch nor transformers.
 """
 
 from __future__ import annotations
@@ -39,42 +39,71 @@ def read_tokenizer_config(folder: Path) -> dict | None:
 def read_vocabulary(
     folder: Path, label_tokens: tuple[str, ...], config: dict, tokenizer_config: dict | None
 ) -> Vocabulary:
-    from tokenizers import Tokenizer
-
     path = Path(folder) / TOKENIZER_FILE
     if not path.is_file():
         raise SeqclsError(f"{folder} has no {TOKENIZER_FILE}; copy the model's tokenizer files into it")
-    try:
-        tok = Tokenizer.from_file(str(path))
-    except Exception as e:  # the Rust library raises its own exception type for any parse error
-        raise SeqclsError(f"{path} is not a readable tokenizer ({str(e).splitlines()[0]}); re-download it") from None
-    label_ids = tuple(_single_token_id(tok, t) for t in label_tokens)
-    pad_id = _pad_token_id(tok, tokenizer_config or {}, config)
-    pad_token = tok.id_to_token(pad_id)
+    table = _TokenTable(path)
+    label_ids = tuple(table.single_token_id(t) for t in label_tokens)
+    pad_id = _pad_token_id(table, tokenizer_config or {}, config)
+    pad_token = table.id_to_token(pad_id)
     if pad_token is None:
         raise SeqclsError(f"pad_token_id {pad_id} is not in {path}; fix pad_token_id in config.json")
     return Vocabulary(label_ids=label_ids, pad_token_id=pad_id, pad_token=pad_token)
 
 
-def _single_token_id(tok, token: str) -> int:
-    token_id = tok.token_to_id(token)
-    if token_id is not None:
-        return token_id
-    ids = tok.encode(token, add_special_tokens=False).ids
-    if len(ids) != 1:
-        raise SeqclsError(
-            f"label token {token!r} is {len(ids)} tokens in this tokenizer, not one; "
-            "a classifier head needs single-token labels"
-        )
-    return ids[0]
+class _TokenTable:
+    """Token string <-> id, as ``tokenizers``' ``token_to_id``/``id_to_token`` answer it: added tokens, then the
+    model's vocabulary. Read from the JSON alone, because building the whole tokenizer (its BPE merges) took most of
+    the converter's time and memory; the ``tokenizers`` library itself is loaded only to encode a label that is
+    not a vocabulary entry, to say how many tokens it is."""
+
+    KNOWN_MODELS = ("BPE", "WordPiece", "WordLevel", "Unigram")
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            data = json.loads(path.read_bytes())
+            model = data["model"]
+            kind, vocab = model.get("type", "BPE"), model["vocab"]
+            added = data.get("added_tokens") or []
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+            raise SeqclsError(f"{path} is not a readable tokenizer ({type(e).__name__}: {e}); re-download it") from None
+        if kind not in self.KNOWN_MODELS or not isinstance(vocab, (dict, list)):
+            raise SeqclsError(f"{path} is not a readable tokenizer (model type {kind!r}); re-download it")
+        pieces = vocab.items() if isinstance(vocab, dict) else ((entry[0], i) for i, entry in enumerate(vocab))
+        self.ids = dict(pieces)
+        self.ids |= {t["content"]: t["id"] for t in added if isinstance(t, dict) and "content" in t and "id" in t}
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.ids.get(token)
+
+    def id_to_token(self, token_id: int) -> str | None:
+        return next((t for t, i in self.ids.items() if i == token_id), None)
+
+    def single_token_id(self, token: str) -> int:
+        token_id = self.token_to_id(token)
+        if token_id is not None:
+            return token_id
+        from tokenizers import Tokenizer
+
+        try:
+            ids = Tokenizer.from_file(str(self.path)).encode(token, add_special_tokens=False).ids
+        except Exception as e:  # the Rust library raises its own exception type for any parse error
+            raise SeqclsError(f"{self.path} is not a readable tokenizer ({str(e).splitlines()[0]})") from None
+        if len(ids) != 1:
+            raise SeqclsError(
+                f"label token {token!r} is {len(ids)} tokens in this tokenizer, not one; "
+                "a classifier head needs single-token labels"
+            )
+        return ids[0]
 
 
-def _pad_token_id(tok, tokenizer_config: dict, config: dict) -> int:
+def _pad_token_id(table: _TokenTable, tokenizer_config: dict, config: dict) -> int:
     pad = tokenizer_config.get("pad_token")
     if isinstance(pad, dict):
         pad = pad.get("content")
-    if isinstance(pad, str) and tok.token_to_id(pad) is not None:
-        return tok.token_to_id(pad)
+    if isinstance(pad, str) and table.token_to_id(pad) is not None:
+        return table.token_to_id(pad)
     if type(config.get("pad_token_id")) is int:
         return config["pad_token_id"]
     raise SeqclsError(

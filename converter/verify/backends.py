@@ -72,6 +72,8 @@ class BackendRun:
     environment: dict[str, str]
     prompts: dict[str, str] = field(default_factory=lambda: {"original": MANUAL, "converted": MANUAL})
     """How each side's prompts were built."""
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    """Per side: ``load_seconds`` (model or engine start-up) and ``score_seconds``."""
 
 
 def official_ids(settings: Settings, folder: Path | None = None) -> list[list[int]]:
@@ -120,6 +122,10 @@ def run_transformers(s: Settings) -> BackendRun:
         reference_ids=ids_original,
         environment=env,
         prompts={"original": official, "converted": official},
+        timings={
+            "original": {"load_seconds": before.load_seconds, "score_seconds": before.score_seconds},
+            "converted": {"load_seconds": after.load_seconds, "score_seconds": after.score_seconds},
+        },
     )
 
 
@@ -136,7 +142,7 @@ def run_vllm(s: Settings) -> BackendRun:
     install = require()
     prepare_device(s.device)
     use_template = install.generation.score_template
-    sides, prompts = {}, {}
+    sides, prompts, timings = {}, {}, {}
     for which in ("original", "converted"):
         job = {"engine": engine_kwargs(s.spec(which), install)}
         if which == "converted" and use_template:
@@ -154,8 +160,9 @@ def run_vllm(s: Settings) -> BackendRun:
         prompts[which] = TEMPLATE if "chat_template" in job else MANUAL
         result = run_engine(job, which, s.log_dir, s.device)
         sides[which] = Side({"score": result["scores"]}, None, result["prompt_token_ids"])
+        timings[which] = result.get("timings", {})
     env = {"backend": "vllm", "vllm": install.describe(), "vllm_api": install.generation.name}
-    return BackendRun(sides["original"], sides["converted"], official_ids(s), env, prompts)
+    return BackendRun(sides["original"], sides["converted"], official_ids(s), env, prompts, timings)
 
 
 def run_engine(job: dict, which: str, log_dir: Path, device: str) -> dict:

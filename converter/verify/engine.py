@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 
 def run(job: dict) -> dict:
@@ -19,7 +20,9 @@ def run(job: dict) -> dict:
 
     if job.get("chat_template") and "chat_template" not in inspect.signature(LLM.score).parameters:
         raise SystemExit("this vLLM's LLM.score takes no chat_template; score templates need a newer vLLM")
+    started = time.perf_counter()
     llm = LLM(**job["engine"])
+    loaded = time.perf_counter()
     try:
         n = len(job["queries"])
         per_pair = job.get("chat_template_kwargs") or [None] * n
@@ -39,7 +42,8 @@ def run(job: dict) -> dict:
             )
             for i, o in zip(members, outputs):
                 scores[i], token_ids[i] = o.outputs.score, list(o.prompt_token_ids)
-        return {"scores": scores, "prompt_token_ids": token_ids}
+        timings = {"load_seconds": loaded - started, "score_seconds": time.perf_counter() - loaded}
+        return {"scores": scores, "prompt_token_ids": token_ids, "timings": timings}
     finally:
         llm.llm_engine.engine_core.shutdown()  # stops the engine-core and worker processes it spawned
 

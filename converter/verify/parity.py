@@ -134,6 +134,7 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
         "max_length": s.max_length,
         "seconds": round(seconds, 1),
         "prompts": prompts,
+        "timings": run.timings,
         "inputs": {
             "original": {"path": str(s.original), "url": s.original_url, "files": fingerprint(s.original)},
             "converted": {"path": str(s.converted), "url": s.converted_url, "files": fingerprint(s.converted)},
