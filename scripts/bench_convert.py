@@ -214,10 +214,7 @@ def bench(name: str, src: Path, workdir: Path, runs: int, baseline: bool) -> dic
     return {"shape": name, "source_bytes": _du(src), "runs": runs, "methods": results}
 
 
-VERIFY_PAIRS = 32
-
-
-def bench_verify(src: Path, workdir: Path, backends: list[str]) -> list[dict]:
+def bench_verify(src: Path, workdir: Path, backends: list[str], n_pairs: int) -> list[dict]:
     """One verify per backend on the shape's converted checkpoint: model (or engine) start-up apart from scoring.
     Weights are random, so the verdict is meaningless here; only the timings count."""
     from converter.pairs import RANKING, SEED_PAIRS
@@ -226,10 +223,10 @@ def bench_verify(src: Path, workdir: Path, backends: list[str]) -> list[dict]:
     shutil.rmtree(out, ignore_errors=True)
     subprocess.run([sys.executable, "-m", "converter", "convert", str(src), "-o", str(out)], check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
-    pairs = [*SEED_PAIRS, *RANKING] * (VERIFY_PAIRS // (len(SEED_PAIRS) + len(RANKING)) + 1)
+    pairs = [*SEED_PAIRS, *RANKING] * (n_pairs // (len(SEED_PAIRS) + len(RANKING)) + 1)
     pairs_file = workdir / "verify-pairs.jsonl"
     pairs_file.write_text(
-        "".join(json.dumps({"query": p.query, "document": p.document}) + "\n" for p in pairs[:VERIFY_PAIRS])
+        "".join(json.dumps({"query": p.query, "document": p.document}) + "\n" for p in pairs[:n_pairs])
     )
     rows = []
     for backend in backends:
@@ -243,7 +240,7 @@ def bench_verify(src: Path, workdir: Path, backends: list[str]) -> list[dict]:
         if code not in (0, 1):
             raise SystemExit(f"verify --backend {backend} failed (exit {code}); logs in {workdir / 'logs'}")
         timings = json.loads(report.read_text())["timings"]
-        rows.append({"backend": backend, "pairs": VERIFY_PAIRS, "wall_seconds": wall, "timings": timings})
+        rows.append({"backend": backend, "pairs": n_pairs, "wall_seconds": wall, "timings": timings})
     shutil.rmtree(out, ignore_errors=True)
     return rows
 
@@ -390,7 +387,8 @@ def write_docs(results: list[dict], verify_rows: list[dict], docs: Path, runs: i
     ]
     if verify_rows:
         text += [
-            f"## What a verify run costs ({results[0]['shape']} shape, {VERIFY_PAIRS} short pairs, bfloat16, CPU)",
+            f"## What a verify run costs ({results[0]['shape']} shape, {verify_rows[0]['pairs']} short pairs, "
+            "bfloat16, CPU)",
             "",
             verify_table(verify_rows),
             "",
@@ -405,11 +403,12 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path("bench"))
     parser.add_argument("--docs", type=Path, help="where benchmarks.md and .png go (default docs/; --quick: workdir)")
     parser.add_argument("--verify-backends", default="transformers,vllm", help="timed on the first shape; '' skips")
+    parser.add_argument("--verify-pairs", type=int, default=32, help="pairs per timed verify (--quick: 4)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the full-load baseline")
     parser.add_argument("--quick", action="store_true", help="0.6B only, one run: the smoke test")
     args = parser.parse_args()
     if args.quick:
-        args.shapes, args.runs = "0.6B", 1
+        args.shapes, args.runs, args.verify_pairs = "0.6B", 1, 4
     docs = args.docs or (args.workdir if args.quick else Path("docs"))
     names = args.shapes.split(",")
     if unknown := [n for n in names if n not in SHAPES]:
@@ -426,7 +425,7 @@ def main() -> None:
     sources = {n: synthesize(n, SHAPES[n], args.workdir / n) for n in names}
     results = [bench(n, sources[n], args.workdir, args.runs, not args.no_baseline) for n in names]
     backends = [b for b in args.verify_backends.split(",") if b]
-    verify_rows = bench_verify(sources[names[0]], args.workdir, backends) if backends else []
+    verify_rows = bench_verify(sources[names[0]], args.workdir, backends, args.verify_pairs) if backends else []
     print(machine())
     print(table(results))
     print(targets(results))
