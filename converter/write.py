@@ -4,9 +4,11 @@ the folder with one rename so a crash at any moment never leaves a half-written 
 from __future__ import annotations
 
 import errno
+import glob
 import json
 import os
 import shutil
+import socket
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -36,7 +38,8 @@ def write_plan(
     out = Path(out)
     _check_output(plan, out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.seqcls-tmp-", dir=out.parent))
+    _remove_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
     tmp.chmod(0o755)
     report = WriteReport(out=out)
     try:
@@ -62,6 +65,31 @@ def write_plan(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
+
+
+def _temp_prefix(out: Path, kind: str) -> str:
+    """Names the writing host and process, so a later run can tell an abandoned folder from a live one."""
+    return f".{out.name}.seqcls-{kind}-{socket.gethostname()}-{os.getpid()}-"
+
+
+def _remove_stale(out: Path) -> None:
+    """Remove what a killed run on this host left beside ``out`` (never another host's or a live run's)."""
+    for kind in ("tmp", "old"):
+        head = f".{out.name}.seqcls-{kind}-{socket.gethostname()}-"
+        for path in out.parent.glob(f"{glob.escape(head)}*"):
+            pid = path.name[len(head) :].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _check_output(plan: Plan, out: Path, overwrite: bool) -> None:
@@ -132,7 +160,7 @@ def _publish(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.rename(tmp, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.seqcls-old-", dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "old"), dir=out.parent))
     os.rename(out, old / "previous")
     os.rename(tmp, out)
     shutil.rmtree(old, ignore_errors=True)

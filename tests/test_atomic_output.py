@@ -38,3 +38,23 @@ def test_kill_9_never_leaves_a_partial_output(original, tmp_path):
         if finished:
             break
     assert killed_mid_write, "no kill landed during a write; the test proved nothing"
+
+
+def test_a_later_run_removes_what_a_killed_run_left(original, tmp_path):
+    """Stale temporary folders of dead processes on this host go; a live run's and another host's stay."""
+    import os
+    import socket
+
+    from converter import convert
+
+    host = socket.gethostname()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f".out.seqcls-tmp-{host}-{dead.pid}-abc"
+    live = tmp_path / f".out.seqcls-tmp-{host}-{os.getpid()}-def"
+    foreign = tmp_path / f".out.seqcls-tmp-elsewhere-{dead.pid}-ghi"
+    for folder in (stale, live, foreign):
+        folder.mkdir()
+        (folder / "model.safetensors").write_bytes(b"partial")
+    convert(original("tied-bf16-single"), tmp_path / "out")
+    assert not stale.exists() and live.exists() and foreign.exists()
