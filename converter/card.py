@@ -14,12 +14,16 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import SeqclsError
 from .io.checkpoint import read_config
 from .recipes import Recipe, recipe_for_converted
 from .report import markdown_table
 from .templates import SCORE_TEMPLATE_FILE
+
+if TYPE_CHECKING:
+    from .plan import Plan
 
 CARD_FILE = "README.md"
 STATE = re.compile(r"<!-- seqcls-card (\{.*?\}) -->", re.DOTALL)
@@ -46,7 +50,7 @@ class CardFacts:
         return self.recipe.embed_tensor if self.tied else self.recipe.head_tensor
 
 
-def facts_from_plan(plan, name: str, base_model: str | None) -> CardFacts:
+def facts_from_plan(plan: Plan, name: str, base_model: str | None) -> CardFacts:
     config = plan.config
     return CardFacts(
         name=name,

@@ -176,9 +176,11 @@ def _output_shards(ckpt: Checkpoint, drop: set[str], score: NewTensor) -> tuple[
 
 
 def _carried_files(source: Source) -> tuple[Path, ...]:
-    """The files copied as they are; also checks the tokenizer config, which is read, for links out of the source."""
-    found = tuple(p for name in (*CARRIED_FILES, TOKENIZER_CONFIG) if (p := source.folder / name).is_file())
+    """The files copied as they are. Also checks the files that are read but not carried (the tokenizer config, and
+    the source's card for its license) for links out of the source."""
+    read_only = (TOKENIZER_CONFIG, "README.md")
+    found = tuple(p for name in (*CARRIED_FILES, *read_only) if (p := source.folder / name).is_file())
     for p in found:
         if not p.resolve().is_relative_to(source.root.resolve()):
             raise SeqclsError(f"{p.name} is a link that leads outside {source.root}; refusing to read it")
-    return tuple(p for p in found if p.name != TOKENIZER_CONFIG)
+    return tuple(p for p in found if p.name not in read_only)

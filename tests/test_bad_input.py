@@ -126,6 +126,16 @@ def test_symlink_that_escapes(copy_of, tmp_path, capsys):
     convert_refused(src, tmp_path, capsys, "leads outside")
 
 
+@pytest.mark.parametrize("name", ["tokenizer_config.json", "README.md"])
+def test_read_files_that_link_outside_are_refused(copy_of, tmp_path, capsys, name):
+    src = copy_of("tied-bf16-single")
+    elsewhere = tmp_path / f"elsewhere-{name}"
+    elsewhere.write_text("{}" if name.endswith(".json") else "---\nlicense: mit\n---\n")
+    (src / name).unlink(missing_ok=True)
+    (src / name).symlink_to(elsewhere)
+    convert_refused(src, tmp_path, capsys, f"{name} is a link that leads outside")
+
+
 def test_missing_shard(copy_of, tmp_path, capsys):
     src = copy_of("untied-bf16-sharded")
     shard = _shard_holding(src, "model.norm.weight")
