@@ -7,6 +7,7 @@ upload. Tokens come only from the environment or the libraries' login stores, an
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -174,19 +175,14 @@ def _token(hub: str) -> tuple[str | None, str]:
 
 
 def _files(folder: Path, card: str) -> list[dict]:
-    import hashlib
-
-    rows = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")):
-        if path.name == CARD_FILE:
-            data = card.encode("utf-8")
-            rows.append({"name": path.name, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-        else:
-            rows.append({"name": path.name, "bytes": path.stat().st_size, "sha256": sha256_file(path)})
-    if not any(r["name"] == CARD_FILE for r in rows):
-        data = card.encode("utf-8")
-        rows.append({"name": CARD_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
-    return rows
+    """Every file the upload sends (hidden ones are ignored by both uploads), the card as it will be."""
+    data = card.encode("utf-8")
+    rows = {CARD_FILE: {"name": CARD_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
+    for path in folder.rglob("*"):
+        name = path.relative_to(folder).as_posix()
+        if path.is_file() and name != CARD_FILE and not any(part.startswith(".") for part in name.split("/")):
+            rows[name] = {"name": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
+    return [rows[name] for name in sorted(rows)]
 
 
 def _write_card(folder: Path, card: str) -> None:
