@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import SeqclsError
-from .io.checkpoint import read_config
+from .io.checkpoint import config_dtype, read_config
 from .recipes import Recipe, recipe_for_converted
 from .report import markdown_table
+from .source import REPO_ID
 from .templates import SCORE_TEMPLATE_FILE
 
 if TYPE_CHECKING:
@@ -57,7 +58,7 @@ def facts_from_plan(plan: Plan, name: str, base_model: str | None) -> CardFacts:
         recipe=plan.recipe,
         label_ids=plan.vocabulary.label_ids,
         tied=plan.tied,
-        dtype=_dtype(config),
+        dtype=config_dtype(config),
         pad_token=plan.vocabulary.pad_token,
         pad_token_id=plan.vocabulary.pad_token_id,
         hidden_size=config.get("hidden_size"),
@@ -83,7 +84,7 @@ def facts_from_folder(folder: Path) -> CardFacts:
         recipe=recipe,
         label_ids=vocab.label_ids,
         tied=bool(config.get("tie_word_embeddings", recipe.tie_default)),
-        dtype=_dtype(config),
+        dtype=config_dtype(config),
         pad_token=vocab.pad_token,
         pad_token_id=vocab.pad_token_id,
         hidden_size=config.get("hidden_size"),
@@ -147,9 +148,14 @@ def card_for(
 
 def update_card(folder: Path, report: dict | None = None, model_ref: str | None = None) -> Path:
     """Write ``card_for(...)`` in place of the card. Returns its path."""
+    return write_card(folder, card_for(folder, report, model_ref))
+
+
+def write_card(folder: Path, text: str) -> Path:
+    """Replace the card in one rename, so a reader never sees half of it."""
     path = Path(folder) / CARD_FILE
     tmp = path.with_name(f".{CARD_FILE}.seqcls-tmp")
-    tmp.write_text(card_for(folder, report, model_ref), encoding="utf-8")
+    tmp.write_text(text, encoding="utf-8")
     tmp.replace(path)
     return path
 
@@ -185,10 +191,6 @@ def _card_data(path: Path) -> dict:
         return ModelCard.load(path).data.to_dict()
     except Exception:  # a source card with broken YAML costs the license line, not the conversion
         return {}
-
-
-def _dtype(config: dict) -> str:
-    return str(config.get("dtype") or config.get("torch_dtype") or "bfloat16")
 
 
 def _body(f: CardFacts, ref: str, parity: list[dict]) -> str:
@@ -324,7 +326,7 @@ def _parity(rows: list[dict], ref: str) -> str:
 
 
 def is_hub_id(ref: str) -> bool:
-    return bool(re.fullmatch(r"[\w.-]+/[\w.-]+", ref)) and not Path(ref).exists()
+    return bool(REPO_ID.match(ref)) and not Path(ref).exists()
 
 
 def _visible(text: str) -> str:

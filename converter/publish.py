@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .card import CARD_FILE, card_for
+from .card import CARD_FILE, card_for, write_card
 from .errors import SeqclsError
 from .io.fingerprint import fingerprint, sha256_file
 from .source import REPO_ID
@@ -94,7 +94,7 @@ def publish(
     if token is None:
         login = "set HF_TOKEN or run `hf auth login`" if hub == "hf" else "set MODELSCOPE_API_TOKEN"
         raise SeqclsError(f"no {_hub_name(hub)} token: {login}; nothing was uploaded")
-    _write_card(folder, card)
+    write_card(folder, card)
     try:
         (_upload_hf if hub == "hf" else _upload_modelscope)(plan, folder, token)
     except SeqclsError:
@@ -183,12 +183,6 @@ def _files(folder: Path, card: str) -> list[dict]:
         if path.is_file() and name != CARD_FILE and not any(part.startswith(".") for part in name.split("/")):
             rows[name] = {"name": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return [rows[name] for name in sorted(rows)]
-
-
-def _write_card(folder: Path, card: str) -> None:
-    tmp = folder / f".{CARD_FILE}.seqcls-tmp"
-    tmp.write_text(card, encoding="utf-8")
-    tmp.replace(folder / CARD_FILE)
 
 
 def _upload_hf(plan: PublishPlan, folder: Path, token: str) -> None:

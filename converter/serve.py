@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SeqclsError
-from .io.checkpoint import read_config
+from .io.checkpoint import config_dtype, read_config
 from .recipes import recipe_for, recipe_for_converted
 from .templates import SCORE_TEMPLATE_FILE
 from .vllm_compat import EngineSpec, VllmInstall, detect, device_env, release, serve_argv, target
@@ -57,7 +57,7 @@ def serve_command(
         raise SeqclsError(f"{folder} is neither a converted checkpoint nor a known reranker original ({archs})")
     spec = EngineSpec(
         model=str(folder),
-        dtype=dtype or _config_dtype(config),
+        dtype=dtype or config_dtype(config),
         device=device,
         hf_overrides=original.vllm_hf_overrides() if original else None,
         max_model_len=max_model_len,
@@ -104,8 +104,3 @@ def _install(vllm_version: str | None, device: str) -> VllmInstall:
 
 def _three(version: str) -> tuple[int, ...]:
     return (*release(version), 0, 0, 0)[:3]
-
-
-def _config_dtype(config: dict) -> str:
-    dtype = config.get("dtype") or config.get("torch_dtype") or "bfloat16"
-    return dtype if dtype in ("float32", "bfloat16", "float16") else "bfloat16"

@@ -65,6 +65,16 @@ def read_config(folder: Path) -> dict:
     return config
 
 
+SERVING_DTYPES = ("float32", "bfloat16", "float16")
+
+
+def config_dtype(config: dict) -> str:
+    """The weights' dtype as config.json states it (``dtype``, formerly ``torch_dtype``), as a name vLLM and
+    transformers accept; bfloat16 when it is missing or unusual."""
+    dtype = config.get("dtype") or config.get("torch_dtype") or "bfloat16"
+    return dtype if dtype in SERVING_DTYPES else "bfloat16"
+
+
 def read_index(folder: Path) -> dict[str, str]:
     path = Path(folder) / INDEX
     try:
