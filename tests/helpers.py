@@ -1,9 +1,14 @@
-"""Test helpers that read checkpoints with the real safetensors library, independently of our reader."""
+"""Test helpers: checkpoints read with the real safetensors library (independently of our reader), the original's
+official scores, and a loopback HTTP stub for the hubs."""
 
 from __future__ import annotations
 
+import contextlib
+import http.server
 import json
 import struct
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -68,3 +73,27 @@ def rewrite_tensor(folder: Path, name: str, value: torch.Tensor) -> None:
         save_file(tensors, f, metadata=meta)
         return
     raise KeyError(name)
+
+
+def official_scores(src: Path, pairs: list) -> list[float]:
+    """The original's probabilities on Qwen's reference token ids (real vocabulary: no = 2152, yes = 9693)."""
+    from transformers import AutoTokenizer
+
+    from converter.recipes import QWEN3_RERANKER
+    from converter.reference import encode_official, score_original
+
+    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, pairs)
+    return score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
+
+
+@contextlib.contextmanager
+def loopback_server(handler: type[http.server.BaseHTTPRequestHandler], **state) -> Iterator[tuple[str, object]]:
+    """A threaded HTTP server on a free loopback port; ``state`` becomes attributes of the server the handler sees."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    for key, value in state.items():
+        setattr(server, key, value)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", server
+    finally:
+        server.shutdown()

@@ -6,16 +6,14 @@ import re
 import shutil
 
 import pytest
+from helpers import official_scores
 from huggingface_hub import ModelCard
-from transformers import AutoTokenizer
 
 from converter import convert
 from converter.card import read_state, update_card
 from converter.cli import run
 from converter.io.fingerprint import fingerprint
 from converter.pairs import Pair
-from converter.recipes import QWEN3_RERANKER
-from converter.reference import encode_official, score_original
 
 SNIPPET_QUERY = "What is the capital of China?"
 SNIPPET_DOCUMENTS = ["The capital of China is Beijing.", "Gravity is a force that attracts two bodies."]
@@ -67,9 +65,7 @@ def test_card_snippets_run_and_give_the_original_scores(pair_of, loader):
     blocks = {"sentence-transformers" if "CrossEncoder" in b else "transformers": b for b in python_blocks(card)}
     namespace: dict = {}
     exec(compile(blocks[loader], f"card:{loader}", "exec"), namespace)
-    pairs = [Pair(SNIPPET_QUERY, d) for d in SNIPPET_DOCUMENTS]
-    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, pairs)
-    want = score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
+    want = official_scores(src, [Pair(SNIPPET_QUERY, d) for d in SNIPPET_DOCUMENTS])
     got = [float(s) for s in namespace["scores"]]
     assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4
 

@@ -5,17 +5,16 @@ loopback stub that answers as the hubs do (status codes and error headers), or f
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.server
 import json
 import os
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from helpers import loopback_server
 from huggingface_hub import ModelCard
 
 from converter.errors import SeqclsError
@@ -135,18 +134,6 @@ class Hub(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def stub_hub(kind: str):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
-    server.kind = kind
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-
-
 def closed_port() -> str:
     import socket
 
@@ -173,7 +160,7 @@ def refused(result: subprocess.CompletedProcess, message: str) -> None:
     ],
 )
 def test_hugging_face_errors(tmp_path, spec, message):
-    with stub_hub("hf") as url:
+    with loopback_server(Hub, kind="hf") as (url, _):
         env = {"HF_ENDPOINT": url, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_ETAG_TIMEOUT": "5"}
         refused(seqcls("convert", spec, "-o", str(tmp_path / "out"), env=env), message)
     assert not (tmp_path / "out").exists()
@@ -193,7 +180,7 @@ def test_hugging_face_unreachable_and_offline(tmp_path):
 )
 def test_modelscope_errors(tmp_path, spec, message):
     pytest.importorskip("modelscope")
-    with stub_hub("modelscope") as url:
+    with loopback_server(Hub, kind="modelscope") as (url, _):
         env = {"MODELSCOPE_ENDPOINT": url, "MODELSCOPE_CACHE": str(tmp_path / "ms")}
         refused(seqcls("convert", spec, "-o", str(tmp_path / "out"), env=env), message)
 

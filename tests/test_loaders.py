@@ -8,22 +8,16 @@ import shutil
 
 import pytest
 import torch
+from helpers import official_scores
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from converter.pairs import Pair, builtin_pairs
 from converter.recipes import QWEN3_RERANKER
-from converter.reference import encode_official, score_original
 from converter.templates import score_template
 from converter.tiny_model import CHATML_TEMPLATE
 
 PAIRS = builtin_pairs("A long document about rerankers. " * 40)
 INSTRUCTION = "Given a question about planets, retrieve passages that name the planet"
-
-
-def official_scores(src, pairs: list[Pair]) -> list[float]:
-    tokenizer = AutoTokenizer.from_pretrained(src)
-    ids = encode_official(tokenizer, QWEN3_RERANKER, pairs)
-    return score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
 
 
 def max_delta(a, b) -> float:

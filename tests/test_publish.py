@@ -3,7 +3,6 @@ reach output or files. No hub is reachable here; a loopback stub stands in where
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.server
 import json
@@ -11,10 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
 import pytest
+from helpers import loopback_server
 
 from converter.pairs import DEMO_PAIRS
 from converter.verify import verify
@@ -141,24 +140,14 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@contextlib.contextmanager
-def recording_hub():
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
-    server.seen = []
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", server.seen
-    finally:
-        server.shutdown()
-
-
 @pytest.mark.parametrize(("hub", "endpoint_var", "message"), [
     ("hf", "HF_ENDPOINT", "no Hugging Face token"),
     ("modelscope", "MODELSCOPE_ENDPOINT", "no ModelScope token"),
 ])  # fmt: skip
 def test_no_token_no_upload_attempted(verified, tmp_path, hub, endpoint_var, message):
     folder, _ = verified
-    with recording_hub() as (url, seen):
+    with loopback_server(Recorder, seen=[]) as (url, server):
+        seen = server.seen
         result = seqcls(folder, "--repo-id", "me/x", "--hub", hub, env={endpoint_var: url}, home=tmp_path)
     refused(result, message)
     assert seen == [], "nothing may reach the hub without credentials"
@@ -170,7 +159,8 @@ def test_no_token_no_upload_attempted(verified, tmp_path, hub, endpoint_var, mes
 ])  # fmt: skip
 def test_a_refused_upload_never_shows_the_token_nor_leaves_files(verified, tmp_path, hub, env_var, endpoint_var):
     folder, _ = verified
-    with recording_hub() as (url, seen):
+    with loopback_server(Recorder, seen=[]) as (url, server):
+        seen = server.seen
         env = {env_var: SECRET, endpoint_var: url}
         result = seqcls(folder, "--repo-id", "me/x", "--hub", hub, env=env, home=tmp_path)
     assert result.returncode == 2, result.stderr

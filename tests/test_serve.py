@@ -9,12 +9,10 @@ import sys
 import time
 
 import pytest
-from transformers import AutoTokenizer
+from helpers import official_scores
 
 from converter.cli import run
 from converter.pairs import SEED_PAIRS, Pair
-from converter.recipes import QWEN3_RERANKER
-from converter.reference import encode_official, score_original
 
 SEED_OVERRIDES = {
     "architectures": ["Qwen3ForSequenceClassification"],
@@ -113,8 +111,6 @@ def test_serve_scores_raw_pairs_like_the_official_format(pair_of, tmp_path):
     got = [0.0] * len(documents)
     for r in response["results"]:
         got[r["index"]] = r["relevance_score"]
-    pairs = [Pair(query, d) for d in documents]
-    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, pairs)
-    want = score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
+    want = official_scores(src, [Pair(query, d) for d in documents])
     assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4
     assert "--chat-template" in log.read_text()

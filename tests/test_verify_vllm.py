@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import load_all, rewrite_tensor
+from helpers import load_all, official_scores, rewrite_tensor
 
 from converter import convert
 from converter.cli import run
@@ -105,10 +105,7 @@ def test_server_backend_rerank_and_score(original_server, pair_of, tmp_path, cap
 
 def test_ascend_client_gets_the_official_scores_from_the_original(original_server):
     """scripts/ascend/client.py, the seed's request demo, against a real server of the original."""
-    from transformers import AutoTokenizer
-
     from converter.pairs import Pair
-    from converter.reference import encode_official, score_original
 
     src, url = original_server
     result = subprocess.run(
@@ -118,9 +115,7 @@ def test_ascend_client_gets_the_official_scores_from_the_original(original_serve
     )
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
-    pairs = [Pair(shown["query"], d) for d in shown["documents"]]
-    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, pairs)
-    want = score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
+    want = official_scores(src, [Pair(shown["query"], d) for d in shown["documents"]])
     assert max(abs(a - b) for a, b in zip(shown["scores"]["original"], want)) <= 1e-4
 
 
