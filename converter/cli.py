@@ -157,7 +157,7 @@ def _publish(args: argparse.Namespace) -> int:
     )  # fmt: skip
     print(render_plan(plan))
     if args.dry_run:
-        if plan.credentials == "none":
+        if plan.credentials.startswith("none"):
             print("note: no token found; a real run would stop here", file=sys.stderr)
         print("dry run: nothing was uploaded")
     else:

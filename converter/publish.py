@@ -23,6 +23,8 @@ from .source import REPO_ID
 DEFAULT_BRANCH = {"hf": "main", "modelscope": "master"}
 MS_UPLOAD_CACHE = ".ms_upload_cache"
 REPORT_MAX_BYTES = 50 << 20
+MODELSCOPE_MISSING = "none: the modelscope package is missing (pip install 'seqcls[hub]')"
+"""A dry run still shows the whole plan without it; a real upload stops on it."""
 
 
 @dataclass
@@ -91,6 +93,8 @@ def publish(
     )
     if dry_run:
         return plan
+    if credentials == MODELSCOPE_MISSING:
+        raise SeqclsError("publishing to ModelScope needs the modelscope package: pip install 'seqcls[hub]'")
     if token is None:
         login = "set HF_TOKEN or run `hf auth login`" if hub == "hf" else "set MODELSCOPE_API_TOKEN"
         raise SeqclsError(f"no {_hub_name(hub)} token: {login}; nothing was uploaded")
@@ -166,9 +170,7 @@ def _token(hub: str) -> tuple[str | None, str]:
         try:
             from modelscope_hub.config import get_default_config
         except ImportError:
-            raise SeqclsError(
-                "publishing to ModelScope needs the modelscope package: pip install 'seqcls[hub]'"
-            ) from None
+            return None, MODELSCOPE_MISSING
         token = get_default_config().token
         source = "environment (MODELSCOPE_API_TOKEN)" if os.environ.get("MODELSCOPE_API_TOKEN") else "modelscope login"
     return (token, source) if token else (None, "none")

@@ -184,3 +184,16 @@ def test_real_upload_to_hugging_face(verified, tmp_path):
     result = seqcls(folder, "--repo-id", os.environ["SEQCLS_TEST_HF_REPO"], "--private", env=env, home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert os.environ["SEQCLS_TEST_HF_TOKEN"] not in result.stdout + result.stderr
+
+
+def test_modelscope_dry_run_works_without_the_package(verified, monkeypatch):
+    """A newcomer with the base install still sees the ModelScope plan; only a real upload needs modelscope."""
+    from converter.errors import SeqclsError
+    from converter.publish import MODELSCOPE_MISSING, publish
+
+    folder, _ = verified
+    monkeypatch.setitem(sys.modules, "modelscope_hub.config", None)  # makes the import fail, as when not installed
+    plan = publish(folder, "me/x", hub="modelscope", dry_run=True)
+    assert plan.branch == "master" and plan.credentials == MODELSCOPE_MISSING
+    with pytest.raises(SeqclsError, match=r"needs the modelscope package: pip install 'seqcls\[hub\]'"):
+        publish(folder, "me/x", hub="modelscope")
