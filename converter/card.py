@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
-from .recipes import Recipe, recipe_for_converted
+from .recipes import FROM_2_WAY_SOFTMAX, Recipe, recipe_for_converted
 from .report import markdown_table
 from .source import REPO_ID
 from .templates import SCORE_TEMPLATE_FILE
@@ -73,7 +73,7 @@ def facts_from_folder(folder: Path) -> CardFacts:
 
     folder = Path(folder)
     config = read_config(folder)
-    recipe = recipe_for_converted(config.get("architectures") or [])
+    recipe = recipe_for_converted(config)
     if recipe is None:
         archs = config.get("architectures")
         raise SeqclsError(f"{folder} is not a checkpoint converted by seqcls (architectures {archs})")
@@ -193,62 +193,108 @@ def _card_data(path: Path) -> dict:
         return {}
 
 
+def _formula(f: CardFacts) -> tuple[str, str, str]:
+    """(the two scoring lines, the head's description, how the head was computed), by method."""
+    r = f.recipe
+    tokens = [f"`{t}` (id {i})" for t, i in zip(r.label_tokens, f.label_ids)]
+    if r.method == FROM_2_WAY_SOFTMAX:
+        (no, yes), (no_id, yes_id) = r.label_tokens, f.label_ids
+        lines = (
+            f"original:  p = softmax([logit_{no}, logit_{yes}])[1]   at the last token\n"
+            f"converted: p = sigmoid(h · (W[{yes}] - W[{no}])) = sigmoid(score(h))"
+        )
+        head = f"`fp32(W[{yes_id}]) - fp32(W[{no_id}])`, float32, shape [1, {f.hidden_size}]"
+        how = (
+            f"false {tokens[0]}, true {tokens[1]}",
+            "The difference of the two rows is computed and stored in float32: rounding it to the model's dtype "
+            "would cost about\n1e-4 in score.",
+        )
+        return lines, head, how
+    ids = ", ".join(map(str, f.label_ids))
+    names = ", ".join(r.label_tokens)
+    if r.num_labels == 1:
+        lines = (
+            f"original:  p = sigmoid(logit_{names})   at the last token\n"
+            f"converted: p = sigmoid(h · W[{names}]) = sigmoid(score(h))"
+        )
+    else:
+        lines = f"original:  logits of {names} at the last token\nconverted: score(h) = h · W[{names}]ᵀ, one label each"
+    head = f"rows `W[{ids}]`, float32, shape [{r.num_labels}, {f.hidden_size}]"
+    how = (", ".join(tokens), "The rows are stored in float32, which holds the model's values exactly.")
+    return lines, head, how
+
+
+def _prompt_section(r: Recipe) -> str:
+    if not r.has_prompt:
+        return (
+            "No prompt format is known for this conversion (`seqcls convert --tokens/--method`), so the checkpoint "
+            "carries no template. Format each pair exactly as the original model expects, or scores will be close "
+            "to random."
+        )
+    instruction = ""
+    if "{instruction}" in "".join(r.pieces):
+        default = f'defaults to "{r.default_instruction}"' if r.default_instruction else "is left out unless given"
+        instruction = (
+            f"\nThe instruction {default}. Pass one as `instruction` (vLLM's `chat_template_kwargs`, "
+            "`apply_chat_template`) or as sentence-transformers' `prompt`.\n"
+        )
+    bos = "\nThe tokenizer adds the BOS token in front, as the reference does.\n" if r.bos else ""
+    return f"""Scores are close to random without the official prompt. The checkpoint carries it as
+`{SCORE_TEMPLATE_FILE}` (also the tokenizer's chat template and sentence-transformers' template), so raw
+`(query, document)` pairs work in every loader below. Rendered, a pair reads:
+
+```
+{_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
+```
+{instruction}{bos}"""
+
+
 def _body(f: CardFacts, ref: str, parity: list[dict]) -> str:
     r = f.recipe
-    (false_tok, true_tok), (false_id, true_id) = r.label_tokens, f.label_ids
+    lines, head, (label_text, how) = _formula(f)
     base = f.base_model or "the original checkpoint"
     local = not is_hub_id(ref)
     model_dir = ref if local else f"./{f.name}"
     download = "" if local else f"hf download {ref} --local-dir {model_dir}\n"
+    labels = "one label" if r.num_labels == 1 else f"{r.num_labels} labels"
+    template_flag = f" --chat-template {model_dir}/{SCORE_TEMPLATE_FILE}" if r.has_prompt else ""
     facts_table = markdown_table(
         ("", ""),
         [
-            ("source", f"`{base}` ({', '.join(r.source_architectures)})"),
-            ("result", f"`{r.target_architecture}`, 1 label"),
+            ("source", f"`{base}` ({', '.join(r.source_architectures)}; recipe `{r.name}`)"),
+            ("result", f"`{r.target_architecture}`, {labels}"),
             ("method", f"`{r.method}`"),
-            ("label tokens", f"false `{false_tok}` (id {false_id}), true `{true_tok}` (id {true_id})"),
+            ("label tokens", label_text),
             ("head taken from", f"`{f.head_name}`" + (" (tied embeddings)" if f.tied else "")),
-            ("`score.weight`", f"`fp32(W[{true_id}]) - fp32(W[{false_id}])`, float32, shape [1, {f.hidden_size}]"),
+            ("`score.weight`", head),
             ("other weights", f"unchanged, byte for byte ({f.dtype})"),
             ("padding", f"left, pad token `{f.pad_token}` (id {f.pad_token_id})"),
         ],
     )
     return f"""# {f.name}
 
-`{base}` converted by seqcls to a sequence-classification model with one label. It gives the original's scores
+`{base}` converted by seqcls to a sequence-classification model with {labels}. It gives the original's scores
 without load-time overrides:
 
 ```
-original:  p = softmax([logit_{false_tok}, logit_{true_tok}])[1]   at the last token
-converted: p = sigmoid(h · (W[{true_tok}] - W[{false_tok}])) = sigmoid(score(h))
+{lines}
 ```
 
 ## What was converted
 
 {facts_table}
 
-The difference of the two rows is computed and stored in float32: rounding it to the model's dtype would cost about
-1e-4 in score.
+{how}
 
 ## Prompt format
 
-Scores are close to random without the official prompt. The checkpoint carries it as `{SCORE_TEMPLATE_FILE}` (also
-the tokenizer's chat template and sentence-transformers' template), so raw `(query, document)` pairs work in every
-loader below. Rendered, a pair reads:
-
-```
-{_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
-```
-
-The instruction defaults to "{r.default_instruction}". Pass another one as `instruction` (vLLM's
-`chat_template_kwargs`, `apply_chat_template`) or as sentence-transformers' `prompt`.
-
+{_prompt_section(r)}
 ## Usage
 
 ### vLLM (GPU, CPU)
 
 ```bash
-{download}vllm serve {model_dir} --runner pooling --dtype {f.dtype} --chat-template {model_dir}/{SCORE_TEMPLATE_FILE}
+{download}vllm serve {model_dir} --runner pooling --dtype {f.dtype}{template_flag}
 curl -s localhost:8000/v1/rerank -H 'Content-Type: application/json' \\
   -d '{{"query": "What is the capital of China?", "documents": ["The capital of China is Beijing.", "Gravity."]}}'
 ```
@@ -263,38 +309,7 @@ The same command inside the vllm-ascend image, with `PYTORCH_NPU_ALLOC_CONF=expa
 vllm-ascend 0.19.1, add `--no-enable-prefix-caching`: prefix caching gave wrong scores for this model type
 (vllm-ascend #7145, fixed in #7452). Avoid the int8 KV cache and KV-transfer setups, which still use a non-causal
 attention for pooling models.
-
-### sentence-transformers
-
-```python
-from sentence_transformers import CrossEncoder
-
-model = CrossEncoder("{ref}")
-query = "What is the capital of China?"
-documents = ["The capital of China is Beijing.", "Gravity is a force that attracts two bodies."]
-scores = model.predict([(query, document) for document in documents])
-print(scores)
-# another instruction: model.predict(pairs, prompt="Given a legal question, retrieve relevant clauses")
-```
-
-### transformers
-
-```python
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained("{ref}")  # left padding and the score template come with it
-model = AutoModelForSequenceClassification.from_pretrained("{ref}", dtype="auto").eval()
-query = "What is the capital of China?"
-documents = ["The capital of China is Beijing.", "Gravity is a force that attracts two bodies."]
-messages = [[{{"role": "query", "content": query}}, {{"role": "document", "content": d}}] for d in documents]
-texts = [tokenizer.apply_chat_template(m, tokenize=False) for m in messages]  # instruction="..." to change it
-batch = tokenizer(texts, padding=True, return_tensors="pt")
-with torch.no_grad():
-    scores = torch.sigmoid(model(**batch).logits[:, 0].float()).tolist()
-print(scores)
-```
-
+{_python_usage(f, ref)}
 ## Parity
 
 {_parity(parity, ref)}
@@ -332,3 +347,46 @@ def is_hub_id(ref: str) -> bool:
 def _visible(text: str) -> str:
     """Newlines shown as ``\\n`` at line ends, so the trailing ones of the suffix stay visible."""
     return text.replace("\n", "\\n\n").rstrip("\n")
+
+
+def _python_usage(f: CardFacts, ref: str) -> str:
+    """The sentence-transformers and transformers snippets (the tests run them), for single-label checkpoints with a
+    prompt format: without one the pairs need the user's own formatting."""
+    r = f.recipe
+    if not (r.has_prompt and r.num_labels == 1):
+        return ""
+    prompt_hint = ""
+    if "{instruction}" in "".join(r.pieces):
+        prompt_hint = (
+            '\n# another instruction: model.predict(pairs, prompt="Given a legal question, retrieve relevant clauses")'
+        )
+    return f"""
+### sentence-transformers
+
+```python
+from sentence_transformers import CrossEncoder
+
+model = CrossEncoder("{ref}")
+query = "What is the capital of China?"
+documents = ["The capital of China is Beijing.", "Gravity is a force that attracts two bodies."]
+scores = model.predict([(query, document) for document in documents])
+print(scores){prompt_hint}
+```
+
+### transformers
+
+```python
+import torch
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained("{ref}")  # left padding and the score template come with it
+model = AutoModelForSequenceClassification.from_pretrained("{ref}", dtype="auto").eval()
+query = "What is the capital of China?"
+documents = ["The capital of China is Beijing.", "Gravity is a force that attracts two bodies."]
+messages = [[{{"role": "query", "content": query}}, {{"role": "document", "content": d}}] for d in documents]
+batch = tokenizer.apply_chat_template(messages, padding=True, return_tensors="pt", return_dict=True)
+with torch.no_grad():
+    scores = torch.sigmoid(model(**batch).logits[:, 0].float()).tolist()
+print(scores)
+```
+"""

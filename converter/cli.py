@@ -8,6 +8,7 @@ import traceback
 from pathlib import Path
 
 from .errors import SeqclsError
+from .recipes import METHODS, PRESETS
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +28,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--copy", action="store_true", help="copy unchanged shards instead of hard-linking them")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     p.add_argument("--base-model", help="hub id the model card names as the source (default: the source as given)")
+    p.add_argument(
+        "--preset",
+        choices=[r.name for r in PRESETS],
+        help="the reranker family (default: recognised from the architecture and the repo or folder name)",
+    )
+    p.add_argument(
+        "--tokens",
+        type=_token_list,
+        help="label tokens, comma-separated, for any *ForCausalLM without a preset (false first: no,yes)",
+    )
+    p.add_argument("--method", choices=list(METHODS), help="how label rows become the head (with --tokens)")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_convert)
 
@@ -103,13 +115,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _token_list(text: str) -> tuple[str, ...]:
+    """Comma-separated; a token that is a comma itself is not supported here."""
+    return tuple(text.split(","))
+
+
 def _convert(args: argparse.Namespace) -> int:
     from .convert import convert
     from .report import conversion_summary
 
     plan, report = convert(
         args.src, args.out, copy=args.copy, overwrite=args.overwrite, base_model=args.base_model, hub=args.hub,
-        offline=args.offline,
+        offline=args.offline, preset=args.preset, tokens=args.tokens, method=args.method,
     )  # fmt: skip
     print(conversion_summary(plan, report))
     return 0

@@ -10,7 +10,7 @@ from .card import CARD_FILE, read_state
 from .errors import SeqclsError
 from .io.checkpoint import open_checkpoint
 from .package import CHAT_TEMPLATE_FILE
-from .recipes import recipe_for, recipe_for_converted
+from .recipes import recipe_for_converted, recipe_for_original
 from .report import markdown_table
 from .templates import SCORE_TEMPLATE_FILE, score_template
 from .tokenizer import read_tokenizer_config, read_vocabulary
@@ -23,7 +23,7 @@ def inspect_checkpoint(path: str | Path) -> dict:
     ckpt = open_checkpoint(folder)
     config = ckpt.config
     archs = config.get("architectures") or []
-    converted, original = recipe_for_converted(archs), recipe_for(archs)
+    converted, original = recipe_for_converted(config), recipe_for_original(config, folder)
     recipe = converted or original
     kind = "converted" if converted and "score.weight" in ckpt.tensors else "original" if original else "neither"
     info: dict = {
@@ -68,9 +68,9 @@ def inspect_checkpoint(path: str | Path) -> dict:
 
 def _check_converted(folder: Path, config: dict, recipe, info: dict) -> None:
     chat = folder / CHAT_TEMPLATE_FILE
-    info["chat_template_is_score_template"] = chat.is_file() and chat.read_text(encoding="utf-8") == score_template(
-        recipe
-    )
+    if recipe.has_prompt:
+        expected = score_template(recipe, for_tokenizer=True)
+        info["chat_template_is_score_template"] = chat.is_file() and chat.read_text(encoding="utf-8") == expected
     if info["card"]:
         info["verified"] = read_state(folder).get("parity", [])
     problems = info["problems"]
@@ -80,9 +80,10 @@ def _check_converted(folder: Path, config: dict, recipe, info: dict) -> None:
         problems.append("config.json lacks use_sep_token: false (vLLM defaults it to true)")
     if type(config.get("pad_token_id")) is not int:
         problems.append("config.json has no pad_token_id: transformers cannot score batches")
-    if (head := info["head"]) and (head["dtype"] != "F32" or head["shape"][:1] != [1]):
-        problems.append(f"score.weight is {head['dtype']} {head['shape']}; seqcls writes F32 [1, hidden]")
-    if not info["score_template"]:
+    labels = recipe.num_labels
+    if (head := info["head"]) and (head["dtype"] != "F32" or head["shape"][:1] != [labels]):
+        problems.append(f"score.weight is {head['dtype']} {head['shape']}; seqcls writes F32 [{labels}, hidden]")
+    if recipe.has_prompt and not info["score_template"]:
         problems.append(f"no {SCORE_TEMPLATE_FILE}: vLLM would score raw pairs without the prompt format")
 
 

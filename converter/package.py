@@ -38,26 +38,30 @@ SIGMOID = "torch.nn.modules.activation.Sigmoid"
 
 
 def loader_files(recipe: Recipe, vocab: Vocabulary, tokenizer_config: dict | None) -> dict[str, str]:
-    """File name -> text, for every file the converter writes besides weights, config and index."""
-    template = score_template(recipe)
-    st_config = {
-        "model_type": "CrossEncoder",
-        "activation_fn": SIGMOID,
-        "prompts": {DEFAULT_PROMPT: recipe.default_instruction},
-        "default_prompt_name": DEFAULT_PROMPT,
-    }
-    return {
-        SCORE_TEMPLATE_FILE: template,
-        CHAT_TEMPLATE_FILE: template,
-        TOKENIZER_CONFIG: _json(_tokenizer_config(tokenizer_config or {}, vocab)),
-        "modules.json": _json(ST_MODULES),
-        "sentence_bert_config.json": _json(ST_TRANSFORMER),
-        "config_sentence_transformers.json": _json(st_config),
-    }
+    """File name -> text, for every file the converter writes besides weights, config and index.
+
+    A recipe without a prompt format (generic) gets no templates: the original's chat template is dropped all the
+    same, as it would format pairs as a chat, and the card says the prompt is the user's to supply."""
+    st_config: dict = {"model_type": "CrossEncoder", "activation_fn": SIGMOID}
+    if recipe.default_instruction:
+        st_config |= {"prompts": {DEFAULT_PROMPT: recipe.default_instruction}, "default_prompt_name": DEFAULT_PROMPT}
+    files = {TOKENIZER_CONFIG: _json(_tokenizer_config(tokenizer_config or {}, vocab))}
+    if recipe.has_prompt:
+        files |= {
+            SCORE_TEMPLATE_FILE: score_template(recipe),
+            CHAT_TEMPLATE_FILE: score_template(recipe, for_tokenizer=True),
+        }
+    if recipe.num_labels == 1:
+        files |= {
+            "modules.json": _json(ST_MODULES),
+            "sentence_bert_config.json": _json(ST_TRANSFORMER),
+            "config_sentence_transformers.json": _json(st_config),
+        }
+    return files
 
 
 def _tokenizer_config(source: dict, vocab: Vocabulary) -> dict:
-    """Left padding keeps the scored last token real in every batch row, as Qwen's reference code pads."""
+    """Left padding keeps the scored last token real in every batch row, as the reference code pads."""
     config = {k: v for k, v in source.items() if k != "chat_template"}
     config.update(padding_side="left", pad_token=vocab.pad_token)
     return config

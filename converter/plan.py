@@ -5,7 +5,7 @@ The plan reads safetensors headers and the two label rows, nothing else, so it c
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,17 @@ from .errors import SeqclsError
 from .io.checkpoint import Checkpoint, open_checkpoint
 from .io.safetensors_format import NewTensor, TensorInfo, read_row
 from .package import loader_files
-from .recipes import FROM_2_WAY_SOFTMAX, Recipe, known_architectures, recipe_for
+from .recipes import (
+    CONFIG_KEY,
+    FROM_2_WAY_SOFTMAX,
+    PRESETS,
+    Recipe,
+    generic_recipe,
+    known_architectures,
+    preset,
+    presets_by_architecture,
+    recipe_for_original,
+)
 from .source import Source
 from .tokenizer import TOKENIZER_CONFIG, Vocabulary, read_tokenizer_config, read_vocabulary
 
@@ -68,9 +78,13 @@ class Plan:
         return {"metadata": {"total_size": total}, "weight_map": dict(sorted(self.weight_map.items()))}
 
 
-def make_plan(source: Source) -> Plan:
+def make_plan(
+    source: Source, *, preset_name: str | None = None, tokens: tuple[str, ...] | None = None, method: str | None = None
+) -> Plan:
+    """``preset_name`` forces a preset; ``tokens`` with ``method`` build a generic recipe (see ``recipes``)."""
     ckpt = open_checkpoint(source.folder, source.root)
-    recipe = _recipe(ckpt)
+    recipe = choose_recipe(ckpt.config, source, preset_name, tokens, method)
+    _check_not_converted(ckpt)
     carried = _carried_files(source)
     tokenizer_config = read_tokenizer_config(source.folder)
     vocab = read_vocabulary(source.folder, recipe.label_tokens, ckpt.config, tokenizer_config)
@@ -91,18 +105,67 @@ def make_plan(source: Source) -> Plan:
     )
 
 
-def _recipe(ckpt: Checkpoint) -> Recipe:
-    archs = ckpt.config.get("architectures") or []
+def choose_recipe(
+    config: dict, source: Source, preset_name: str | None, tokens: tuple[str, ...] | None, method: str | None
+) -> Recipe:
+    archs = config.get("architectures") or []
     if not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
         raise SeqclsError("config.json: 'architectures' must be a list of names; fix the config")
-    if any(a.endswith("ForSequenceClassification") for a in archs) or "score.weight" in ckpt.tensors:
-        raise SeqclsError(f"{ckpt.folder} is already a sequence-classification checkpoint; nothing to convert")
-    recipe = recipe_for(archs)
-    if recipe is None:
+    if any(a.endswith("ForSequenceClassification") for a in archs):
+        raise SeqclsError(f"{source.folder} is already a sequence-classification checkpoint; nothing to convert")
+    if preset_name and (tokens or method):
+        raise SeqclsError("--preset fixes the tokens and the method; give either --preset or --tokens/--method")
+    if preset_name:
+        recipe = preset(preset_name)
+        if not set(archs) & set(recipe.source_architectures):
+            raise SeqclsError(
+                f"preset {recipe.name} converts {', '.join(recipe.source_architectures)}, "
+                f"but this checkpoint is {archs or '(no architectures)'}"
+            )
+        return recipe
+    if tokens or method:
+        if not (tokens and method):
+            raise SeqclsError("--tokens and --method go together, e.g. --tokens no,yes --method from_2_way_softmax")
+        if len(archs) != 1:
+            raise SeqclsError(f"--tokens/--method need one architecture in config.json, found {archs}")
+        recipe = generic_recipe(archs[0], tokens, method)
+        return replace(recipe, tie_default=_check_counterpart(recipe, config))
+    recipe = recipe_for_original(config, source.folder, source.name, source.spec)
+    if recipe is not None:
+        return recipe
+    if maybe := presets_by_architecture(archs):
+        names = ", ".join(r.name for r in maybe)
         raise SeqclsError(
-            f"no conversion recipe for architectures {archs or '(none)'}; known: {', '.join(known_architectures())}"
+            f"{archs[0]} is a common LLM architecture and the name {source.name!r} names no reranker family; "
+            f"pass --preset ({names}) or --tokens/--method"
         )
-    return recipe
+    raise SeqclsError(
+        f"no conversion recipe for architectures {archs or '(none)'}; known: {', '.join(known_architectures())}; "
+        f"or pass --tokens/--method (presets: {', '.join(r.name for r in PRESETS)})"
+    )
+
+
+def _check_counterpart(recipe: Recipe, config: dict) -> bool:
+    """The seq-cls class must exist in transformers, or no loader could build the output. Returns the config
+    class default of ``tie_word_embeddings`` for configs that leave it out."""
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES
+
+    if recipe.target_architecture not in MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.values():
+        raise SeqclsError(
+            f"{recipe.source_architectures[0]} has no {recipe.target_architecture} in transformers; "
+            "only architectures with a sequence-classification counterpart can be converted"
+        )
+    model_type = config.get("model_type")
+    try:
+        return bool(AutoConfig.for_model(model_type).tie_word_embeddings)
+    except (ValueError, AttributeError):
+        return False
+
+
+def _check_not_converted(ckpt: Checkpoint) -> None:
+    if "score.weight" in ckpt.tensors:
+        raise SeqclsError(f"{ckpt.folder} is already a sequence-classification checkpoint; nothing to convert")
 
 
 def _head_tensor(ckpt: Checkpoint, recipe: Recipe, tied: bool) -> TensorInfo:
@@ -130,27 +193,34 @@ def _row_f32(head: TensorInfo, row: int) -> np.ndarray:
 
 
 def _score(head: TensorInfo, label_ids: tuple[int, ...], recipe: Recipe) -> NewTensor:
-    """``fp32(W[true]) - fp32(W[false])``: rounding the difference to the model dtype would cost ~1e-4 in score."""
-    if recipe.method != FROM_2_WAY_SOFTMAX:
-        raise SeqclsError(f"method {recipe.method!r} is not supported")
+    """``from_2_way_softmax``: ``fp32(W[true]) - fp32(W[false])``, as rounding the difference to the model dtype
+    would cost ~1e-4 in score. ``no_post_processing``: the rows themselves, one label each, widened to fp32
+    (exactly)."""
+    for token, i in zip(recipe.label_tokens, label_ids):
+        if not 0 <= i < head.shape[0]:
+            raise SeqclsError(f"label token {token!r} has id {i}, outside {head.name} ({head.shape[0]} rows)")
     rows = [_row_f32(head, i) for i in label_ids]
     for token, row in zip(recipe.label_tokens, rows):
         if not np.isfinite(row).all():
             raise SeqclsError(f"row of label token {token!r} in {head.name} holds NaN or Inf; the weights are damaged")
-    false_row, true_row = rows
-    diff = (true_row - false_row).astype("<f4")
-    return NewTensor(recipe.score_tensor, "F32", (1, head.shape[1]), diff.tobytes())
+    if recipe.method == FROM_2_WAY_SOFTMAX:
+        false_row, true_row = rows
+        rows = [true_row - false_row]
+    matrix = np.stack(rows).astype("<f4")
+    return NewTensor(recipe.score_tensor, "F32", matrix.shape, matrix.tobytes())
 
 
 def _new_config(config: dict, recipe: Recipe, vocab: Vocabulary) -> dict:
     new = {k: v for k, v in config.items() if k not in recipe.drop_config_keys}
+    labels = ["LABEL_0"] if recipe.num_labels == 1 else list(recipe.label_tokens)
     new.update(
         architectures=[recipe.target_architecture],
-        id2label={"0": "LABEL_0"},
-        label2id={"LABEL_0": 0},
+        id2label={str(i): label for i, label in enumerate(labels)},
+        label2id={label: i for i, label in enumerate(labels)},
         pad_token_id=vocab.pad_token_id,
         use_sep_token=False,
     )
+    new[CONFIG_KEY] = recipe.record()
     return new
 
 

@@ -1,103 +1,260 @@
 """Everything family-specific, as data: one place to read or extend.
 
 A recipe says how to recognise an "LLM as reranker" checkpoint, which vocabulary rows carry the answer, how
-those rows become a classifier head, and how the model expects its prompts to look.
+those rows become a classifier head (a *method*, named as vLLM names it), and how the model expects its prompts.
+Presets cover the families vLLM converts online; ``generic_recipe`` builds one from ``--tokens``/``--method`` for
+any ``*ForCausalLM`` with a ``*ForSequenceClassification`` counterpart, without a prompt format.
 """
 
 from __future__ import annotations
 
+import string
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import SeqclsError
 
 FROM_2_WAY_SOFTMAX = "from_2_way_softmax"
+NO_POST_PROCESSING = "no_post_processing"
+METHODS = {FROM_2_WAY_SOFTMAX: 2, NO_POST_PROCESSING: None}
+"""Method -> the number of label tokens it takes (None: any number, one label each)."""
+CONFIG_KEY = "seqcls"
+"""The converted config's record of its recipe, so inspect, verify and publish need no flags."""
+GENERIC = "generic"
+VLLM_CONVERSION_KEYS = ("classifier_from_token", "method", "is_original_qwen3_reranker")
+"""Config keys that make vLLM convert the weights again at load time."""
 
 
 @dataclass(frozen=True)
 class Recipe:
     name: str
+    title: str
     source_architectures: tuple[str, ...]
     target_architecture: str
     method: str
     label_tokens: tuple[str, ...]
     """For ``from_2_way_softmax``: (false token, true token); the head is ``W[true] - W[false]``."""
-    head_tensor: str
-    embed_tensor: str
-    score_tensor: str
-    tie_default: bool
+    pieces: tuple[str, ...] | None = None
+    """The prompt, as the reference code tokenizes it: each piece on its own, then concatenated. Fields:
+    ``{query}``, ``{document}``, ``{instruction}``. None: no prompt format is known (generic recipes)."""
+    document_from: int = 0
+    """Index of the first piece of the document half (the seed sends the halves as vLLM's query and document)."""
+    instruction_part: str = "{instruction}"
+    """What ``{instruction}`` renders to when there is an instruction; nothing when there is none."""
+    default_instruction: str | None = None
+    bos: bool = False
+    """The reference starts with the BOS token, which the tokenizer adds; templates must not write it for vLLM."""
+    name_hints: tuple[str, ...] = ()
+    """Substrings of the repo or folder name that identify the family; empty: the architecture alone does."""
+    vllm_flag: str | None = None
+    """A config flag vLLM documents for the original instead of ``method`` (Qwen3-Reranker)."""
+    head_tensor: str = "lm_head.weight"
+    embed_tensor: str = "model.embed_tokens.weight"
+    score_tensor: str = "score.weight"
+    tie_default: bool = False
     """What ``tie_word_embeddings`` means when config.json leaves it out (the config class default)."""
-    prefix: str
-    query_part: str
-    document_part: str
-    suffix: str
-    default_instruction: str
-    drop_config_keys: tuple[str, ...] = field(default=())
+    drop_config_keys: tuple[str, ...] = field(
+        default=(*VLLM_CONVERSION_KEYS, "sbert_ce_default_activation_function", "sentence_transformers")
+    )
     """Keys that make vLLM convert again at load time or switch off its sigmoid."""
 
-    def body(self, query: str, document: str, instruction: str | None = None) -> str:
-        """The part between prefix and suffix, which the reference code tokenizes on its own."""
-        query_part = self.query_part.format(instruction=instruction or self.default_instruction, query=query)
-        return query_part + self.document_part.format(document=document)
+    @property
+    def num_labels(self) -> int:
+        return 1 if self.method == FROM_2_WAY_SOFTMAX else len(self.label_tokens)
+
+    @property
+    def has_prompt(self) -> bool:
+        return self.pieces is not None
+
+    def head_formula(self, label_ids: tuple[int, ...]) -> str:
+        """The head as a formula over vocabulary rows, with the token ids."""
+        rows = [f"W[{t!r}={i}]" for t, i in zip(self.label_tokens, label_ids)]
+        if self.method == FROM_2_WAY_SOFTMAX:
+            return f"fp32({rows[1]}) - fp32({rows[0]})"
+        return f"rows {', '.join(rows)}"
+
+    def record(self) -> dict:
+        """What the converted config keeps under ``CONFIG_KEY``."""
+        return {"recipe": self.name, "method": self.method, "label_tokens": list(self.label_tokens)}
+
+    def instruction_text(self, instruction: str | None) -> str:
+        chosen = instruction or self.default_instruction
+        return self.instruction_part.format(instruction=chosen) if chosen else ""
+
+    def render_pieces(self, query: str, document: str, instruction: str | None = None) -> list[str]:
+        if self.pieces is None:
+            return [query, document]
+        fields = {"query": query, "document": document, "instruction": self.instruction_text(instruction)}
+        return [piece.format(**fields) for piece in self.pieces]
 
     def format_query(self, query: str, instruction: str | None = None) -> str:
         """The query half of the official prompt, as the seed sends it to vLLM's score and rerank APIs."""
-        return self.prefix + self.query_part.format(instruction=instruction or self.default_instruction, query=query)
+        pieces = self.render_pieces(query, "", instruction)
+        return "".join(pieces[: self.document_from]) if self.pieces else query
 
     def format_document(self, document: str) -> str:
-        return self.document_part.format(document=document) + self.suffix
+        pieces = self.render_pieces("", document)
+        return "".join(pieces[self.document_from :]) if self.pieces else document
 
     def format_pair(self, query: str, document: str, instruction: str | None = None) -> str:
-        """The official prompt for one pair; scores without it are close to random."""
+        """The official prompt for one pair, without the BOS token; scores without it are close to random."""
         return self.format_query(query, instruction) + self.format_document(document)
 
     def vllm_hf_overrides(self) -> dict:
         """The load-time overrides that vLLM documents for serving the original checkpoint."""
-        return {
-            "architectures": [self.target_architecture],
-            "classifier_from_token": list(self.label_tokens),
-            "is_original_qwen3_reranker": True,
-        }
+        switch = {self.vllm_flag: True} if self.vllm_flag else {"method": self.method}
+        return {"architectures": [self.target_architecture], "classifier_from_token": list(self.label_tokens), **switch}
 
 
 QWEN3_RERANKER = Recipe(
     name="qwen3-reranker",
+    title="Qwen3-Reranker (0.6B, 4B, 8B)",
     source_architectures=("Qwen3ForCausalLM",),
     target_architecture="Qwen3ForSequenceClassification",
     method=FROM_2_WAY_SOFTMAX,
     label_tokens=("no", "yes"),
-    head_tensor="lm_head.weight",
-    embed_tensor="model.embed_tokens.weight",
-    score_tensor="score.weight",
-    tie_default=False,
-    prefix=(
-        "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
-        'Instruct provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n'
+    pieces=(
+        "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
+        'provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n',
+        "<Instruct>: {instruction}\n<Query>: {query}\n",
+        "<Document>: {document}",
+        "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
     ),
-    query_part="<Instruct>: {instruction}\n<Query>: {query}\n",
-    document_part="<Document>: {document}",
-    suffix="<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
+    document_from=2,
     default_instruction="Given a web search query, retrieve relevant passages that answer the query",
-    drop_config_keys=(
-        "classifier_from_token",
-        "method",
-        "is_original_qwen3_reranker",
-        "sbert_ce_default_activation_function",
-        "sentence_transformers",
-    ),
+    vllm_flag="is_original_qwen3_reranker",
 )
+"""Qwen's reference tokenizes prefix, body and suffix; the body is split here at ``<Document>``, which gives the same
+ids: Qwen's pre-tokenizer never joins a newline with the ``<`` after it (tests check this on the built-in pairs)."""
 
-RECIPES: tuple[Recipe, ...] = (QWEN3_RERANKER,)
+MXBAI_RERANK_V2 = Recipe(
+    name="mxbai-rerank-v2",
+    title="mixedbread-ai/mxbai-rerank-base-v2 and -large-v2",
+    source_architectures=("Qwen2ForCausalLM",),
+    target_architecture="Qwen2ForSequenceClassification",
+    method=FROM_2_WAY_SOFTMAX,
+    label_tokens=("0", "1"),
+    pieces=(
+        "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+        "<|im_start|>user\n",
+        "{instruction}query: {query}",
+        "\n",
+        "document: {document}",
+        "\n",
+        "You are a search relevance expert who evaluates how well documents match search queries. For each "
+        "query-document pair, carefully analyze the semantic relationship between them, then provide your binary "
+        "relevance judgment (0 for not relevant, 1 for relevant).\nRelevance:",
+        "<|im_end|>\n<|im_start|>assistant\n",
+    ),
+    document_from=3,
+    instruction_part="instruction: {instruction}\n",
+    name_hints=("mxbai-rerank",),
+    tie_default=False,
+)
+"""From mixedbread-ai/mxbai-rerank ``mxbai_rerank_v2.py``: no instruction unless one is given."""
+
+BGE_RERANKER_V2_GEMMA = Recipe(
+    name="bge-reranker-v2-gemma",
+    title="BAAI/bge-reranker-v2-gemma",
+    source_architectures=("GemmaForCausalLM",),
+    target_architecture="GemmaForSequenceClassification",
+    method=NO_POST_PROCESSING,
+    label_tokens=("Yes",),
+    pieces=(
+        "A: {query}",
+        "\n",
+        "B: {document}",
+        "\n",
+        "Given a query A and a passage B, determine whether the passage contains an answer to the query by "
+        "providing a prediction of either 'Yes' or 'No'.",
+    ),
+    document_from=2,
+    bos=True,
+    name_hints=("bge-reranker-v2-gemma",),
+    tie_default=True,
+)
+"""From FlagEmbedding's ``FlagLLMReranker``: BOS, then each piece tokenized alone; score = logit of ``Yes``."""
+
+PRESETS: tuple[Recipe, ...] = (QWEN3_RERANKER, MXBAI_RERANK_V2, BGE_RERANKER_V2_GEMMA)
 
 
-def recipe_for(architectures: list[str]) -> Recipe | None:
-    for recipe in RECIPES:
-        if any(arch in recipe.source_architectures for arch in architectures):
+def preset(name: str) -> Recipe:
+    found = next((r for r in PRESETS if r.name == name), None)
+    if found is None:
+        raise SeqclsError(f"unknown preset {name!r}; choose one of {', '.join(r.name for r in PRESETS)}")
+    return found
+
+
+def recipe_for(architectures: list[str], names: tuple[str, ...] = ()) -> Recipe | None:
+    """The preset for an original: its architecture, and its name where the architecture is a common LLM's."""
+    candidates = [r for r in PRESETS if set(architectures) & set(r.source_architectures)]
+    lowered = [n.lower() for n in names if n]
+    for recipe in candidates:
+        if recipe.name_hints and any(h in n for h in recipe.name_hints for n in lowered):
             return recipe
-    return None
+    return next((r for r in candidates if not r.name_hints), None)
 
 
-def recipe_for_converted(architectures: list[str]) -> Recipe | None:
-    """The recipe whose output a converted checkpoint is."""
-    return next((r for r in RECIPES if architectures == [r.target_architecture]), None)
+def recipe_for_original(config: dict, folder: Path, *names: str) -> Recipe | None:
+    """``recipe_for`` with the names an original goes by: the given ones (a hub id, say), its folder's, its
+    config's ``_name_or_path`` and a hub cache's ``models--ORG--NAME`` folder."""
+    resolved = Path(folder).resolve()
+    cache_dirs = [p.name for p in resolved.parents if p.name.startswith("models--")]
+    known = (*names, resolved.name, str(config.get("_name_or_path") or ""), *cache_dirs)
+    return recipe_for(config.get("architectures") or [], known)
+
+
+def presets_by_architecture(architectures: list[str]) -> list[Recipe]:
+    return [r for r in PRESETS if set(architectures) & set(r.source_architectures)]
+
+
+def generic_recipe(architecture: str, tokens: tuple[str, ...], method: str, tie_default: bool = False) -> Recipe:
+    """A recipe from ``--tokens``/``--method``: the head only; prompts are the user's business."""
+    if method not in METHODS:
+        raise SeqclsError(f"unknown --method {method!r}; choose one of {', '.join(METHODS)}")
+    wanted = METHODS[method]
+    if not tokens or any(not t for t in tokens) or (wanted is not None and len(tokens) != wanted):
+        count = f"exactly {wanted}" if wanted else "at least one"
+        raise SeqclsError(
+            f"--method {method} takes {count} label tokens (false first, then true), got {len(tokens)}: "
+            f"{', '.join(map(repr, tokens))}"
+        )
+    if len(set(tokens)) != len(tokens):
+        raise SeqclsError(f"--tokens repeats a token: {', '.join(map(repr, tokens))}")
+    if not architecture.endswith("ForCausalLM"):
+        raise SeqclsError(f"--tokens/--method convert a *ForCausalLM; this checkpoint is {architecture}")
+    return Recipe(
+        name=GENERIC,
+        title=f"{architecture} with label tokens {', '.join(map(repr, tokens))}",
+        source_architectures=(architecture,),
+        target_architecture=architecture.removesuffix("ForCausalLM") + "ForSequenceClassification",
+        method=method,
+        label_tokens=tuple(tokens),
+        tie_default=tie_default,
+    )
+
+
+def recipe_for_converted(config: dict) -> Recipe | None:
+    """The recipe whose output a converted checkpoint is: its config's record, else (checkpoints converted before
+    the record existed) the preset with its target architecture."""
+    record = config.get(CONFIG_KEY)
+    archs = config.get("architectures") or []
+    if isinstance(record, dict):
+        name, tokens, method = record.get("recipe"), record.get("label_tokens"), record.get("method")
+        recipe = next((r for r in PRESETS if r.name == name), None)
+        if recipe is not None and archs == [recipe.target_architecture]:
+            return recipe
+        if name == GENERIC and isinstance(tokens, list) and len(archs) == 1:
+            source = archs[0].removesuffix("ForSequenceClassification") + "ForCausalLM"
+            return generic_recipe(source, tuple(map(str, tokens)), str(method))
+        return None
+    return next((r for r in PRESETS if archs == [r.target_architecture] and not r.name_hints), None)
 
 
 def known_architectures() -> list[str]:
-    return [arch for recipe in RECIPES for arch in recipe.source_architectures]
+    return [arch for recipe in PRESETS for arch in recipe.source_architectures]
+
+
+def fields_of(text: str) -> list[tuple[str, str | None]]:
+    """(literal, field) parts of a piece, for template generation."""
+    return [(literal, name) for literal, name, _, _ in string.Formatter().parse(text)]

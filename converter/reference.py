@@ -1,8 +1,10 @@
 """Ground truth in transformers: the original scored as its authors do, and the converted model as a classifier.
 
-The original follows Qwen's reference code: prefix ids + body ids + suffix ids, then
-``softmax([logit_false, logit_true])[1]`` at the last real token. The converted model gets the very same ids, so
-any difference is the conversion's.
+The original follows each family's reference code: the prompt's pieces tokenized one by one and concatenated
+(after BOS where the reference starts with it), then the method at the last real token:
+``softmax([logit_false, logit_true])[1]`` (``from_2_way_softmax``) or ``sigmoid(logit_token)``
+(``no_post_processing``, one label). The converted model gets the very same ids, so any difference is the
+conversion's.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .pairs import Pair
-from .recipes import Recipe
+from .recipes import FROM_2_WAY_SOFTMAX, Recipe
 
 MAX_LENGTH = 8192
 
@@ -27,13 +29,22 @@ class Scores:
 
 
 def encode_official(tokenizer, recipe: Recipe, pairs: list[Pair], max_length: int = MAX_LENGTH) -> list[list[int]]:
-    prefix = tokenizer.encode(recipe.prefix, add_special_tokens=False)
-    suffix = tokenizer.encode(recipe.suffix, add_special_tokens=False)
-    bodies = [recipe.body(p.query, p.document, p.instruction) for p in pairs]
-    encoded = tokenizer(
-        bodies, add_special_tokens=False, truncation=True, max_length=max_length - len(prefix) - len(suffix)
-    )
-    return [prefix + ids + suffix for ids in encoded["input_ids"]]
+    """The document's piece is cut to make the whole fit ``max_length``, as the references truncate the document.
+    A recipe without a prompt format gets ``query + document`` tokenized as vLLM does for such a model."""
+    if not recipe.has_prompt:
+        return [tokenizer(p.query + p.document, truncation=True, max_length=max_length)["input_ids"] for p in pairs]
+    bos = [tokenizer.bos_token_id] if recipe.bos else []
+    document_piece = next(i for i, piece in enumerate(recipe.pieces) if "{document}" in piece)
+    encoded = []
+    for p in pairs:
+        pieces = [
+            tokenizer.encode(t, add_special_tokens=False)
+            for t in recipe.render_pieces(p.query, p.document, p.instruction)
+        ]
+        budget = max_length - len(bos) - sum(len(x) for i, x in enumerate(pieces) if i != document_piece)
+        pieces[document_piece] = pieces[document_piece][: max(budget, 0)]
+        encoded.append(bos + [i for x in pieces for i in x])
+    return encoded
 
 
 def _batches(ids: list[list[int]], pad_id: int, side: str, batch_size: int):
@@ -53,7 +64,7 @@ def _batches(ids: list[list[int]], pad_id: int, side: str, batch_size: int):
 
 
 def score_original(
-    folder: Path, ids: list[list[int]], recipe: Recipe, *, pad_id: int, label_ids: tuple[int, int],
+    folder: Path, ids: list[list[int]], recipe: Recipe, *, pad_id: int, label_ids: tuple[int, ...],
     dtype: str = "float32", padding_side: str = "left", batch_size: int = 8, device: str = "cpu",
 ) -> Scores:  # fmt: skip
     import torch
@@ -68,9 +79,13 @@ def score_original(
             keep = torch.unique(last)
             out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), logits_to_keep=keep.to(device))
             at_last = out.logits[torch.arange(len(last)), torch.searchsorted(keep, last)].float()
-            pair = at_last[:, list(label_ids)]
-            probs += torch.softmax(pair, dim=-1)[:, 1].tolist()
-            logits += (pair[:, 1] - pair[:, 0]).tolist()
+            chosen = at_last[:, list(label_ids)]
+            if recipe.method == FROM_2_WAY_SOFTMAX:
+                probs += torch.softmax(chosen, dim=-1)[:, 1].tolist()
+                logits += (chosen[:, 1] - chosen[:, 0]).tolist()
+            else:
+                probs += torch.sigmoid(chosen[:, 0]).tolist()
+                logits += chosen[:, 0].tolist()
     return Scores(probs, logits, loaded - started, time.perf_counter() - loaded)
 
 

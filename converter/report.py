@@ -28,13 +28,13 @@ def _width(text: str) -> int:
 
 
 def conversion_summary(plan: Plan, report: WriteReport) -> str:
-    (false_tok, true_tok), (false_id, true_id) = plan.recipe.label_tokens, plan.vocabulary.label_ids
     source_arch = ", ".join(a for a in plan.recipe.source_architectures)
     parts = [f"{len(report.linked)} linked", f"{len(report.copied)} copied", f"{len(report.rewritten)} written"]
     return "\n".join(
         [
             f"converted {plan.source.spec} ({source_arch}) -> {plan.recipe.target_architecture}",
-            f"  head    {plan.score.name} = fp32(W[{true_tok!r}={true_id}]) - fp32(W[{false_tok!r}={false_id}]),"
+            f"  recipe  {plan.recipe.name}, {plan.recipe.method}, {plan.recipe.num_labels} label(s)",
+            f"  head    {plan.score.name} = {plan.recipe.head_formula(plan.vocabulary.label_ids)},"
             f" W = {plan.head_name}{' (tied)' if plan.tied else ''}",
             f"  pad     pad_token_id = {plan.vocabulary.pad_token_id}",
             f"  shards  {', '.join(parts)}; {report.bytes_copied / 1e6:.1f} MB copied",

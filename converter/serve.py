@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
-from .recipes import recipe_for, recipe_for_converted
+from .recipes import recipe_for_converted, recipe_for_original
 from .templates import SCORE_TEMPLATE_FILE
 from .vllm_compat import EngineSpec, VllmInstall, detect, device_env, release, serve_argv, target
 
@@ -52,7 +52,7 @@ def serve_command(
     archs = config.get("architectures") or []
     install = _install(vllm_version, device)
     generation = install.generation
-    converted, original = recipe_for_converted(archs), recipe_for(archs)
+    converted, original = recipe_for_converted(config), recipe_for_original(config, folder)
     if converted is None and original is None:
         raise SeqclsError(f"{folder} is neither a converted checkpoint nor a known reranker original ({archs})")
     spec = EngineSpec(

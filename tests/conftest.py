@@ -1,4 +1,4 @@
-"""Session fixtures: tiny originals with the real Qwen3 vocabulary, built once and shared."""
+"""Session fixtures: tiny originals of every preset (real Qwen vocabularies), built once and shared."""
 
 from __future__ import annotations
 
@@ -18,7 +18,14 @@ ORIGINALS = {
     "untied-fp32-single": {"tied": False, "dtype": "float32"},
     "untied-bf16-sharded": {"tied": False, "dtype": "bfloat16", "max_shard_size": "30MB"},
     "untied-fp32-sharded": {"tied": False, "dtype": "float32", "max_shard_size": "60MB"},
+    # Other presets; their folder names are how convert recognises the family.
+    "tiny-mxbai-rerank-base-v2": {"family": "mxbai-rerank-v2", "tied": True, "dtype": "float32"},
+    "tiny-bge-reranker-v2-gemma": {"family": "bge-reranker-v2-gemma", "tied": True, "dtype": "float32"},
 }
+QWEN3_ORIGINALS = [name for name, options in ORIGINALS.items() if "family" not in options]
+FAMILY_ORIGINALS = {"qwen3-reranker": "tied-fp32-single", "mxbai-rerank-v2": "tiny-mxbai-rerank-base-v2",
+                    "bge-reranker-v2-gemma": "tiny-bge-reranker-v2-gemma"}  # fmt: skip
+"""One fp32 original per preset, for tests that run every family."""
 
 
 @pytest.fixture(scope="session")

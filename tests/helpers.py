@@ -75,15 +75,24 @@ def rewrite_tensor(folder: Path, name: str, value: torch.Tensor) -> None:
     raise KeyError(name)
 
 
-def official_scores(src: Path, pairs: list) -> list[float]:
-    """The original's probabilities on Qwen's reference token ids (real vocabulary: no = 2152, yes = 9693)."""
+def official_scores(src: Path, pairs: list, recipe=None, rendered: bool = False) -> list[float]:
+    """The original's probabilities on the family's reference token ids (default: Qwen3-Reranker); ``rendered``:
+    on the ids of the prompt rendered as one string, as templates and vLLM tokenize it (see test_presets)."""
     from transformers import AutoTokenizer
 
+    from converter.io.checkpoint import read_config
     from converter.recipes import QWEN3_RERANKER
     from converter.reference import encode_official, score_original
+    from converter.tokenizer import read_tokenizer_config, read_vocabulary
 
-    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, pairs)
-    return score_original(src, ids, QWEN3_RERANKER, pad_id=151643, label_ids=(2152, 9693)).probabilities
+    recipe = recipe or QWEN3_RERANKER
+    vocab = read_vocabulary(src, recipe.label_tokens, read_config(src), read_tokenizer_config(src))
+    tokenizer = AutoTokenizer.from_pretrained(src)
+    if rendered:
+        ids = tokenizer([recipe.format_pair(p.query, p.document, p.instruction) for p in pairs])["input_ids"]
+    else:
+        ids = encode_official(tokenizer, recipe, pairs)
+    return score_original(src, ids, recipe, pad_id=vocab.pad_token_id, label_ids=vocab.label_ids).probabilities
 
 
 @contextlib.contextmanager

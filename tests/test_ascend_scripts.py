@@ -96,7 +96,8 @@ def load_client():
 def test_client_formats_exactly_as_the_recipe():
     client = load_client()
     r = QWEN3_RERANKER
-    assert r.prefix == client.PREFIX and r.suffix == client.SUFFIX and r.default_instruction == client.INSTRUCTION
+    assert r.pieces[0] == client.PREFIX and r.pieces[-1] == client.SUFFIX
+    assert r.default_instruction == client.INSTRUCTION
     query = client.QUERY_TEMPLATE.format(prefix=client.PREFIX, instruction=client.INSTRUCTION, query="q")
     assert query == r.format_query("q")
     assert client.DOCUMENT_TEMPLATE.format(doc="d", suffix=client.SUFFIX) == r.format_document("d")

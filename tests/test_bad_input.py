@@ -194,6 +194,51 @@ def test_unknown_architecture(copy_of, tmp_path, capsys):
     convert_refused(src, tmp_path, capsys, "no conversion recipe for architectures ['LlamaForCausalLM']")
 
 
+# -- presets and --tokens/--method ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flags", "match"),
+    [
+        (["--tokens", "no,definitely", "--method", "from_2_way_softmax"], "'definitely' is 2 tokens"),
+        (["--tokens", "yes", "--method", "from_2_way_softmax"], "takes exactly 2 label tokens (false first"),
+        (["--tokens", "no,yes,maybe", "--method", "from_2_way_softmax"], "got 3: 'no', 'yes', 'maybe'"),
+        (["--tokens", "no,", "--method", "no_post_processing"], "takes at least one label tokens"),
+        (["--tokens", "yes,yes", "--method", "no_post_processing"], "--tokens repeats a token"),
+        (["--tokens", "no,yes"], "--tokens and --method go together"),
+        (["--preset", "qwen3-reranker", "--method", "no_post_processing"], "give either --preset or --tokens"),
+        (["--preset", "mxbai-rerank-v2"], "preset mxbai-rerank-v2 converts Qwen2ForCausalLM"),
+    ],
+)
+def test_bad_tokens_method_or_preset(original, tmp_path, capsys, flags, match):
+    out = tmp_path / "out"
+    refuse(["convert", str(original("tied-bf16-single")), "-o", str(out), *flags], capsys, match)
+    assert not out.exists()
+
+
+def test_architecture_without_a_seq_cls_counterpart(copy_of, tmp_path, capsys):
+    src = copy_of("tied-bf16-single")
+    _set_config(src, architectures=["CodeGenForCausalLM"], model_type="codegen")
+    out = tmp_path / "out"
+    flags = ["--tokens", "no,yes", "--method", "from_2_way_softmax"]
+    refuse(["convert", str(src), "-o", str(out), *flags], capsys, "has no CodeGenForSequenceClassification in")
+    assert not out.exists()
+
+
+def test_tokens_on_a_model_that_is_no_causal_lm(copy_of, tmp_path, capsys):
+    src = copy_of("tied-bf16-single")
+    _set_config(src, architectures=["Qwen3Model"])
+    flags = ["--tokens", "no,yes", "--method", "from_2_way_softmax"]
+    refuse(["convert", str(src), "-o", str(tmp_path / "out"), *flags], capsys, "convert a *ForCausalLM")
+
+
+def test_unknown_preset_or_method_is_a_usage_error(original, tmp_path):
+    for flags in (["--preset", "nope"], ["--tokens", "a,b", "--method", "softmax"]):
+        cmd = [sys.executable, "-m", "converter", "convert", str(original("tied-bf16-single")), *flags]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        assert result.returncode == 2 and "invalid choice" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_missing_tokenizer(copy_of, tmp_path, capsys):
     src = copy_of("tied-bf16-single")
     (src / "tokenizer.json").unlink()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import ORIGINALS
+from conftest import QWEN3_ORIGINALS
 from helpers import load_all, metadata_of, reshard, same_bytes
 from transformers import AutoConfig, AutoModelForSequenceClassification
 
@@ -20,7 +20,7 @@ YES, NO, PAD = 9693, 2152, 151643
 DROPPED = ("classifier_from_token", "method", "is_original_qwen3_reranker", "sbert_ce_default_activation_function")
 
 
-@pytest.fixture(params=sorted(ORIGINALS))
+@pytest.fixture(params=sorted(QWEN3_ORIGINALS))
 def converted(request, original, tmp_path):
     src = original(request.param)
     out = tmp_path / "out"
@@ -37,7 +37,12 @@ def test_config_contract(converted):
     assert after["pad_token_id"] == PAD
     assert after["use_sep_token"] is False
     assert not set(DROPPED) & set(after)
-    changed = {"architectures", "id2label", "label2id", "pad_token_id", "use_sep_token"}
+    assert after["seqcls"] == {
+        "recipe": "qwen3-reranker",
+        "method": "from_2_way_softmax",
+        "label_tokens": ["no", "yes"],
+    }
+    changed = {"architectures", "id2label", "label2id", "pad_token_id", "use_sep_token", "seqcls"}
     assert {k: v for k, v in after.items() if k not in changed} == {k: v for k, v in before.items() if k not in changed}
     assert AutoConfig.from_pretrained(out).num_labels == 1
 

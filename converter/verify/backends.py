@@ -68,7 +68,7 @@ class BackendRun:
     original: Side
     converted: Side
     reference_ids: list[list[int]]
-    """The official token ids (prefix + body + suffix, tokenized as Qwen's reference code does)."""
+    """The official token ids (the prompt's pieces, tokenized as the family's reference code does)."""
     environment: dict[str, str]
     prompts: dict[str, str] = field(default_factory=lambda: {"original": MANUAL, "converted": MANUAL})
     """How each side's prompts were built."""
@@ -129,7 +129,7 @@ def run_transformers(s: Settings) -> BackendRun:
     )
 
 
-def _label_ids(s: Settings) -> tuple[int, int]:
+def _label_ids(s: Settings) -> tuple[int, ...]:
     from ..tokenizer import read_tokenizer_config, read_vocabulary
 
     config, tokenizer_config = read_config(s.original), read_tokenizer_config(s.original)

@@ -13,7 +13,7 @@ from ..errors import SeqclsError
 from ..io.checkpoint import read_config
 from ..io.fingerprint import fingerprint
 from ..pairs import LONG_FILLER, Pair, builtin_pairs, load_pairs
-from ..recipes import Recipe, recipe_for
+from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
 from .backends import BACKENDS, BackendRun, Settings
 from .metrics import DEFAULT_ATOL, Verdict, compare
@@ -87,17 +87,26 @@ def verify(
 
 
 def _check_inputs(converted: Path, original: Path) -> tuple[Recipe, dict]:
-    """The recipe, and the original's config."""
+    """The recipe (from the converted checkpoint's config), and the original's config."""
     for path in (converted, original):
         if not path.is_dir():
             raise SeqclsError(f"{path} is not a checkpoint folder")
     config = read_config(original)
-    archs = config.get("architectures") or []
-    recipe = recipe_for(archs)
+    converted_config = read_config(converted)
+    recipe = recipe_for_converted(converted_config)
     if recipe is None:
-        raise SeqclsError(f"--original {original} is not a known reranker original (architectures {archs})")
-    if read_config(converted).get("architectures") != [recipe.target_architecture]:
-        raise SeqclsError(f"{converted} is not a {recipe.target_architecture} checkpoint; run seqcls convert first")
+        archs = converted_config.get("architectures")
+        raise SeqclsError(f"{converted} is not a checkpoint converted by seqcls ({archs}); run seqcls convert first")
+    archs = config.get("architectures") or []
+    if not set(archs) & set(recipe.source_architectures):
+        raise SeqclsError(
+            f"--original {original} is {archs}, but {converted} was converted from "
+            f"{', '.join(recipe.source_architectures)} ({recipe.name})"
+        )
+    if recipe.num_labels != 1:
+        raise SeqclsError(
+            f"{converted} has {recipe.num_labels} labels; verify compares single-label scores (one label token)"
+        )
     return recipe, config
 
 
