@@ -159,7 +159,7 @@ def _check_counterpart(recipe: Recipe, config: dict) -> bool:
     model_type = config.get("model_type")
     try:
         return bool(AutoConfig.for_model(model_type).tie_word_embeddings)
-    except (ValueError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):  # no such model_type here: assume untied
         return False
 
 

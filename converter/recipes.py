@@ -8,7 +8,6 @@ any ``*ForCausalLM`` with a ``*ForSequenceClassification`` counterpart, without 
 
 from __future__ import annotations
 
-import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -253,8 +252,3 @@ def recipe_for_converted(config: dict) -> Recipe | None:
 
 def known_architectures() -> list[str]:
     return [arch for recipe in PRESETS for arch in recipe.source_architectures]
-
-
-def fields_of(text: str) -> list[tuple[str, str | None]]:
-    """(literal, field) parts of a piece, for template generation."""
-    return [(literal, name) for literal, name, _, _ in string.Formatter().parse(text)]

@@ -66,10 +66,13 @@ def serve_command(
     )
     template = folder / SCORE_TEMPLATE_FILE
     notes = [f"vLLM {install.version}: API generation {generation.name!r}"]
-    if converted and generation.score_template and not template.is_file():
+    templated = converted is not None and converted.has_prompt
+    if templated and generation.score_template and not template.is_file():
         raise SeqclsError(f"{folder} has no {SCORE_TEMPLATE_FILE}; convert it again with this seqcls")
     if original:
         notes.append("original checkpoint: served through hf_overrides; clients must format prompts as the seed does")
+    elif not templated:
+        notes.append("no prompt format is known for this conversion: clients must format pairs as the original expects")
     elif not generation.score_template:
         notes.append(
             "this vLLM renders no score templates exactly: clients must format queries and documents as the seed "
@@ -78,7 +81,7 @@ def serve_command(
     if spec.prefix_caching_for(install) is False and prefix_caching is None:
         notes.append("prefix caching off: vllm-ascend before 0.19.1 scores causal pooling models wrongly with it")
     argv = serve_argv(
-        spec, install, host=host, port=port, chat_template=str(template) if converted else None, extra=extra
+        spec, install, host=host, port=port, chat_template=str(template) if templated else None, extra=extra
     )
     return ServeCommand(argv, device_env(device), install, notes)
 

@@ -6,7 +6,8 @@
 # Leaves OUT (default converted/<name>-seq-cls) and, in ARTIFACTS (default OUT-parity): report.json, junit.xml,
 # parity.png (when matplotlib is installed) and the vLLM logs. Exit code: 0 parity holds, 1 it does not, 2 bad input.
 # Environment: DEVICE cpu|cuda|npu (default cpu), DTYPE float32|bfloat16|float16 (default float32),
-#              BACKEND vllm|server|transformers (default vllm), SEQCLS (default: seqcls on PATH), EXTRA_ARGS.
+#              BACKEND vllm|server|transformers (default vllm), SEQCLS (default: seqcls on PATH), EXTRA_ARGS (verify),
+#              CONVERT_ARGS (convert, e.g. "--preset mxbai-rerank-v2").
 set -euo pipefail
 
 if [[ $# -lt 1 || $# -gt 2 || "$1" == -h || "$1" == --help ]]; then
@@ -18,7 +19,8 @@ out=${2:-converted/$(basename "${src%/}")-seq-cls}
 artifacts=${ARTIFACTS:-${out%/}-parity}
 seqcls=${SEQCLS:-seqcls}
 
-$seqcls convert "$src" -o "$out" --overwrite
+# shellcheck disable=SC2086  # CONVERT_ARGS is a list of flags on purpose
+$seqcls convert "$src" -o "$out" --overwrite ${CONVERT_ARGS:-}
 # shellcheck disable=SC2086  # EXTRA_ARGS is a list of flags on purpose
 $seqcls verify "$out" --original "$src" --backend "${BACKEND:-vllm}" --device "${DEVICE:-cpu}" \
     --dtype "${DTYPE:-float32}" --report "$artifacts/report.json" --junit "$artifacts/junit.xml" \

@@ -17,7 +17,7 @@ from converter import convert
 from converter.cli import run
 from converter.errors import SeqclsError
 from converter.inspection import inspect_checkpoint
-from converter.pairs import builtin_pairs
+from converter.pairs import DEMO_PAIRS, builtin_pairs
 from converter.recipes import (
     BGE_RERANKER_V2_GEMMA,
     MXBAI_RERANK_V2,
@@ -27,6 +27,7 @@ from converter.recipes import (
     recipe_for_converted,
 )
 from converter.reference import encode_official
+from converter.verify import verify
 
 PAIRS = builtin_pairs("A long document about rerankers. " * 40)
 
@@ -226,3 +227,11 @@ def test_a_head_from_the_wrong_rows_fails_verify(pair_of, tmp_path, capsys, fami
     rewrite_tensor(bad, "score.weight", wrong.reshape(1, -1).contiguous())
     assert run(["verify", str(bad), "--original", str(src)]) == 1
     assert "seqcls verify: FAIL" in capsys.readouterr().out
+
+
+def test_generic_conversion_verifies_on_raw_pairs(original, tmp_path):
+    """Without a prompt format both sides get ``query + document`` as the tokenizer encodes it."""
+    src = original("untied-fp32-single")
+    convert(src, tmp_path / "out", tokens=["no", "yes"], method="from_2_way_softmax")
+    report = verify(tmp_path / "out", src, pairs=list(DEMO_PAIRS))
+    assert report["verdict"] == "pass" and report["token_ids"]["official_mismatched_pairs"] == []

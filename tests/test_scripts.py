@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -32,3 +33,17 @@ def test_ci_parity_usage():
     assert no_args.returncode == 2 and "scripts/ci_parity.sh SRC [OUT]" in no_args.stdout
     helped = subprocess.run(["bash", script, "--help"], capture_output=True, text=True)
     assert helped.returncode == 0 and "DEVICE" in helped.stdout
+
+
+def test_ci_parity_passes_convert_args(original, tmp_path):
+    """A Qwen2 original whose name says nothing needs --preset, which CONVERT_ARGS carries."""
+    src = tmp_path / "qwen2-model"
+    shutil.copytree(original("tiny-mxbai-rerank-base-v2"), src)
+    env = os.environ | {"SEQCLS": f"{sys.executable} -m converter", "BACKEND": "transformers"}
+    cmd = ["bash", str(ROOT / "scripts" / "ci_parity.sh"), str(src), str(tmp_path / "out")]
+    refused = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "pass --preset" in refused.stderr
+    result = subprocess.run(cmd, env=env | {"CONVERT_ARGS": "--preset mxbai-rerank-v2"}, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    report = json.loads((tmp_path / "out-parity" / "report.json").read_text())
+    assert report["verdict"] == "pass" and "seqcls verify: PASS" in result.stdout

@@ -47,6 +47,28 @@ def test_newest_generation_uses_the_runner_and_the_template(pair_of, capsys):
     assert "--no-enable-prefix-caching" not in argv and "--hf-overrides" not in argv
 
 
+def test_other_presets_originals_get_their_documented_overrides(pair_of, capsys):
+    src, out = pair_of("tiny-bge-reranker-v2-gemma")
+    argv = printed(capsys, src, "--device", "cuda", "--vllm-version", "0.23.0")
+    overrides = json.loads(argv[argv.index("--hf-overrides") + 1])
+    assert overrides == {
+        "architectures": ["GemmaForSequenceClassification"],
+        "classifier_from_token": ["Yes"],
+        "method": "no_post_processing",
+    }
+    argv = printed(capsys, out, "--device", "cuda", "--vllm-version", "0.23.0")
+    assert argv[argv.index("--chat-template") + 1] == str(out / "score_template.jinja")
+
+
+def test_generic_conversion_is_served_without_a_template(original, tmp_path, capsys):
+    from converter import convert
+
+    convert(original("tied-bf16-single"), tmp_path / "out", tokens=["no", "yes"], method="from_2_way_softmax")
+    argv = printed(capsys, tmp_path / "out", "--device", "cuda", "--vllm-version", "0.23.0")
+    assert "--chat-template" not in argv and "--hf-overrides" not in argv
+    assert "no prompt format is known" in capsys.readouterr().err
+
+
 def test_installed_cpu_build_and_passthrough_arguments(pair_of, capsys):
     _, out = pair_of("untied-fp32-single")
     argv = printed(capsys, out, "--dtype", "bfloat16", "--", "--max-num-seqs", "4")

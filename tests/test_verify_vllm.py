@@ -14,7 +14,7 @@ from helpers import load_all, official_scores, rewrite_tensor
 
 from converter import convert
 from converter.cli import run
-from converter.pairs import Pair
+from converter.pairs import SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER, preset
 from converter.verify import verify
 from converter.verify.backends import MANUAL, TEMPLATE
@@ -73,6 +73,17 @@ def test_vllm_backend_other_presets_against_vllms_online_conversion(pair_of, tmp
     assert bool(report["token_ids"]["official_mismatched_pairs"]) == joined
     official = official_scores(src, pairs, preset(family), rendered=joined)
     assert max(abs(p["converted"] - o) for p, o in zip(report["pairs"], official)) <= 1e-4
+
+
+def test_vllm_backend_generic_conversion(original, tmp_path):
+    """--tokens/--method: the original through vLLM's generic overrides (method, not the Qwen3 flag), raw pairs."""
+    src = original("untied-fp32-single")
+    out = tmp_path / "generic"
+    convert(src, out, tokens=["no", "yes"], method="from_2_way_softmax")
+    report = verify(out, src, backend="vllm", pairs=list(SEED_PAIRS), report=tmp_path / "report.json")
+    assert report["verdict"] == "pass", report["failed_pairs"]
+    assert report["prompts"] == {"original": MANUAL, "converted": MANUAL}
+    assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
 
 
 def test_ci_parity_script_untied_fp32(original, tmp_path):

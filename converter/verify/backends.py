@@ -141,7 +141,7 @@ def run_vllm(s: Settings) -> BackendRun:
     where the installed vLLM renders score templates exactly, else the same manual formatting."""
     install = require()
     prepare_device(s.device)
-    use_template = install.generation.score_template
+    use_template = install.generation.score_template and s.recipe.has_prompt
     sides, prompts, timings = {}, {}, {}
     for which in ("original", "converted"):
         job = {"engine": engine_kwargs(s.spec(which), install)}
@@ -194,7 +194,7 @@ def run_server(s: Settings) -> BackendRun:
     sides, prompts = {}, {}
     for which, url in (("original", s.original_url), ("converted", s.converted_url)):
         template = None
-        if which == "converted" and not url and install.generation.score_template:
+        if which == "converted" and not url and install.generation.score_template and s.recipe.has_prompt:
             template = str(s.converted / SCORE_TEMPLATE_FILE)
         prompts[which] = TEMPLATE if template else MANUAL
         if url:
