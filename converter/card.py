@@ -238,7 +238,8 @@ def _prompt_section(r: Recipe) -> str:
             f"\nThe instruction {default}. Pass one as `instruction` (vLLM's `chat_template_kwargs`, "
             "`apply_chat_template`) or as sentence-transformers' `prompt`.\n"
         )
-    bos = "\nThe tokenizer adds the BOS token in front, as the reference does.\n" if r.bos else ""
+    notes = "\nThe tokenizer adds the BOS token in front, as the reference does.\n" if r.bos else ""
+    notes += f"\n{r.prompt_note}\n" if r.prompt_note else ""
     return f"""Scores are close to random without the official prompt. The checkpoint carries it as
 `{SCORE_TEMPLATE_FILE}` (also the tokenizer's chat template and sentence-transformers' template), so raw
 `(query, document)` pairs work in every loader below. Rendered, a pair reads:
@@ -246,7 +247,7 @@ def _prompt_section(r: Recipe) -> str:
 ```
 {_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
 ```
-{instruction}{bos}"""
+{instruction}{notes}"""
 
 
 def _body(f: CardFacts, ref: str, parity: list[dict]) -> str:

@@ -43,6 +43,8 @@ class Recipe:
     default_instruction: str | None = None
     bos: bool = False
     """The reference starts with the BOS token, which the tokenizer adds; templates must not write it for vLLM."""
+    prompt_note: str | None = None
+    """A caveat about the prompt that the model card repeats."""
     name_hints: tuple[str, ...] = ()
     """Substrings of the repo or folder name that identify the family; empty: the architecture alone does."""
     vllm_flag: str | None = None
@@ -147,6 +149,12 @@ MXBAI_RERANK_V2 = Recipe(
     ),
     document_from=3,
     instruction_part="instruction: {instruction}\n",
+    prompt_note=(
+        "mixedbread's reference tokenizes `query: ...`, `\\n`, `document: ...`, `\\n` and the task prompt one by "
+        "one. A template renders one string, in which Qwen's tokenizer joins punctuation with the newline after it "
+        "(`?\\n` is one token), so ids can differ from the reference at those two places, by every loader, as for "
+        "the original served by vLLM."
+    ),
     name_hints=("mxbai-rerank",),
     tie_default=False,
 )

@@ -235,3 +235,11 @@ def test_generic_conversion_verifies_on_raw_pairs(original, tmp_path):
     convert(src, tmp_path / "out", tokens=["no", "yes"], method="from_2_way_softmax")
     report = verify(tmp_path / "out", src, pairs=list(DEMO_PAIRS))
     assert report["verdict"] == "pass" and report["token_ids"]["official_mismatched_pairs"] == []
+
+
+@pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
+def test_inspect_names_the_family_of_an_original_and_its_labels(original, family):
+    info = inspect_checkpoint(original(FAMILY_ORIGINALS[family]))
+    assert info["kind"] == "original" and info["family"] == family
+    assert [x["token"] for x in info["labels"]] == list(preset(family).label_tokens)
+    assert info["head"]["tensor"] == "model.embed_tokens.weight" and info["problems"] == []
