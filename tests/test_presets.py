@@ -243,3 +243,18 @@ def test_inspect_names_the_family_of_an_original_and_its_labels(original, family
     assert info["kind"] == "original" and info["family"] == family
     assert [x["token"] for x in info["labels"]] == list(preset(family).label_tokens)
     assert info["head"]["tensor"] == "model.embed_tokens.weight" and info["problems"] == []
+
+
+def test_recognition_by_hub_id_and_hub_cache_folder(tmp_path):
+    from converter.recipes import recipe_for, recipe_for_original
+
+    assert recipe_for(["Qwen2ForCausalLM"], ("mixedbread-ai/mxbai-rerank-large-v2",)) == MXBAI_RERANK_V2
+    assert recipe_for(["GemmaForCausalLM"], ("BAAI/bge-reranker-v2-gemma",)) == BGE_RERANKER_V2_GEMMA
+    assert recipe_for(["Qwen2ForCausalLM"], ("Qwen/Qwen2.5-0.5B-Instruct",)) is None
+    assert recipe_for(["GemmaForCausalLM"], ("google/gemma-2b",)) is None
+    assert recipe_for(["Qwen3ForCausalLM"], ()) == QWEN3_RERANKER
+    snapshot = tmp_path / "hub" / "models--BAAI--bge-reranker-v2-gemma" / "snapshots" / "0123abc"
+    snapshot.mkdir(parents=True)
+    config = {"architectures": ["GemmaForCausalLM"]}
+    assert recipe_for_original(config, snapshot) == BGE_RERANKER_V2_GEMMA
+    assert recipe_for_original(config | {"_name_or_path": "BAAI/bge-reranker-v2-gemma"}, tmp_path) is not None
