@@ -110,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="offline demo: build a tiny original, convert it, check parity")
     p.add_argument("--workdir", type=Path, default=Path("converted"), help="where the demo checkpoints go")
     p.add_argument("--rebuild", action="store_true", help="rebuild the tiny original")
+    p.add_argument("--preset", choices=[r.name for r in PRESETS], default=PRESETS[0].name, help="family to demo")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_demo)
     return parser
@@ -195,7 +196,7 @@ def _inspect(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from .demo import demo
 
-    return demo(args.workdir, rebuild=args.rebuild)
+    return demo(args.workdir, rebuild=args.rebuild, preset=args.preset)
 
 
 def run(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
-"""The offline demo: build a tiny Qwen3-Reranker-shaped original, convert it, and show the scores agree."""
+"""The offline demo: build a tiny original of a preset family (Qwen3-Reranker by default), convert it, and show the
+scores agree."""
 
 from __future__ import annotations
 
@@ -8,18 +9,20 @@ from pathlib import Path
 
 from .convert import DEFAULT_OUTPUT_DIR, convert
 from .pairs import DEMO_PAIRS
+from .recipes import QWEN3_RERANKER
 from .report import conversion_summary, markdown_table, shorten
 from .verify import verify
 
 FP32_TOLERANCE = 1e-5
 
 
-def demo(workdir: Path = DEFAULT_OUTPUT_DIR, *, rebuild: bool = False) -> int:
-    """Returns the exit code: 0 when every pair agrees within 1e-5 in fp32, 1 otherwise."""
-    original = Path(workdir) / "demo" / "tiny-qwen3-reranker"
-    converted = Path(workdir) / "demo" / "tiny-qwen3-reranker-seq-cls"
+def demo(workdir: Path = DEFAULT_OUTPUT_DIR, *, rebuild: bool = False, preset: str = QWEN3_RERANKER.name) -> int:
+    """Returns the exit code: 0 when every pair agrees within 1e-5 in fp32, 1 otherwise. The folder is named after
+    the preset, which is how ``convert`` recognises the family."""
+    original = Path(workdir) / "demo" / f"tiny-{preset}"
+    converted = Path(workdir) / "demo" / f"tiny-{preset}-seq-cls"
     if rebuild or not (original / "config.json").is_file():
-        _build_original(original)
+        _build_original(original, preset)
     plan, written = convert(original, converted, overwrite=True)
     print(conversion_summary(plan, written))
 
@@ -41,13 +44,13 @@ def demo(workdir: Path = DEFAULT_OUTPUT_DIR, *, rebuild: bool = False) -> int:
     return 0 if ok else 1
 
 
-def _build_original(target: Path) -> None:
+def _build_original(target: Path, family: str) -> None:
     from .tiny_model import build_tiny_reranker
 
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.build-", dir=target.parent))
     try:
-        build_tiny_reranker(tmp / "model", tied=True, dtype="float32")
+        build_tiny_reranker(tmp / "model", family=family, tied=True, dtype="float32")
         shutil.rmtree(target, ignore_errors=True)
         (tmp / "model").rename(target)
     finally:

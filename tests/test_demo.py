@@ -15,3 +15,9 @@ def test_demo_builds_converts_and_shows_parity(tmp_path, capsys):
     assert "PARITY OK" in out
     assert (tmp_path / "demo" / "tiny-qwen3-reranker-seq-cls" / "config.json").is_file()
     assert run(["demo", "--workdir", str(tmp_path)]) == 0, "a second run must reuse and overwrite cleanly"
+
+
+def test_demo_of_another_preset(tmp_path, capsys):
+    assert run(["demo", "--workdir", str(tmp_path), "--preset", "bge-reranker-v2-gemma"]) == 0
+    out = capsys.readouterr().out
+    assert "PARITY OK" in out and "recipe  bge-reranker-v2-gemma, no_post_processing, 1 label(s)" in out
