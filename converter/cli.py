@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-utilization", dest="memory_fraction", type=float)
     p.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false", default=None)
     p.add_argument("--print", action="store_true", help="print the command instead of running it")
+    p.add_argument("--preset", choices=[r.name for r in PRESETS], help="family of an original (default: recognised)")
     p.epilog = "Arguments after -- go to vllm serve unchanged."
     p.set_defaults(extra=[])
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -150,6 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
     extra = args.extra
     options = {k: getattr(args, k) for k in ("device", "port", "host", "dtype", "vllm_version", "max_model_len")}
     options |= {"memory_fraction": args.memory_fraction, "prefix_caching": args.prefix_caching, "extra": extra}
+    options["preset"] = args.preset
     command = serve_command(args.checkpoint, **options)
     for note in command.notes:
         print(f"seqcls: {note}", file=sys.stderr)

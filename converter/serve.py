@@ -14,6 +14,7 @@ from pathlib import Path
 
 from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
+from .recipes import preset as named_preset
 from .recipes import recipe_for_converted, recipe_for_original
 from .templates import SCORE_TEMPLATE_FILE
 from .vllm_compat import EngineSpec, VllmInstall, detect, device_env, release, serve_argv, target
@@ -46,15 +47,24 @@ def serve_command(
     memory_fraction: float | None = None,
     prefix_caching: bool | None = None,
     extra: list[str] | None = None,
+    preset: str | None = None,
 ) -> ServeCommand:
+    """``preset`` names the family of an original whose name does not (as for ``convert``)."""
     folder = Path(checkpoint)
     config = read_config(folder)
     archs = config.get("architectures") or []
     install = _install(vllm_version, device)
     generation = install.generation
     converted, original = recipe_for_converted(config), recipe_for_original(config, folder)
+    if preset and converted is None:
+        original = named_preset(preset)
+        if not set(archs) & set(original.source_architectures):
+            raise SeqclsError(f"preset {preset} serves {', '.join(original.source_architectures)}, not {archs}")
     if converted is None and original is None:
-        raise SeqclsError(f"{folder} is neither a converted checkpoint nor a known reranker original ({archs})")
+        raise SeqclsError(
+            f"{folder} is neither a converted checkpoint nor a known reranker original ({archs}); "
+            "name the family of an original with --preset"
+        )
     spec = EngineSpec(
         model=str(folder),
         dtype=dtype or config_dtype(config),

@@ -60,6 +60,19 @@ def test_other_presets_originals_get_their_documented_overrides(pair_of, capsys)
     assert argv[argv.index("--chat-template") + 1] == str(out / "score_template.jinja")
 
 
+def test_an_original_without_a_telling_name_needs_a_preset(original, tmp_path, capsys):
+    import shutil
+
+    src = tmp_path / "qwen2-model"
+    shutil.copytree(original("tiny-mxbai-rerank-base-v2"), src)
+    assert run(["serve", "--print", str(src), "--device", "cuda", "--vllm-version", "0.23.0"]) == 2
+    assert "name the family of an original with --preset" in capsys.readouterr().err
+    argv = printed(capsys, src, "--device", "cuda", "--vllm-version", "0.23.0", "--preset", "mxbai-rerank-v2")
+    assert json.loads(argv[argv.index("--hf-overrides") + 1])["classifier_from_token"] == ["0", "1"]
+    assert run(["serve", "--print", str(src), "--vllm-version", "0.23.0", "--preset", "qwen3-reranker"]) == 2
+    assert "preset qwen3-reranker serves Qwen3ForCausalLM" in capsys.readouterr().err
+
+
 def test_generic_conversion_is_served_without_a_template(original, tmp_path, capsys):
     from converter import convert
 
