@@ -262,7 +262,8 @@ def _body(f: CardFacts, ref: str, parity: list[dict]) -> str:
     facts_table = markdown_table(
         ("", ""),
         [
-            ("source", f"`{base}` ({', '.join(r.source_architectures)}; recipe `{r.name}`)"),
+            ("source", f"`{base}` ({', '.join(r.source_architectures)})"),
+            ("family", f"{r.title} (recipe `{r.name}`)"),
             ("result", f"`{r.target_architecture}`, {labels}"),
             ("method", f"`{r.method}`"),
             ("label tokens", label_text),
