@@ -21,22 +21,35 @@ def _complete(out) -> bool:
 
 @pytest.mark.slow
 def test_kill_9_never_leaves_a_partial_output(original, tmp_path):
+    """Kills at growing delays until a run finishes, then inside that last interval, so that some kill lands while
+    the temporary folder is being written however fast or loaded the machine is."""
     src = original("untied-fp32-sharded")
-    killed_mid_write = finished = 0
-    for attempt in range(100):
-        delay = 0.05 * (attempt + 1)
-        out = tmp_path / f"out{attempt}"
+    attempts = iter(range(1000))
+
+    def kill_after(delay: float) -> tuple[bool, bool]:
+        """(finished, killed mid-write); any output present must be complete."""
+        out = tmp_path / f"out{next(attempts)}"
         cmd = [sys.executable, "-m", "converter", "convert", str(src), "-o", str(out), "--copy"]
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         if out.exists():
-            assert _complete(out), f"partial output after kill at {delay:.2f}s"
-            finished += 1
-        killed_mid_write += any(p.name.startswith(f".{out.name}.seqcls-tmp-") for p in tmp_path.iterdir())
+            assert _complete(out), f"partial output after kill at {delay:.3f}s"
+        mid_write = any(p.name.startswith(f".{out.name}.seqcls-tmp-") for p in tmp_path.iterdir())
+        return out.exists(), mid_write
+
+    killed_mid_write, last_unfinished, delay = False, 0.0, 0.05
+    while delay < 60:
+        finished, mid_write = kill_after(delay)
+        killed_mid_write |= mid_write
         if finished:
             break
+        last_unfinished, delay = delay, delay + 0.05
+    for k in range(1, 50):
+        if killed_mid_write:
+            break
+        killed_mid_write |= kill_after(last_unfinished + (delay - last_unfinished) * k / 50)[1]
     assert killed_mid_write, "no kill landed during a write; the test proved nothing"
 
 
