@@ -8,7 +8,7 @@ import traceback
 from pathlib import Path
 
 from .errors import SeqclsError
-from .recipes import METHODS, PRESETS
+from .recipes import METHODS, PRESET_NAMES
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--base-model", help="hub id the model card names as the source (default: the source as given)")
     p.add_argument(
         "--preset",
-        choices=[r.name for r in PRESETS],
+        choices=PRESET_NAMES,
         help="the reranker family (default: recognised from the architecture and the repo or folder name)",
     )
     p.add_argument(
@@ -83,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--gpu-memory-utilization", dest="memory_fraction", type=float)
     p.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false", default=None)
     p.add_argument("--print", action="store_true", help="print the command instead of running it")
-    p.add_argument("--preset", choices=[r.name for r in PRESETS], help="family of an original (default: recognised)")
+    p.add_argument("--preset", choices=PRESET_NAMES, help="family of an original (default: recognised)")
     p.epilog = "Arguments after -- go to vllm serve unchanged."
     p.set_defaults(extra=[])
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="offline demo: build a tiny original, convert it, check parity")
     p.add_argument("--workdir", type=Path, default=Path("converted"), help="where the demo checkpoints go")
     p.add_argument("--rebuild", action="store_true", help="rebuild the tiny original")
-    p.add_argument("--preset", choices=[r.name for r in PRESETS], default=PRESETS[0].name, help="family to demo")
+    p.add_argument("--preset", choices=PRESET_NAMES, default=PRESET_NAMES[0], help="family to demo")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_demo)
     return parser

@@ -17,7 +17,7 @@ from .package import loader_files
 from .recipes import (
     CONFIG_KEY,
     FROM_2_WAY_SOFTMAX,
-    PRESETS,
+    PRESET_NAMES,
     Recipe,
     generic_recipe,
     known_architectures,
@@ -83,8 +83,8 @@ def make_plan(
 ) -> Plan:
     """``preset_name`` forces a preset; ``tokens`` with ``method`` build a generic recipe (see ``recipes``)."""
     ckpt = open_checkpoint(source.folder, source.root)
-    recipe = choose_recipe(ckpt.config, source, preset_name, tokens, method)
     _check_not_converted(ckpt)
+    recipe = choose_recipe(ckpt.config, source, preset_name, tokens, method)
     carried = _carried_files(source)
     tokenizer_config = read_tokenizer_config(source.folder)
     vocab = read_vocabulary(source.folder, recipe.label_tokens, ckpt.config, tokenizer_config)
@@ -108,16 +108,12 @@ def make_plan(
 def choose_recipe(
     config: dict, source: Source, preset_name: str | None, tokens: tuple[str, ...] | None, method: str | None
 ) -> Recipe:
-    archs = config.get("architectures") or []
-    if not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
-        raise SeqclsError("config.json: 'architectures' must be a list of names; fix the config")
-    if any(a.endswith("ForSequenceClassification") for a in archs):
-        raise SeqclsError(f"{source.folder} is already a sequence-classification checkpoint; nothing to convert")
+    archs = _architectures(config)
     if preset_name and (tokens or method):
         raise SeqclsError("--preset fixes the tokens and the method; give either --preset or --tokens/--method")
     if preset_name:
         recipe = preset(preset_name)
-        if not set(archs) & set(recipe.source_architectures):
+        if not recipe.converts(archs):
             raise SeqclsError(
                 f"preset {recipe.name} converts {', '.join(recipe.source_architectures)}, "
                 f"but this checkpoint is {archs or '(no architectures)'}"
@@ -141,7 +137,7 @@ def choose_recipe(
         )
     raise SeqclsError(
         f"no conversion recipe for architectures {archs or '(none)'}; known: {', '.join(known_architectures())}; "
-        f"or pass --tokens/--method (presets: {', '.join(r.name for r in PRESETS)})"
+        f"or pass --tokens/--method (presets: {', '.join(PRESET_NAMES)})"
     )
 
 
@@ -163,8 +159,16 @@ def _check_counterpart(recipe: Recipe, config: dict) -> bool:
         return False
 
 
+def _architectures(config: dict) -> list[str]:
+    archs = config.get("architectures") or []
+    if not (isinstance(archs, list) and all(isinstance(a, str) for a in archs)):
+        raise SeqclsError("config.json: 'architectures' must be a list of names; fix the config")
+    return archs
+
+
 def _check_not_converted(ckpt: Checkpoint) -> None:
-    if "score.weight" in ckpt.tensors:
+    archs = _architectures(ckpt.config)
+    if "score.weight" in ckpt.tensors or any(a.endswith("ForSequenceClassification") for a in archs):
         raise SeqclsError(f"{ckpt.folder} is already a sequence-classification checkpoint; nothing to convert")
 
 

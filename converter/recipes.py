@@ -67,6 +67,9 @@ class Recipe:
     def has_prompt(self) -> bool:
         return self.pieces is not None
 
+    def converts(self, architectures: list[str]) -> bool:
+        return bool(set(architectures) & set(self.source_architectures))
+
     def head_formula(self, label_ids: tuple[int, ...]) -> str:
         """The head as a formula over vocabulary rows, with the token ids."""
         rows = [f"W[{t!r}={i}]" for t, i in zip(self.label_tokens, label_ids)]
@@ -183,18 +186,19 @@ BGE_RERANKER_V2_GEMMA = Recipe(
 """From FlagEmbedding's ``FlagLLMReranker``: BOS, then each piece tokenized alone; score = logit of ``Yes``."""
 
 PRESETS: tuple[Recipe, ...] = (QWEN3_RERANKER, MXBAI_RERANK_V2, BGE_RERANKER_V2_GEMMA)
+PRESET_NAMES: tuple[str, ...] = tuple(r.name for r in PRESETS)
 
 
 def preset(name: str) -> Recipe:
     found = next((r for r in PRESETS if r.name == name), None)
     if found is None:
-        raise SeqclsError(f"unknown preset {name!r}; choose one of {', '.join(r.name for r in PRESETS)}")
+        raise SeqclsError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
     return found
 
 
 def recipe_for(architectures: list[str], names: tuple[str, ...] = ()) -> Recipe | None:
     """The preset for an original: its architecture, and its name where the architecture is a common LLM's."""
-    candidates = [r for r in PRESETS if set(architectures) & set(r.source_architectures)]
+    candidates = presets_by_architecture(architectures)
     lowered = [n.lower() for n in names if n]
     for recipe in candidates:
         if recipe.name_hints and any(h in n for h in recipe.name_hints for n in lowered):
@@ -212,7 +216,7 @@ def recipe_for_original(config: dict, folder: Path, *names: str) -> Recipe | Non
 
 
 def presets_by_architecture(architectures: list[str]) -> list[Recipe]:
-    return [r for r in PRESETS if set(architectures) & set(r.source_architectures)]
+    return [r for r in PRESETS if r.converts(architectures)]
 
 
 def generic_recipe(architecture: str, tokens: tuple[str, ...], method: str, tie_default: bool = False) -> Recipe:

@@ -58,7 +58,7 @@ def serve_command(
     converted, original = recipe_for_converted(config), recipe_for_original(config, folder)
     if preset and converted is None:
         original = named_preset(preset)
-        if not set(archs) & set(original.source_architectures):
+        if not original.converts(archs):
             raise SeqclsError(f"preset {preset} serves {', '.join(original.source_architectures)}, not {archs}")
     if converted is None and original is None:
         raise SeqclsError(

@@ -136,16 +136,18 @@ class _Family:
     eos: str
     expected_ids: dict[str, int]
     """Label tokens (and specials) with the ids the real vocabulary gives them."""
+    entries: int | None = None
+    """The real tokenizer's size, added tokens included; None: synthetic vocabulary."""
 
 
 FAMILIES = {
     "qwen3-reranker": _Family(
         "Qwen3Config", "Qwen3ForCausalLM", build_qwen3_tokenizer, VOCAB_SIZE, PAD, EOS,
-        {"yes": 9693, "no": 2152, PAD: 151643, EOS: 151645},
+        {"yes": 9693, "no": 2152, PAD: 151643, EOS: 151645}, entries=VOCAB_SIZE,
     ),
     "mxbai-rerank-v2": _Family(
         "Qwen2Config", "Qwen2ForCausalLM", lambda: _qwen_tokenizer(tuple(QWEN25_ADDED_TOKENS)), QWEN25_EMBEDDING_ROWS,
-        PAD, EOS, {"0": 15, "1": 16, PAD: 151643, EOS: 151645},
+        PAD, EOS, {"0": 15, "1": 16, PAD: 151643, EOS: 151645}, entries=QWEN25_VOCAB_SIZE,
     ),
     "bge-reranker-v2-gemma": _Family(
         "GemmaConfig", "GemmaForCausalLM", build_gemma_like_tokenizer, None, "<bos>", "<eos>",
@@ -210,8 +212,9 @@ def _check_vocabulary(out: Path, family: str) -> None:
     from .recipes import preset
 
     tok = Tokenizer.from_file(str(out / "tokenizer.json"))
-    expected = FAMILIES[family].expected_ids
-    ids = {t: tok.token_to_id(t) for t in expected}
+    spec = FAMILIES[family]
+    ids = {t: tok.token_to_id(t) for t in spec.expected_ids}
     singles = {t: tok.encode(t, add_special_tokens=False).ids for t in preset(family).label_tokens}
-    if ids != expected or any(len(v) != 1 for v in singles.values()):
-        raise RuntimeError(f"fixture vocabulary is off: {json.dumps(ids)}, labels {json.dumps(singles)}")
+    size = tok.get_vocab_size()
+    if ids != spec.expected_ids or any(len(v) != 1 for v in singles.values()) or spec.entries not in (None, size):
+        raise RuntimeError(f"fixture vocabulary is off: {json.dumps(ids)}, labels {json.dumps(singles)}, size {size}")

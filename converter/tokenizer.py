@@ -55,7 +55,7 @@ class _TokenTable:
     """Token string <-> id, as ``tokenizers``' ``token_to_id``/``id_to_token`` answer it: added tokens, then the
     model's vocabulary. Read from the JSON alone, because building the whole tokenizer (its BPE merges) took most of
     the converter's time and memory; the ``tokenizers`` library itself is loaded only to encode a label that is
-    not a vocabulary entry, to say how many tokens it is."""
+    not a vocabulary entry, to say what it encodes to."""
 
     KNOWN_MODELS = ("BPE", "WordPiece", "WordLevel", "Unigram")
 
@@ -81,21 +81,26 @@ class _TokenTable:
         return next((t for t, i in self.ids.items() if i == token_id), None)
 
     def single_token_id(self, token: str) -> int:
+        """Labels must be vocabulary entries: vLLM's ``classifier_from_token`` looks them up as such, so a label
+        that merely encodes to one token (``" yes"`` to ``"Ġyes"``) would pick another row there."""
         token_id = self.token_to_id(token)
         if token_id is not None:
             return token_id
         from tokenizers import Tokenizer
 
         try:
-            ids = Tokenizer.from_file(str(self.path)).encode(token, add_special_tokens=False).ids
+            encoding = Tokenizer.from_file(str(self.path)).encode(token, add_special_tokens=False)
         except Exception as e:  # the Rust library raises its own exception type for any parse error
             raise SeqclsError(f"{self.path} is not a readable tokenizer ({str(e).splitlines()[0]})") from None
-        if len(ids) != 1:
+        if len(encoding.ids) != 1:
             raise SeqclsError(
-                f"label token {token!r} is {len(ids)} tokens in this tokenizer, not one; "
+                f"label token {token!r} is {len(encoding.ids)} tokens in this tokenizer, not one; "
                 "a classifier head needs single-token labels"
             )
-        return ids[0]
+        raise SeqclsError(
+            f"label token {token!r} is not a vocabulary entry; it encodes to the entry {encoding.tokens[0]!r}: "
+            "pass that spelling (vLLM looks labels up as entries)"
+        )
 
 
 def _pad_token_id(table: _TokenTable, tokenizer_config: dict, config: dict) -> int:

@@ -201,6 +201,10 @@ def test_unknown_architecture(copy_of, tmp_path, capsys):
     ("flags", "match"),
     [
         (["--tokens", "no,definitely", "--method", "from_2_way_softmax"], "'definitely' is 2 tokens"),
+        (
+            ["--tokens", "no, yes", "--method", "from_2_way_softmax"],
+            "' yes' is not a vocabulary entry; it encodes to the entry 'Ġyes': pass that spelling",
+        ),
         (["--tokens", "yes", "--method", "from_2_way_softmax"], "takes exactly 2 label tokens (false first"),
         (["--tokens", "no,yes,maybe", "--method", "from_2_way_softmax"], "got 3: 'no', 'yes', 'maybe'"),
         (["--tokens", "no,", "--method", "no_post_processing"], "takes at least one label tokens"),

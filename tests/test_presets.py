@@ -166,13 +166,14 @@ def test_generic_from_2_way_softmax_gives_the_preset_head(pair_of, tmp_path):
 
 
 def test_generic_no_post_processing_keeps_one_label_per_token(original, tmp_path):
-    """N tokens give N labels whose logits are the original's LM logits of those tokens."""
+    """N tokens give N labels whose logits are the original's LM logits of those tokens; labels are vocabulary
+    entries, spelled as such ("Ġmaybe" is " maybe")."""
     src = original("untied-fp32-single")
-    tokens = ["no", "yes", "maybe"]
+    tokens = ["no", "yes", "Ġmaybe"]
     convert(src, tmp_path / "out", tokens=tokens, method="no_post_processing")
     out = tmp_path / "out"
     config = config_of(out)
-    assert config["id2label"] == {"0": "no", "1": "yes", "2": "maybe"}
+    assert config["id2label"] == {"0": "no", "1": "yes", "2": "Ġmaybe"}
     tokenizer = AutoTokenizer.from_pretrained(src, padding_side="left")
     ids = tokenizer(["What is the capital of China? Beijing.", "Gravity"], padding=True, return_tensors="pt")
     token_ids = tokenizer.convert_tokens_to_ids(tokens)

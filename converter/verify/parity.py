@@ -98,7 +98,7 @@ def _check_inputs(converted: Path, original: Path) -> tuple[Recipe, dict]:
         archs = converted_config.get("architectures")
         raise SeqclsError(f"{converted} is not a checkpoint converted by seqcls ({archs}); run seqcls convert first")
     archs = config.get("architectures") or []
-    if not set(archs) & set(recipe.source_architectures):
+    if not recipe.converts(archs):
         raise SeqclsError(
             f"--original {original} is {archs}, but {converted} was converted from "
             f"{', '.join(recipe.source_architectures)} ({recipe.name})"
