@@ -104,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="say what a checkpoint is and whether it carries what loaders need")
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--preset", choices=PRESET_NAMES, help="family of an original (default: recognised)")
     p.epilog = "Exit code 1 when the checkpoint has problems a loader would trip over."
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_inspect)
@@ -190,7 +191,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     from .inspection import inspect_checkpoint, render
 
-    info = inspect_checkpoint(args.checkpoint)
+    info = inspect_checkpoint(args.checkpoint, preset=args.preset)
     print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else render(info))
     return 1 if info["problems"] else 0
 

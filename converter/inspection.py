@@ -10,7 +10,7 @@ from .card import CARD_FILE, read_state
 from .errors import SeqclsError
 from .io.checkpoint import open_checkpoint
 from .package import CHAT_TEMPLATE_FILE
-from .recipes import recipe_for_converted, recipe_for_original
+from .recipes import original_recipe, recipe_for_converted
 from .report import markdown_table
 from .templates import SCORE_TEMPLATE_FILE, score_template
 from .tokenizer import read_tokenizer_config, read_vocabulary
@@ -18,12 +18,14 @@ from .tokenizer import read_tokenizer_config, read_vocabulary
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
 
-def inspect_checkpoint(path: str | Path) -> dict:
+def inspect_checkpoint(path: str | Path, preset: str | None = None) -> dict:
+    """``preset`` names the family of an original whose name does not (as for ``convert``)."""
     folder = Path(path)
     ckpt = open_checkpoint(folder)
     config = ckpt.config
     archs = config.get("architectures") or []
-    converted, original = recipe_for_converted(config), recipe_for_original(config, folder)
+    converted = recipe_for_converted(config)
+    original = None if converted else original_recipe(config, folder, preset_name=preset)
     recipe = converted or original
     kind = "converted" if converted and "score.weight" in ckpt.tensors else "original" if original else "neither"
     info: dict = {

@@ -21,9 +21,8 @@ from .recipes import (
     Recipe,
     generic_recipe,
     known_architectures,
-    preset,
+    original_recipe,
     presets_by_architecture,
-    recipe_for_original,
 )
 from .source import Source
 from .tokenizer import TOKENIZER_CONFIG, Vocabulary, read_tokenizer_config, read_vocabulary
@@ -111,14 +110,6 @@ def choose_recipe(
     archs = _architectures(config)
     if preset_name and (tokens or method):
         raise SeqclsError("--preset fixes the tokens and the method; give either --preset or --tokens/--method")
-    if preset_name:
-        recipe = preset(preset_name)
-        if not recipe.converts(archs):
-            raise SeqclsError(
-                f"preset {recipe.name} converts {', '.join(recipe.source_architectures)}, "
-                f"but this checkpoint is {archs or '(no architectures)'}"
-            )
-        return recipe
     if tokens or method:
         if not (tokens and method):
             raise SeqclsError("--tokens and --method go together, e.g. --tokens no,yes --method from_2_way_softmax")
@@ -126,7 +117,7 @@ def choose_recipe(
             raise SeqclsError(f"--tokens/--method need one architecture in config.json, found {archs}")
         recipe = generic_recipe(archs[0], tokens, method)
         return replace(recipe, tie_default=_check_counterpart(recipe, config))
-    recipe = recipe_for_original(config, source.folder, source.name, source.spec)
+    recipe = original_recipe(config, source.folder, source.name, source.spec, preset_name=preset_name)
     if recipe is not None:
         return recipe
     if maybe := presets_by_architecture(archs):

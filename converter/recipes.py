@@ -215,6 +215,20 @@ def recipe_for_original(config: dict, folder: Path, *names: str) -> Recipe | Non
     return recipe_for(config.get("architectures") or [], known)
 
 
+def original_recipe(config: dict, folder: Path, *names: str, preset_name: str | None = None) -> Recipe | None:
+    """The recipe of an original: the named preset, which must convert its architecture, else the recognised one."""
+    if preset_name is None:
+        return recipe_for_original(config, folder, *names)
+    recipe = preset(preset_name)
+    archs = config.get("architectures") or []
+    if not recipe.converts(archs):
+        raise SeqclsError(
+            f"preset {recipe.name} converts {', '.join(recipe.source_architectures)}, "
+            f"but this checkpoint is {archs or '(no architectures)'}"
+        )
+    return recipe
+
+
 def presets_by_architecture(architectures: list[str]) -> list[Recipe]:
     return [r for r in PRESETS if r.converts(architectures)]
 

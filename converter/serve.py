@@ -14,8 +14,7 @@ from pathlib import Path
 
 from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
-from .recipes import preset as named_preset
-from .recipes import recipe_for_converted, recipe_for_original
+from .recipes import original_recipe, recipe_for_converted
 from .templates import SCORE_TEMPLATE_FILE
 from .vllm_compat import EngineSpec, VllmInstall, detect, device_env, release, serve_argv, target
 
@@ -55,11 +54,8 @@ def serve_command(
     archs = config.get("architectures") or []
     install = _install(vllm_version, device)
     generation = install.generation
-    converted, original = recipe_for_converted(config), recipe_for_original(config, folder)
-    if preset and converted is None:
-        original = named_preset(preset)
-        if not original.converts(archs):
-            raise SeqclsError(f"preset {preset} serves {', '.join(original.source_architectures)}, not {archs}")
+    converted = recipe_for_converted(config)
+    original = None if converted else original_recipe(config, folder, preset_name=preset)
     if converted is None and original is None:
         raise SeqclsError(
             f"{folder} is neither a converted checkpoint nor a known reranker original ({archs}); "

@@ -138,7 +138,7 @@ def test_official_ids_follow_each_reference(original, family, reference):
         assert differ == [], "the rendered prompt (vLLM's and the loaders' path) tokenizes to the same ids"
 
 
-def test_qwen2_without_a_reranker_name_needs_a_preset(original, tmp_path):
+def test_qwen2_without_a_reranker_name_needs_a_preset_to_convert_and_inspect(original, tmp_path):
     src = tmp_path / "some-qwen2-chat-model"
     shutil.copytree(original("tiny-mxbai-rerank-base-v2"), src)
     with pytest.raises(SeqclsError, match=r"--preset \(mxbai-rerank-v2\) or --tokens/--method"):
@@ -146,6 +146,12 @@ def test_qwen2_without_a_reranker_name_needs_a_preset(original, tmp_path):
     assert not (tmp_path / "out").exists()
     plan, _ = convert(src, tmp_path / "out", preset="mxbai-rerank-v2")
     assert plan.recipe == MXBAI_RERANK_V2
+    assert inspect_checkpoint(src)["kind"] == "neither"
+    info = inspect_checkpoint(src, preset="mxbai-rerank-v2")
+    assert info["kind"] == "original" and info["family"] == "mxbai-rerank-v2" and info["problems"] == []
+    assert info["labels"] == [{"token": "0", "id": 15}, {"token": "1", "id": 16}]
+    with pytest.raises(SeqclsError, match="preset qwen3-reranker converts Qwen3ForCausalLM, but this checkpoint"):
+        inspect_checkpoint(src, preset="qwen3-reranker")
 
 
 def test_a_preset_for_another_architecture_is_refused(original, tmp_path):

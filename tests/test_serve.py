@@ -70,7 +70,7 @@ def test_an_original_without_a_telling_name_needs_a_preset(original, tmp_path, c
     argv = printed(capsys, src, "--device", "cuda", "--vllm-version", "0.23.0", "--preset", "mxbai-rerank-v2")
     assert json.loads(argv[argv.index("--hf-overrides") + 1])["classifier_from_token"] == ["0", "1"]
     assert run(["serve", "--print", str(src), "--vllm-version", "0.23.0", "--preset", "qwen3-reranker"]) == 2
-    assert "preset qwen3-reranker serves Qwen3ForCausalLM" in capsys.readouterr().err
+    assert "preset qwen3-reranker converts Qwen3ForCausalLM, but this checkpoint is" in capsys.readouterr().err
 
 
 def test_generic_conversion_is_served_without_a_template(original, tmp_path, capsys):
