@@ -318,6 +318,34 @@ attention for pooling models.
 """
 
 
+JOIN_TEMPLATE = (
+    '{{ (messages | selectattr("role", "eq", "query") | first).content }}'
+    '{{ (messages | selectattr("role", "eq", "document") | first).content }}'
+)
+"""Renders a pair as the query half followed by the document half, nothing added."""
+
+
+def _generic_st_usage(ref: str) -> str:
+    """sentence-transformers refuses pairs without a chat template; one that joins the halves lets users keep their
+    own prompt format (the test runs this snippet)."""
+    return f"""
+### sentence-transformers
+
+sentence-transformers needs a chat template to score pairs. Split each prompt, formatted as the original expects,
+into the text up to the document and the rest, and join the halves with this template:
+
+```python
+from sentence_transformers import CrossEncoder
+
+join = {JOIN_TEMPLATE!r}
+model = CrossEncoder("{ref}", processor_kwargs={{"chat_template": join}})
+pairs = [("<prompt up to the document>", "<the document and the rest of the prompt>")]
+scores = model.predict(pairs)
+print(scores)
+```
+"""
+
+
 def _parity(rows: list[dict], ref: str) -> str:
     if not rows:
         return (
@@ -355,8 +383,10 @@ def _python_usage(f: CardFacts, ref: str) -> str:
     """The sentence-transformers and transformers snippets (the tests run them), for single-label checkpoints with a
     prompt format: without one the pairs need the user's own formatting."""
     r = f.recipe
-    if not (r.has_prompt and r.num_labels == 1):
+    if r.num_labels != 1:
         return ""
+    if not r.has_prompt:
+        return _generic_st_usage(ref)
     prompt_hint = ""
     if "{instruction}" in "".join(r.pieces):
         prompt_hint = (

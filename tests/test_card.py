@@ -74,6 +74,25 @@ def test_card_snippets_run_and_give_the_original_scores(pair_of, loader, family)
     assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4
 
 
+def test_generic_card_snippet_joins_the_users_prompt_halves(original, tmp_path):
+    """A generic conversion has no template; the card's sentence-transformers snippet supplies one that joins the
+    user's own formatting, which must reproduce the original. Without it sentence-transformers refuses pairs."""
+    from sentence_transformers import CrossEncoder
+
+    src, out = original("tied-fp32-single"), tmp_path / "out"
+    convert(src, out, tokens=["no", "yes"], method="from_2_way_softmax")
+    [block] = [b for b in python_blocks((out / "README.md").read_text()) if "CrossEncoder" in b]
+    namespace: dict = {}
+    exec(compile(block, "card:generic", "exec"), namespace)
+    recipe = preset("qwen3-reranker")
+    pairs = [Pair(SNIPPET_QUERY, d) for d in SNIPPET_DOCUMENTS]
+    halves = [(recipe.format_query(p.query, None), recipe.format_document(p.document)) for p in pairs]
+    got = namespace["model"].predict(halves)
+    assert max(abs(float(a) - b) for a, b in zip(got, official_scores(src, pairs))) <= 1e-4
+    with pytest.raises(ValueError, match="chat template"):
+        CrossEncoder(str(out), device="cpu").predict(halves)
+
+
 def test_verify_update_card_records_parity_without_touching_the_fingerprints(pair_of, tmp_path):
     src, shared = pair_of("tied-bf16-single")
     out = tmp_path / "converted"
