@@ -2,9 +2,9 @@
 
 The original follows each family's reference code: the prompt's pieces tokenized one by one and concatenated
 (after BOS where the reference starts with it), then the method at the last real token:
-``softmax([logit_false, logit_true])[1]`` (``from_2_way_softmax``) or ``sigmoid(logit_token)``
-(``no_post_processing``, one label). The converted model gets the very same ids, so any difference is the
-conversion's.
+``softmax([logit_false, logit_true])[1]`` (``from_2_way_softmax``) or the label tokens' logits
+(``no_post_processing``). The converted model gets the very same ids, so any difference is the conversion's.
+Probabilities are what vLLM's classifier returns: a sigmoid for one label, a softmax across several.
 """
 
 from __future__ import annotations
@@ -21,11 +21,29 @@ MAX_LENGTH = 8192
 
 @dataclass(frozen=True)
 class Scores:
-    probabilities: list[float]
-    logits: list[float]
-    """``logit_true - logit_false`` for the original, the single logit for the converted model."""
+    rows: list[list[float]]
+    """Per pair, one logit per label: ``logit_true - logit_false`` for a ``from_2_way_softmax`` original, the label
+    tokens' logits for a ``no_post_processing`` one, the classifier's logits for the converted model."""
     load_seconds: float = 0.0
     score_seconds: float = 0.0
+
+    @property
+    def per_label(self) -> list[list[float]]:
+        """Probabilities, per label then per pair."""
+        import torch
+
+        logits = torch.tensor(self.rows, dtype=torch.float64)
+        probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=-1)
+        return probs.T.tolist()
+
+    @property
+    def probabilities(self) -> list[float]:
+        """The first label's probabilities: the score of a single-label head."""
+        return self.per_label[0]
+
+    @property
+    def logits(self) -> list[float]:
+        return [x for row in self.rows for x in row]
 
 
 def encode_official(tokenizer, recipe: Recipe, pairs: list[Pair], max_length: int = MAX_LENGTH) -> list[list[int]]:
@@ -73,7 +91,7 @@ def score_original(
     started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
     loaded = time.perf_counter()
-    probs, logits = [], []
+    rows = []
     with torch.inference_mode():
         for input_ids, mask, last in _batches(ids, pad_id, padding_side, batch_size):
             keep = torch.unique(last)
@@ -81,12 +99,9 @@ def score_original(
             at_last = out.logits[torch.arange(len(last)), torch.searchsorted(keep, last)].float()
             chosen = at_last[:, list(label_ids)]
             if recipe.method == FROM_2_WAY_SOFTMAX:
-                probs += torch.softmax(chosen, dim=-1)[:, 1].tolist()
-                logits += (chosen[:, 1] - chosen[:, 0]).tolist()
-            else:
-                probs += torch.sigmoid(chosen[:, 0]).tolist()
-                logits += chosen[:, 0].tolist()
-    return Scores(probs, logits, loaded - started, time.perf_counter() - loaded)
+                chosen = chosen[:, 1:] - chosen[:, :1]
+            rows += chosen.tolist()
+    return Scores(rows, loaded - started, time.perf_counter() - loaded)
 
 
 def score_converted(
@@ -99,10 +114,8 @@ def score_converted(
     started = time.perf_counter()
     model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
     loaded = time.perf_counter()
-    probs, logits = [], []
+    rows = []
     with torch.inference_mode():
         for input_ids, mask, _ in _batches(ids, pad_id, padding_side, batch_size):
-            out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits[:, 0].float()
-            probs += torch.sigmoid(out).tolist()
-            logits += out.tolist()
-    return Scores(probs, logits, loaded - started, time.perf_counter() - loaded)
+            rows += model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float().tolist()
+    return Scores(rows, loaded - started, time.perf_counter() - loaded)

@@ -190,6 +190,20 @@ def test_generic_no_post_processing_keeps_one_label_per_token(original, tmp_path
     assert inspect_checkpoint(out)["problems"] == []
     assert not (out / "modules.json").exists(), "a sigmoid cross-encoder config would be wrong for 3 labels"
 
+    report = verify(out, src, pairs=list(DEMO_PAIRS))
+    endpoints = report["metrics"]["endpoints"]
+    assert report["verdict"] == "pass" and list(endpoints) == ["label no", "label yes", "label Ġmaybe"]
+    assert report["metrics"]["max_abs_logit_delta"] <= 1e-4
+    head = load_all(out)["score.weight"]
+    rewrite_tensor(out, "score.weight", head[[0, 2, 1]])  # planted fault: two label rows swapped
+    report = verify(out, src, pairs=list(DEMO_PAIRS))
+    assert report["verdict"] == "fail" and not endpoints_failed(report, "label no")
+    assert endpoints_failed(report, "label yes") and endpoints_failed(report, "label Ġmaybe")
+
+
+def endpoints_failed(report: dict, name: str) -> list[int]:
+    return report["metrics"]["endpoints"][name]["failed_pairs"]
+
 
 def test_presets_are_data_with_what_vllm_documents():
     """vLLM's documented hf_overrides for serving each original."""

@@ -17,7 +17,7 @@ from converter.cli import run
 from converter.pairs import SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER, preset
 from converter.verify import verify
-from converter.verify.backends import MANUAL, TEMPLATE
+from converter.verify.backends import JOINED, MANUAL, TEMPLATE
 from converter.verify.server import running_server
 from converter.vllm_compat import EngineSpec, require
 
@@ -84,6 +84,20 @@ def test_vllm_backend_generic_conversion(original, tmp_path):
     assert report["verdict"] == "pass", report["failed_pairs"]
     assert report["prompts"] == {"original": MANUAL, "converted": MANUAL}
     assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
+
+
+def test_vllm_backend_multi_label_generic_conversion(original, tmp_path, capsys):
+    """N labels: vLLM's classifier on both sides, the original through its online conversion with N tokens."""
+    src = original("untied-fp32-single")
+    out = tmp_path / "generic3"
+    convert(src, out, tokens=["no", "yes", "Ġmaybe"], method="no_post_processing")
+    report = verify(out, src, backend="vllm", pairs=list(SEED_PAIRS))
+    assert report["verdict"] == "pass", report["failed_pairs"]
+    assert list(report["metrics"]["endpoints"]) == ["label no", "label yes", "label Ġmaybe"]
+    assert report["prompts"] == {"original": JOINED, "converted": JOINED}
+    assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
+    assert run(["verify", str(out), "--original", str(src), "--backend", "server"]) == 2
+    assert "verify it with --backend transformers or vllm" in capsys.readouterr().err
 
 
 def test_ci_parity_script_untied_fp32(original, tmp_path):

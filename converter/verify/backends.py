@@ -61,6 +61,7 @@ class Settings:
 
 MANUAL = "manual (the seed's formatting)"
 TEMPLATE = "raw pairs + score_template.jinja"
+JOINED = "query + document, classified (vLLM's score API takes one label)"
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,10 @@ def run_transformers(s: Settings) -> BackendRun:
     after = score_converted(s.converted, ids_converted, **common)
     env = {"backend": "transformers", "transformers": transformers.__version__, "torch": torch.__version__}
     official = "the official token ids"
+    names = endpoint_names(s.recipe)
     return BackendRun(
-        original=Side({"score": before.probabilities}, before.logits, ids_original),
-        converted=Side({"score": after.probabilities}, after.logits, ids_converted),
+        original=Side(dict(zip(names, before.per_label)), before.logits, ids_original),
+        converted=Side(dict(zip(names, after.per_label)), after.logits, ids_converted),
         reference_ids=ids_original,
         environment=env,
         prompts={"original": official, "converted": official},
@@ -127,6 +129,11 @@ def run_transformers(s: Settings) -> BackendRun:
             "converted": {"load_seconds": after.load_seconds, "score_seconds": after.score_seconds},
         },
     )
+
+
+def endpoint_names(recipe: Recipe) -> list[str]:
+    """One "endpoint" per label: a multi-label head is judged label by label."""
+    return ["score"] if recipe.num_labels == 1 else [f"label {t}" for t in recipe.label_tokens]
 
 
 def _label_ids(s: Settings) -> tuple[int, ...]:
@@ -138,14 +145,17 @@ def _label_ids(s: Settings) -> tuple[int, ...]:
 
 def run_vllm(s: Settings) -> BackendRun:
     """The original gets the seed's manual formatting; the converted model gets raw pairs and its shipped template
-    where the installed vLLM renders score templates exactly, else the same manual formatting."""
+    where the installed vLLM renders score templates exactly, else the same manual formatting. A multi-label head
+    (generic, no prompt format) is classified on ``query + document`` on both sides."""
     install = require()
     prepare_device(s.device)
     use_template = install.generation.score_template and s.recipe.has_prompt
     sides, prompts, timings = {}, {}, {}
     for which in ("original", "converted"):
         job = {"engine": engine_kwargs(s.spec(which), install)}
-        if which == "converted" and use_template:
+        if s.recipe.num_labels > 1:
+            job["prompts"] = [p.query + p.document for p in s.pairs]
+        elif which == "converted" and use_template:
             job |= {
                 "queries": [p.query for p in s.pairs],
                 "documents": [p.document for p in s.pairs],
@@ -157,9 +167,10 @@ def run_vllm(s: Settings) -> BackendRun:
                 "queries": [s.recipe.format_query(p.query, p.instruction) for p in s.pairs],
                 "documents": [s.recipe.format_document(p.document) for p in s.pairs],
             }
-        prompts[which] = TEMPLATE if "chat_template" in job else MANUAL
+        prompts[which] = TEMPLATE if "chat_template" in job else JOINED if "prompts" in job else MANUAL
         result = run_engine(job, which, s.log_dir, s.device)
-        sides[which] = Side({"score": result["scores"]}, None, result["prompt_token_ids"])
+        per_label = [list(x) for x in zip(*result["scores"])] if "prompts" in job else [result["scores"]]
+        sides[which] = Side(dict(zip(endpoint_names(s.recipe), per_label)), None, result["prompt_token_ids"])
         timings[which] = result.get("timings", {})
     env = {"backend": "vllm", "vllm": install.describe(), "vllm_api": install.generation.name}
     return BackendRun(sides["original"], sides["converted"], official_ids(s), env, prompts, timings)
@@ -188,6 +199,11 @@ def run_engine(job: dict, which: str, log_dir: Path, device: str) -> dict:
 def run_server(s: Settings) -> BackendRun:
     from .server import query_server, running_server
 
+    if s.recipe.num_labels > 1:
+        raise SeqclsError(
+            f"{s.converted} has {s.recipe.num_labels} labels, and a server's /rerank and /score give one score per "
+            "pair; verify it with --backend transformers or vllm"
+        )
     install = require() if not (s.original_url and s.converted_url) else None
     if install:
         prepare_device(s.device)

@@ -13,7 +13,8 @@ import time
 
 
 def run(job: dict) -> dict:
-    """Scores pairs in groups that share ``chat_template_kwargs`` (an instruction, say), keeping their order."""
+    """Scores pairs in groups that share ``chat_template_kwargs`` (an instruction, say), keeping their order; or,
+    given ``prompts``, classifies them (one probability per label)."""
     import inspect
 
     from vllm import LLM, PoolingParams
@@ -24,6 +25,11 @@ def run(job: dict) -> dict:
     llm = LLM(**job["engine"])
     loaded = time.perf_counter()
     try:
+        if "prompts" in job:
+            outputs = llm.classify(job["prompts"], use_tqdm=False)
+            probs, token_ids = [list(o.outputs.probs) for o in outputs], [list(o.prompt_token_ids) for o in outputs]
+            timings = {"load_seconds": loaded - started, "score_seconds": time.perf_counter() - loaded}
+            return {"scores": probs, "prompt_token_ids": token_ids, "timings": timings}
         n = len(job["queries"])
         per_pair = job.get("chat_template_kwargs") or [None] * n
         groups: dict[str, list[int]] = {}

@@ -47,6 +47,8 @@ def markdown(report: dict) -> str:
         lines.append(
             f"ranking {r['query'][:40]!r} ({r['documents']} docs): Kendall τ {tau}, top-1 equal {r['top1_equal']}"
         )
+    if len(m["endpoints"]) > 1:
+        lines += ["", f"per pair: {next(iter(m['endpoints']))} shown, ok covers every label"]
     lines += ["", markdown_table(
         ("#", "query", "document", "original", "converted", "abs Δ", "ok"),
         [
@@ -66,7 +68,8 @@ def write_junit(report: dict, path: Path) -> None:
     for name, endpoint in report["metrics"]["endpoints"].items():
         failed = set(endpoint["failed_pairs"])
         for i, pair in enumerate(report["pairs"]):
-            case = ET.SubElement(suite, "testcase", classname=f"parity{name}", name=f"pair {i}: {pair['query'][:60]}")
+            classname = f"parity.{name.strip('/').replace('/', '.').replace(' ', '.')}"
+            case = ET.SubElement(suite, "testcase", classname=classname, name=f"pair {i}: {pair['query'][:60]}")
             cases += 1
             if i in failed:
                 failures += 1

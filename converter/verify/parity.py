@@ -103,10 +103,6 @@ def _check_inputs(converted: Path, original: Path) -> tuple[Recipe, dict]:
             f"--original {original} is {archs}, but {converted} was converted from "
             f"{', '.join(recipe.source_architectures)} ({recipe.name})"
         )
-    if recipe.num_labels != 1:
-        raise SeqclsError(
-            f"{converted} has {recipe.num_labels} labels; verify compares single-label scores (one label token)"
-        )
     return recipe, config
 
 
