@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from helpers import load_all, official_scores, rewrite_tensor
 
 from converter import convert
 from converter.cli import run
+from converter.errors import SeqclsError
 from converter.pairs import SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER, preset
 from converter.verify import verify
@@ -98,6 +102,50 @@ def test_vllm_backend_multi_label_generic_conversion(original, tmp_path, capsys)
     assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
     assert run(["verify", str(out), "--original", str(src), "--backend", "server"]) == 2
     assert "verify it with --backend transformers or vllm" in capsys.readouterr().err
+
+
+def _signal_processes(match: bytes, sig: int) -> int:
+    """Signal the processes whose command line (or, for vLLM's renamed workers, name) contains ``match``."""
+    hits = 0
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            if match in (proc / "cmdline").read_bytes() or match in (proc / "comm").read_bytes():
+                os.kill(int(proc.name), sig)
+                hits += 1
+        except (OSError, ValueError):
+            continue
+    return hits
+
+
+def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(pair_of, tmp_path):
+    """Planted fault, as seen here when the OOM killer took a worker: the engine core dies and vLLM's client waits
+    forever. The client is frozen (SIGSTOP) so it cannot notice by itself; verify must read the log and stop."""
+    src, out = pair_of("tied-bf16-single")
+    pairs = [Pair(f"query {i}", "A long document about rerankers. " * 300) for i in range(400)]
+    outcome: dict = {}
+
+    def run_verify() -> None:
+        try:
+            verify(out, src, backend="vllm", pairs=pairs, log_dir=tmp_path)
+        except SeqclsError as e:
+            outcome["error"] = str(e)
+
+    thread = threading.Thread(target=run_verify, daemon=True)
+    thread.start()
+    log, deadline = tmp_path / "vllm-original.log", time.monotonic() + 600
+    while time.monotonic() < deadline and "Supported pooling task" not in (
+        log.read_text(errors="replace") if log.exists() else ""
+    ):
+        time.sleep(0.2)
+    assert _signal_processes(b"converter.verify.engine", signal.SIGSTOP) == 1
+    assert _signal_processes(b"VLLM::Worker", signal.SIGKILL) >= 1
+    thread.join(timeout=300)
+    assert not thread.is_alive(), "verify hung after its engine died"
+    assert "vLLM failed on the original model (its engine died)" in outcome["error"]
+    deadline = time.monotonic() + 30
+    while _signal_processes(b"VLLM::", 0) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _signal_processes(b"VLLM::", 0) == 0, "the engine's processes outlived the failure"
 
 
 def test_ci_parity_script_untied_fp32(original, tmp_path):

@@ -188,12 +188,34 @@ def run_engine(job: dict, which: str, log_dir: Path, device: str) -> dict:
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             try:
-                code = proc.wait()
+                code = _wait_for_engine(proc, log)
             finally:
                 stop_process_group(proc, grace=0)
         if code != 0 or not result_path.exists():
-            raise SeqclsError(f"vLLM failed on the {which} model (exit {code}): {last_error(log)}; log: {log}")
+            status = "its engine died" if code is None else f"exit {code}"
+            raise SeqclsError(f"vLLM failed on the {which} model ({status}): {last_error(log)}; log: {log}")
         return json.loads(result_path.read_text())
+
+
+ENGINE_DIED = ("died unexpectedly", "EngineCore encountered a fatal error")
+"""What vLLM logs when a worker or its engine core dies (a worker killed for memory, say); its client can then
+wait forever for a reply."""
+
+
+def _wait_for_engine(proc: subprocess.Popen, log: Path) -> int | None:
+    """The exit code, or None when the log says the engine died under a client that would wait forever."""
+    while True:
+        try:
+            return proc.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            with open(log, "rb") as f:
+                f.seek(max(f.seek(0, os.SEEK_END) - 65536, 0))
+                tail = f.read().decode(errors="replace")
+            if any(marker in tail for marker in ENGINE_DIED):
+                try:
+                    return proc.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    return None
 
 
 def run_server(s: Settings) -> BackendRun:
