@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import SeqclsError
 from .recipes import METHODS, PRESET_NAMES
+from .verify.processes import DEFAULT_TIMEOUT
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,6 +63,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="disable vLLM prefix caching (default on vllm-ascend < 0.19.1, which scored wrongly with it)",
     )
     p.add_argument("--gpu-memory-utilization", dest="memory_fraction", type=float, help="vLLM memory fraction")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help="hard limit in seconds on each vLLM engine job or server start (default: %(default).0f)",
+    )
+    p.add_argument(
+        "--cache",
+        dest="cache_dir",
+        type=Path,
+        help="where the original side's scores are kept for reuse (default: ~/.cache/seqcls/verify)",
+    )
+    p.add_argument(
+        "--no-cache", dest="use_cache", action="store_false", help="score the original afresh and keep nothing"
+    )
     p.add_argument("--original-url", help="an already running server for the original (backend server)")
     p.add_argument("--converted-url", help="an already running server for the converted model (backend server)")
     p.add_argument("--report", type=Path, help="write the JSON report here")
@@ -136,11 +152,14 @@ def _convert(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    import dataclasses
+
+    from .verify import VerifyOptions, verify
     from .verify.outputs import markdown
 
-    options = {k: v for k, v in vars(args).items() if k not in ("command", "run", "debug", "pairs")}
-    report = verify(options.pop("converted"), options.pop("original"), pairs_file=args.pairs, **options)
+    names = {f.name for f in dataclasses.fields(VerifyOptions)}
+    options = VerifyOptions(pairs_file=args.pairs, **{k: v for k, v in vars(args).items() if k in names})
+    report = verify(args.converted, args.original, options)
     print(markdown(report))
     return 0 if report["verdict"] == "pass" else 1
 

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .card import CARD_FILE, card_for, write_card
 from .errors import SeqclsError
 from .io.fingerprint import fingerprint, sha256_file
 from .source import REPO_ID
+from .userdirs import cache_root
 
 DEFAULT_BRANCH = {"hf": "main", "modelscope": "master"}
 MS_UPLOAD_CACHE = ".ms_upload_cache"
@@ -208,7 +208,7 @@ def _upload_modelscope(plan: PublishPlan, folder: Path, token: str) -> None:
     folder of ours instead, and a stray one is removed whatever happens."""
     from modelscope.hub.api import HubApi
 
-    tracker = Path(os.environ.get("SEQCLS_CACHE", Path(tempfile.gettempdir()) / "seqcls")) / "ms-upload"
+    tracker = cache_root() / "ms-upload"
     tracker.mkdir(parents=True, exist_ok=True)
     stray = folder / MS_UPLOAD_CACHE
     try:

@@ -3,7 +3,7 @@
 real Qwen3-Reranker shapes, plus what a verify run costs.
 
     .venv/bin/python scripts/bench_convert.py              # all shapes, 3 runs; writes docs/benchmarks.{md,png}
-    .venv/bin/python scripts/bench_convert.py --quick      # 0.6B, 1 run, outputs in --workdir (the test smoke run)
+    .venv/bin/python scripts/bench_convert.py --quick      # tiny shape, 1 run, outputs in --workdir (the smoke test)
 
 Checkpoints are synthesized once (random finite bf16, shards of at most 4 GB in model order, lm_head last) into
 --workdir (default bench/, git-ignored) and reused. Methods run interleaved in an order rotated every run, each in
@@ -45,6 +45,7 @@ class Shape:
 
 
 SHAPES = {
+    "tiny": Shape(256, 2, 2, 1, 512, tied=True),  # the real vocabulary, two layers: the --quick smoke run
     "0.6B": Shape(1024, 28, 16, 8, 3072, tied=True),
     "4B": Shape(2560, 36, 32, 8, 9728, tied=True),
     "8B": Shape(4096, 36, 32, 8, 12288, tied=False),
@@ -236,7 +237,7 @@ def bench_verify(src: Path, workdir: Path, backends: list[str], n_pairs: int) ->
         report = workdir / f"verify-{backend}.json"
         cmd = [sys.executable, "-m", "converter", "verify", str(out), "--original", str(src), "--backend", backend,
                "--dtype", "bfloat16", "--pairs", str(pairs_file), "--max-length", "512", "--report", str(report),
-               "--log-dir", str(workdir / "logs")]  # fmt: skip
+               "--no-cache", "--log-dir", str(workdir / "logs")]  # fmt: skip
         t0 = time.perf_counter()
         code = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode
         wall = time.perf_counter() - t0
@@ -423,10 +424,10 @@ def main() -> None:
     parser.add_argument("--verify-backends", default="transformers,vllm", help="timed on the first shape; '' skips")
     parser.add_argument("--verify-pairs", type=int, default=32, help="pairs per timed verify (--quick: 4)")
     parser.add_argument("--no-baseline", action="store_true", help="skip the full-load baseline")
-    parser.add_argument("--quick", action="store_true", help="0.6B only, one run: the smoke test")
+    parser.add_argument("--quick", action="store_true", help="the tiny shape, one run: the smoke test")
     args = parser.parse_args()
     if args.quick:
-        args.shapes, args.runs, args.verify_pairs = "0.6B", 1, 4
+        args.shapes, args.runs, args.verify_pairs = "tiny", 1, 4
     docs = args.docs or (args.workdir if args.quick else Path("docs"))
     names = args.shapes.split(",")
     if unknown := [n for n in names if n not in SHAPES]:

@@ -1,15 +1,28 @@
-"""Session fixtures: tiny originals of every preset (real Qwen vocabularies), built once and shared."""
+"""Session fixtures: tiny originals of every preset (real Qwen vocabularies), built once and shared; one verify cache
+for the whole session (the original side of a fixture is the same model in many tests); and a check at the end that
+nothing the suite started is still running."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
+import signal
+import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
 
-from converter.tiny_model import build_tiny_reranker
+RUN_MARKER = f"SEQCLS_TEST_RUN={uuid.uuid4().hex}"
+"""Every process the suite starts inherits this variable; the end-of-session check finds them by it."""
+os.environ["SEQCLS_TEST_RUN"] = RUN_MARKER.split("=", 1)[1]
+os.environ.setdefault("SEQCLS_ENGINE_TIMEOUT", "600")
+os.environ.setdefault("SEQCLS_SERVER_TIMEOUT", "600")
+os.environ["SEQCLS_CACHE"] = tempfile.mkdtemp(prefix="seqcls-test-cache-")
+
+from converter.tiny_model import build_tiny_reranker  # noqa: E402  (after the environment above)
 
 ORIGINALS = {
     "tied-bf16-single": {"tied": True, "dtype": "bfloat16"},
@@ -72,6 +85,9 @@ def copy_of(original, tmp_path):
 
 
 def pytest_collection_modifyitems(config, items):
+    """Skips what this host cannot run, and puts the long tests (vLLM, then other slow ones) first, in their own
+    order, so the two xdist workers end together instead of one waiting on a late engine start."""
+    items.sort(key=lambda item: 0 if "vllm" in item.keywords else 1 if "slow" in item.keywords else 2)
     has = {
         "vllm": importlib.util.find_spec("vllm") is not None,
         "cuda": _cuda(),
@@ -92,3 +108,63 @@ def _cuda() -> bool:
         return torch.cuda.is_available()
     except ImportError:
         return False
+
+
+def leftover_processes() -> list[tuple[int, str]]:
+    """Processes this test session started (they carry ``RUN_MARKER``) that are still alive, but for this one."""
+    found = []
+    marker = RUN_MARKER.encode()
+    for proc in Path("/proc").glob("[0-9]*"):
+        pid = int(proc.name)
+        if pid == os.getpid():
+            continue
+        try:
+            if marker not in (proc / "environ").read_bytes().split(b"\0"):
+                continue
+            if (proc / "stat").read_text().split(") ")[-1].split()[0] == "Z":
+                continue
+            name = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue
+        found.append((pid, name[:160] or (proc / "comm").read_text().strip()))
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def nothing_outlives_the_tests():
+    """Fails the run (as an error at the last test's teardown, which xdist passes on) if a vLLM engine, server or
+    any other process the tests started is still alive: such orphans hold memory and have made the next engine
+    start hang here. They are killed, so the next run starts clean."""
+    yield
+    if not Path("/proc").is_dir():
+        return
+    left = leftover_processes()
+    for pid, _ in left:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if left:
+        listing = "; ".join(f"pid {pid}: {name}" for pid, name in left)
+        pytest.fail(f"{len(left)} process(es) started by the tests outlived them (now killed): {listing}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(os.environ["SEQCLS_CACHE"], ignore_errors=True)
+
+
+def pytest_configure(config):
+    """Under xdist, each worker's engines compute on a core of their own: vLLM's CPU build binds every engine to
+    the same first core by default."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if worker.startswith("gw") and "VLLM_CPU_OMP_THREADS_BIND" not in os.environ:
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(int(worker[2:]) % (os.cpu_count() or 1))
+
+
+def pytest_collection_finish(session):
+    """Under ``--dist loadgroup``, tests that share an engine's work must carry their group in their node id, or xdist
+    splits the group across workers and each redoes the work (pytest 9.2 with xdist 3.8 did so silently)."""
+    if os.environ.get("PYTEST_XDIST_WORKER") and session.config.getvalue("loadgroup"):
+        split = [
+            item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
+        ]
+        if split:
+            raise pytest.UsageError(f"xdist_group is not applied (see pyproject's pytest pin): {split[0]}")

@@ -1,4 +1,6 @@
-"""The benchmark script's --quick mode runs end to end, so the script cannot rot (its numbers are not checked)."""
+"""The benchmark script's --quick mode runs end to end on the tiny shape, so the script cannot rot (its numbers are
+not checked). Its verify timing runs the transformers backend only: the vLLM backend's timings are checked through
+the real engine in test_verify_vllm, and the script passes the backend name through unchanged."""
 
 from __future__ import annotations
 
@@ -12,13 +14,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.vllm
 @pytest.mark.slow
 def test_bench_quick(tmp_path):
     docs = ROOT / "docs" / "benchmarks.md"
     before = docs.read_bytes() if docs.exists() else None
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_convert.py"), "--quick", "--workdir", str(tmp_path)],
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench_convert.py"),
+            "--quick",
+            "--workdir",
+            str(tmp_path),
+            "--verify-backends",
+            "transformers",
+        ],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -27,15 +36,15 @@ def test_bench_quick(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "results.json").read_text())
     [shape] = data["convert"]
-    assert shape["shape"] == "0.6B" and set(shape["methods"]) == {
+    assert shape["shape"] == "tiny" and set(shape["methods"]) == {
         "seqcls convert", "seqcls convert --copy", "cp -r", "full load (transformers)",
     }  # fmt: skip
     for m in shape["methods"].values():
         assert len(m["seconds"]) == 1 and m["seconds"][0] > 0 and m["rss"][0] > 0
-    assert shape["methods"]["seqcls convert"]["written"][0] < shape["methods"]["cp -r"]["written"][0] / 10
-    assert [r["backend"] for r in data["verify"]] == ["transformers", "vllm"]
+    assert shape["methods"]["seqcls convert"]["written"][0] < shape["methods"]["cp -r"]["written"][0] / 4
+    assert [r["backend"] for r in data["verify"]] == ["transformers"]
     assert all(r["timings"]["converted"]["load_seconds"] > 0 for r in data["verify"])
     text = (tmp_path / "benchmarks.md").read_text()
-    assert "| 0.6B (1.2 GB) | seqcls convert |" in text and "## Targets" in text and "benchmarks.png" in text
+    assert "| tiny (0.1 GB) | seqcls convert |" in text and "## Targets" in text and "benchmarks.png" in text
     assert (tmp_path / "benchmarks.png").read_bytes()[:4] == b"\x89PNG"
     assert (docs.read_bytes() if docs.exists() else None) == before, "--quick must not touch docs/"

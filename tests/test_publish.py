@@ -21,14 +21,26 @@ from converter.verify import verify
 SECRET = "hf_seqclsPUBLISHtokenNEVERshown42"
 
 
-@pytest.fixture
-def verified(pair_of, tmp_path):
-    """A writable converted checkpoint with a passing verify report beside it: (folder, report path)."""
+@pytest.fixture(scope="session")
+def verified_once(pair_of, tmp_path_factory):
     src, shared = pair_of("tied-bf16-single")
-    folder = tmp_path / "tiny-seq-cls"
+    root = tmp_path_factory.mktemp("verified")
+    folder = root / "tiny-seq-cls"
     shutil.copytree(shared, folder)
-    report = tmp_path / "tiny-seq-cls.verify.json"
+    report = root / "tiny-seq-cls.verify.json"
     assert verify(folder, src, pairs=list(DEMO_PAIRS), report=report)["verdict"] == "pass"
+    return folder, report
+
+
+@pytest.fixture
+def verified(verified_once, tmp_path):
+    """A writable converted checkpoint with a passing verify report beside it: (folder, report path). A copy of
+    one verified once per session, with the report as verify would have written it for the copy."""
+    folder, report = (tmp_path / p.name for p in verified_once)
+    shutil.copytree(verified_once[0], folder)
+    data = json.loads(verified_once[1].read_text())
+    data["inputs"]["converted"]["path"] = str(folder)
+    report.write_text(json.dumps(data))
     return folder, report
 
 

@@ -122,7 +122,8 @@ def test_a_folder_that_is_no_reranker_is_refused(tmp_path, capsys):
 @pytest.mark.slow
 def test_serve_scores_raw_pairs_like_the_official_format(pair_of, tmp_path):
     """The real server from ``seqcls serve`` on CPU: raw query and documents in, the original's scores out."""
-    from converter.verify.server import HOST, free_port, post, stop_process_group
+    from converter.verify.processes import stop_process_group
+    from converter.verify.server import HOST, free_port, post
     from converter.verify.server import _healthy as healthy
 
     src, out = pair_of("untied-fp32-single")

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from conftest import FAMILY_ORIGINALS
@@ -26,6 +27,21 @@ from converter.verify.server import running_server
 from converter.vllm_compat import EngineSpec, require
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
+INPROCESS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
+"""vLLM's engine core (and its worker) in the engine process itself: a start takes ~18 s here instead of ~40 s, and
+scores are the same. Tests marked ``vllm_processes`` keep vLLM's default layout, because they check it (an engine
+that dies, processes that must not outlive verify) or run exactly what users run (the CI script, the servers)."""
+
+
+@pytest.fixture(autouse=True)
+def _engine_layout(request, monkeypatch):
+    if not request.node.get_closest_marker("vllm_processes"):
+        for key, value in INPROCESS.items():
+            monkeypatch.setenv(key, value)
+
+
+# Tests that share one engine's work (the session's cached original, a module's server) form an xdist_group, so
+# they run on the same worker and the work is done once.
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -51,15 +67,37 @@ def swapped(pair_of, tmp_path):
     return src, bad
 
 
-def test_vllm_backend_tied_fp32(pair_of, tmp_path):
+@pytest.fixture(scope="session")
+def qwen3_vllm(pair_of, tmp_path_factory):
+    """``verify --backend vllm`` of the tied Qwen3 fixture on the built-in pairs, once per session. It leaves the
+    original side in the session's verify cache, so later verifies of that original start one engine, not two."""
     src, out = pair_of("tied-bf16-single")
-    report = verify(out, src, backend="vllm", report=tmp_path / "report.json")
+    logs = tmp_path_factory.mktemp("qwen3-vllm")
+    with mock.patch.dict(os.environ, INPROCESS):
+        return src, out, verify(out, src, backend="vllm", report=logs / "report.json"), logs
+
+
+def _engine_logs(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("vllm-*.log"))
+
+
+@pytest.mark.xdist_group("qwen3-vllm")
+def test_vllm_backend_tied_fp32(qwen3_vllm):
+    """Also the shipped score template through vLLM (raw pairs, instructions as chat_template_kwargs, a document
+    ending in a newline, one near the model length): the official token ids, and the official scores."""
+    src, _, report, logs = qwen3_vllm
     assert report["verdict"] == "pass", report["failed_pairs"]
     assert report["metrics"]["max_abs_delta"] <= 1e-4
     assert report["environment"]["vllm"].startswith("vllm")
     assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
     assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
-    assert (tmp_path / "vllm-original.log").is_file() and (tmp_path / "vllm-converted.log").is_file()
+    assert _engine_logs(logs) == ["vllm-converted.log", "vllm-original.log"]
+    assert all(report["timings"][side]["load_seconds"] > 0 for side in ("original", "converted"))
+    pairs = [Pair(p["query"], p["document"], p["instruction"]) for p in report["pairs"]]
+    assert any(p.instruction for p in pairs) and any(p.document.endswith("\n") for p in pairs)
+    assert max(len(p.document) for p in pairs) > 10_000
+    official = official_scores(src, pairs)
+    assert max(abs(p["converted"] - o) for p, o in zip(report["pairs"], official)) <= 1e-4
 
 
 @pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
@@ -80,8 +118,9 @@ def test_vllm_backend_other_presets_against_vllms_online_conversion(pair_of, tmp
 
 
 def test_vllm_backend_generic_conversion(original, tmp_path):
-    """--tokens/--method: the original through vLLM's generic overrides (method, not the Qwen3 flag), raw pairs."""
-    src = original("untied-fp32-single")
+    """--tokens/--method: the original through vLLM's generic overrides (method, not the Qwen3 flag), raw pairs;
+    an untied, sharded original."""
+    src = original("untied-fp32-sharded")
     out = tmp_path / "generic"
     convert(src, out, tokens=["no", "yes"], method="from_2_way_softmax")
     report = verify(out, src, backend="vllm", pairs=list(SEED_PAIRS), report=tmp_path / "report.json")
@@ -104,29 +143,38 @@ def test_vllm_backend_multi_label_generic_conversion(original, tmp_path, capsys)
     assert "verify it with --backend transformers or vllm" in capsys.readouterr().err
 
 
-def _signal_processes(match: bytes, sig: int) -> int:
-    """Signal the processes whose command line (or, for vLLM's renamed workers, name) contains ``match``."""
-    hits = 0
-    for proc in Path("/proc").glob("[0-9]*"):
+def _ours(match: str) -> list:
+    """This test process's descendants whose name or command line contains ``match`` (other xdist workers' engines
+    are not ours to signal)."""
+    import psutil
+
+    found = []
+    for child in psutil.Process().children(recursive=True):
         try:
-            if match in (proc / "cmdline").read_bytes() or match in (proc / "comm").read_bytes():
-                os.kill(int(proc.name), sig)
-                hits += 1
-        except (OSError, ValueError):
+            if match in child.name() or match in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
             continue
-    return hits
+    return found
 
 
-def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(pair_of, tmp_path):
+@pytest.mark.vllm_processes
+def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(pair_of, tmp_path, monkeypatch):
     """Planted fault, as seen here when the OOM killer took a worker: the engine core dies and vLLM's client waits
-    forever. The client is frozen (SIGSTOP) so it cannot notice by itself; verify must read the log and stop."""
+    forever. The client is frozen (SIGSTOP) so it cannot notice by itself. vLLM's log wording is switched off here,
+    so verify must see it from the process tree (the wording is tested in test_processes) and stop."""
+    import converter.verify.backends as backends
+    import converter.verify.processes as processes
+
+    monkeypatch.setattr(processes, "ENGINE_DIED", ())
+    monkeypatch.setattr(backends, "ENGINE_GRACE", 3.0)
     src, out = pair_of("tied-bf16-single")
     pairs = [Pair(f"query {i}", "A long document about rerankers. " * 300) for i in range(400)]
     outcome: dict = {}
 
     def run_verify() -> None:
         try:
-            verify(out, src, backend="vllm", pairs=pairs, log_dir=tmp_path)
+            verify(out, src, backend="vllm", pairs=pairs, log_dir=tmp_path, use_cache=False)
         except SeqclsError as e:
             outcome["error"] = str(e)
 
@@ -137,38 +185,55 @@ def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(
         log.read_text(errors="replace") if log.exists() else ""
     ):
         time.sleep(0.2)
-    assert _signal_processes(b"converter.verify.engine", signal.SIGSTOP) == 1
-    assert _signal_processes(b"VLLM::Worker", signal.SIGKILL) >= 1
+    [client] = _ours("converter.verify.engine")
+    vllm_processes = _ours("VLLM::")
+    workers = [p for p in vllm_processes if "Worker" in p.name() or "Worker" in " ".join(p.cmdline())]
+    assert workers and len(vllm_processes) > len(workers), "expected an engine core and its worker(s)"
+    client.send_signal(signal.SIGSTOP)
+    for worker in workers:
+        worker.kill()
     thread.join(timeout=300)
     assert not thread.is_alive(), "verify hung after its engine died"
     assert "vLLM failed on the original model (its engine died)" in outcome["error"]
-    deadline = time.monotonic() + 30
-    while _signal_processes(b"VLLM::", 0) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert _signal_processes(b"VLLM::", 0) == 0, "the engine's processes outlived the failure"
+    for process in [client, *vllm_processes]:
+        assert not process.is_running() or process.status() == "zombie", f"{process} outlived the failure"
 
 
-def test_ci_parity_script_untied_fp32(original, tmp_path):
-    """The script a GPU or Ascend CI job runs, here on CPU: convert, verify with vLLM, leave the artifacts."""
-    src = original("untied-fp32-sharded")
+@pytest.mark.xdist_group("qwen3-vllm")
+@pytest.mark.vllm_processes
+def test_ci_parity_script(qwen3_vllm, tmp_path):
+    """The script a GPU or Ascend CI job runs, here on CPU: convert, verify with vLLM, leave the artifacts. The
+    original was verified before in this session: its side comes from the cache, and only one engine starts."""
+    src = qwen3_vllm[0]
     out = tmp_path / "out"
     env = os.environ | {"SEQCLS": f"{sys.executable} -m converter", "DEVICE": "cpu"}
     result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "ci_parity.sh"), str(src), str(out)], env=env, capture_output=True, text=True
+        ["bash", str(ROOT / "scripts" / "ci_parity.sh"), str(src), str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     artifacts = tmp_path / "out-parity"
     report = json.loads((artifacts / "report.json").read_text())
     assert report["verdict"] == "pass" and report["backend"] == "vllm"
+    assert report["cache"]["original"] == "hit" and _engine_logs(artifacts) == ["vllm-converted.log"]
     assert (artifacts / "junit.xml").read_text().count("<failure") == 0
     assert (artifacts / "parity.png").is_file()
     assert "seqcls verify: PASS" in result.stdout
 
 
-def test_vllm_backend_catches_swapped_tokens(swapped, capsys):
+@pytest.mark.xdist_group("qwen3-vllm")
+def test_vllm_backend_catches_swapped_tokens(qwen3_vllm, swapped, tmp_path, capsys):
+    """Planted fault. The original's side comes from the cache: one engine."""
     src, bad = swapped
-    assert run(["verify", str(bad), "--original", str(src), "--backend", "vllm"]) == 1
+    args = ["verify", str(bad), "--original", str(src), "--backend", "vllm", "--log-dir", str(tmp_path)]
+    assert run([*args, "--report", str(tmp_path / "r.json")]) == 1
     assert "seqcls verify: FAIL" in capsys.readouterr().out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["cache"]["original"] == "hit" and _engine_logs(tmp_path) == ["vllm-converted.log"]
+    assert report["failed_pairs"] and report["metrics"]["max_abs_delta"] > 1e-2
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +247,8 @@ def original_server(original, tmp_path_factory):
     assert _servers_running(src) == 0, "the original's server outlived its context"
 
 
+@pytest.mark.xdist_group("original-server")
+@pytest.mark.vllm_processes
 def test_server_backend_rerank_and_score(original_server, pair_of, tmp_path, capsys):
     src, url = original_server
     _, out = pair_of("tied-bf16-single")
@@ -195,6 +262,8 @@ def test_server_backend_rerank_and_score(original_server, pair_of, tmp_path, cap
     assert _servers_running(out) == 0, "the converted model's server was not shut down"
 
 
+@pytest.mark.xdist_group("original-server")
+@pytest.mark.vllm_processes
 def test_ascend_client_gets_the_official_scores_from_the_original(original_server):
     """scripts/ascend/client.py, the seed's request demo, against a real server of the original."""
     from converter.pairs import Pair
@@ -204,6 +273,7 @@ def test_ascend_client_gets_the_official_scores_from_the_original(original_serve
         [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py"), "--original-url", url],
         capture_output=True,
         text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
@@ -211,6 +281,8 @@ def test_ascend_client_gets_the_official_scores_from_the_original(original_serve
     assert max(abs(a - b) for a, b in zip(shown["scores"]["original"], want)) <= 1e-4
 
 
+@pytest.mark.xdist_group("original-server")
+@pytest.mark.vllm_processes
 def test_server_backend_catches_swapped_tokens(original_server, swapped, capsys):
     _, url = original_server
     src, bad = swapped
@@ -220,6 +292,7 @@ def test_server_backend_catches_swapped_tokens(original_server, swapped, capsys)
     assert _servers_running(bad) == 0
 
 
+@pytest.mark.vllm_processes
 def test_server_that_cannot_start_is_a_clean_error(pair_of, tmp_path, capsys):
     src, out = pair_of("untied-fp32-single")  # not the model original_server is serving
     args = ["verify", str(out), "--original", str(src), "--backend", "server", "--max-length", "100000"]

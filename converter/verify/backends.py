@@ -1,11 +1,13 @@
 """The three ways to score a checkpoint: transformers in-process, vLLM's offline engine, and vLLM's server.
 
-Each backend scores the same pairs through the original (served the documented way) and the converted checkpoint
-(served as-is) and returns both sides; comparing them is someone else's job.
+Each backend scores one side at a time: the original (served the documented way) or the converted checkpoint
+(served as-is). Sides are apart so that the original's scores can come from the cache; comparing them is someone
+else's job. ``cache_inputs`` names everything besides the original's files that its scores depend on.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -19,8 +21,14 @@ from ..io.checkpoint import read_config
 from ..pairs import Pair
 from ..recipes import Recipe
 from ..templates import SCORE_TEMPLATE_FILE
-from ..vllm_compat import EngineSpec, device_env, engine_kwargs, require
-from .server import last_error, stop_process_group
+from ..vllm_compat import EngineSpec, VllmInstall, device_env, engine_kwargs, require
+from .processes import DEFAULT_TIMEOUT, EngineWatch, stop_process_group
+
+SIDES = ("original", "converted")
+MANUAL = "manual (the seed's formatting)"
+TEMPLATE = "raw pairs + score_template.jinja"
+JOINED = "query + document, classified (vLLM's score API takes one label)"
+OFFICIAL = "the official token ids"
 
 
 @dataclass(frozen=True)
@@ -29,6 +37,10 @@ class Side:
     """Probabilities per endpoint, e.g. {"score": [...]} or {"/v1/rerank": [...], "/score": [...]}."""
     logits: list[float] | None = None
     token_ids: list[list[int]] | None = None
+    prompts: str = MANUAL
+    """How this side's prompts were built."""
+    timings: dict[str, float] = field(default_factory=dict)
+    """``load_seconds`` (model or engine start-up) and ``score_seconds``, where the backend measures them."""
 
 
 @dataclass(frozen=True)
@@ -45,6 +57,7 @@ class Settings:
     memory_fraction: float | None = None
     original_url: str | None = None
     converted_url: str | None = None
+    timeout: float = DEFAULT_TIMEOUT
     log_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
 
     def spec(self, which: str) -> EngineSpec:
@@ -58,10 +71,8 @@ class Settings:
             memory_fraction=self.memory_fraction,
         )
 
-
-MANUAL = "manual (the seed's formatting)"
-TEMPLATE = "raw pairs + score_template.jinja"
-JOINED = "query + document, classified (vLLM's score API takes one label)"
+    def folder(self, which: str) -> Path:
+        return self.original if which == "original" else self.converted
 
 
 @dataclass(frozen=True)
@@ -71,19 +82,51 @@ class BackendRun:
     reference_ids: list[list[int]]
     """The official token ids (the prompt's pieces, tokenized as the family's reference code does)."""
     environment: dict[str, str]
-    prompts: dict[str, str] = field(default_factory=lambda: {"original": MANUAL, "converted": MANUAL})
-    """How each side's prompts were built."""
-    timings: dict[str, dict[str, float]] = field(default_factory=dict)
-    """Per side: ``load_seconds`` (model or engine start-up) and ``score_seconds``."""
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return {"original": self.original.prompts, "converted": self.converted.prompts}
+
+    @property
+    def timings(self) -> dict[str, dict[str, float]]:
+        return {"original": self.original.timings, "converted": self.converted.timings}
 
 
 def official_ids(settings: Settings, folder: Path | None = None) -> list[list[int]]:
-    from transformers import AutoTokenizer
-
     from ..reference import encode_official
 
-    tokenizer = AutoTokenizer.from_pretrained(folder or settings.original)
+    tokenizer = load_tokenizer(folder or settings.original)
     return encode_official(tokenizer, settings.recipe, settings.pairs, settings.max_length)
+
+
+TOKENIZER_FILES = (
+    "config.json",
+    "tokenizer*",
+    "special_tokens_map.json",
+    "added_tokens.json",
+    "vocab.json",
+    "merges.txt",
+)
+_tokenizers: dict[tuple, object] = {}
+
+
+def load_tokenizer(folder: Path):
+    """``AutoTokenizer.from_pretrained``, kept while the tokenizer's files are unchanged: a verify needs the
+    original's tokenizer more than once, and loading a real 151k vocabulary takes seconds."""
+    from transformers import AutoTokenizer
+
+    files = sorted({p for pattern in TOKENIZER_FILES for p in Path(folder).glob(pattern) if p.is_file()})
+    key = (str(Path(folder).resolve()), *((p.name, *_stamp(p)) for p in files))
+    if key not in _tokenizers:
+        if len(_tokenizers) >= 4:
+            _tokenizers.pop(next(iter(_tokenizers)))
+        _tokenizers[key] = AutoTokenizer.from_pretrained(folder)
+    return _tokenizers[key]
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns
 
 
 def prepare_device(device: str) -> None:
@@ -100,40 +143,59 @@ def prepare_device(device: str) -> None:
             raise SeqclsError("--device cuda, but torch sees no CUDA device")
 
 
-def run_transformers(s: Settings) -> BackendRun:
-    import torch
-    import transformers
-    from transformers.utils import logging as hf_logging
-
-    from ..reference import score_converted, score_original
-
-    hf_logging.disable_progress_bar()
-    prepare_device(s.device)
-    ids_original = official_ids(s)
-    ids_converted = official_ids(s, s.converted)
-    pad_id = read_config(s.converted)["pad_token_id"]
-    common = {"pad_id": pad_id, "dtype": s.dtype, "batch_size": s.batch_size, "device": s.device}
-    before = score_original(s.original, ids_original, s.recipe, label_ids=_label_ids(s), **common)
-    after = score_converted(s.converted, ids_converted, **common)
-    env = {"backend": "transformers", "transformers": transformers.__version__, "torch": torch.__version__}
-    official = "the official token ids"
-    names = endpoint_names(s.recipe)
-    return BackendRun(
-        original=Side(dict(zip(names, before.per_label)), before.logits, ids_original),
-        converted=Side(dict(zip(names, after.per_label)), after.logits, ids_converted),
-        reference_ids=ids_original,
-        environment=env,
-        prompts={"original": official, "converted": official},
-        timings={
-            "original": {"load_seconds": before.load_seconds, "score_seconds": before.score_seconds},
-            "converted": {"load_seconds": after.load_seconds, "score_seconds": after.score_seconds},
-        },
-    )
-
-
 def endpoint_names(recipe: Recipe) -> list[str]:
     """One "endpoint" per label: a multi-label head is judged label by label."""
     return ["score"] if recipe.num_labels == 1 else [f"label {t}" for t in recipe.label_tokens]
+
+
+def digest(value: object) -> str:
+    """sha256 of a JSON value; how long inputs (pairs, token ids) enter a cache key."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _pairs_digest(pairs: list[Pair]) -> str:
+    return digest([[p.query, p.document, p.instruction] for p in pairs])
+
+
+class TransformersBackend:
+    """The family's reference scoring of the original, and the converted model as a classifier, on the same ids."""
+
+    name = "transformers"
+
+    def __init__(self, s: Settings) -> None:
+        import torch
+        import transformers
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        prepare_device(s.device)
+        self.s = s
+        self.reference_ids = official_ids(s)
+        self.pad_id = read_config(s.converted)["pad_token_id"]
+        self.environment = {"backend": self.name, "transformers": transformers.__version__, "torch": torch.__version__}
+
+    def _ids(self, which: str) -> list[list[int]]:
+        return self.reference_ids if which == "original" else official_ids(self.s, self.s.converted)
+
+    def cache_inputs(self, which: str) -> dict | None:
+        s = self.s
+        return {
+            "token_ids": digest(self._ids(which)), "label_ids": list(_label_ids(s)), "method": s.recipe.method,
+            "pad_id": self.pad_id, "dtype": s.dtype, "batch_size": s.batch_size,
+        }  # fmt: skip
+
+    def score(self, which: str) -> Side:
+        from ..reference import score_converted, score_original
+
+        s, ids = self.s, self._ids(which)
+        common = {"pad_id": self.pad_id, "dtype": s.dtype, "batch_size": s.batch_size, "device": s.device}
+        if which == "original":
+            scores = score_original(s.original, ids, s.recipe, label_ids=_label_ids(s), **common)
+        else:
+            scores = score_converted(s.converted, ids, **common)
+        timings = {"load_seconds": scores.load_seconds, "score_seconds": scores.score_seconds}
+        per_label = dict(zip(endpoint_names(s.recipe), scores.per_label))
+        return Side(per_label, scores.logits, ids, OFFICIAL, timings)
 
 
 def _label_ids(s: Settings) -> tuple[int, ...]:
@@ -143,19 +205,34 @@ def _label_ids(s: Settings) -> tuple[int, ...]:
     return read_vocabulary(s.original, s.recipe.label_tokens, config, tokenizer_config).label_ids
 
 
-def run_vllm(s: Settings) -> BackendRun:
+class VllmBackend:
     """The original gets the seed's manual formatting; the converted model gets raw pairs and its shipped template
     where the installed vLLM renders score templates exactly, else the same manual formatting. A multi-label head
     (generic, no prompt format) is classified on ``query + document`` on both sides."""
-    install = require()
-    prepare_device(s.device)
-    use_template = install.generation.score_template and s.recipe.has_prompt
-    sides, prompts, timings = {}, {}, {}
-    for which in ("original", "converted"):
-        job = {"engine": engine_kwargs(s.spec(which), install)}
+
+    name = "vllm"
+
+    def __init__(self, s: Settings) -> None:
+        self.install = require()
+        prepare_device(s.device)
+        self.s = s
+        self.use_template = self.install.generation.score_template and s.recipe.has_prompt
+        self.environment = {
+            "backend": self.name,
+            "vllm": self.install.describe(),
+            "vllm_api": self.install.generation.name,
+        }
+
+    @property
+    def reference_ids(self) -> list[list[int]]:
+        return official_ids(self.s)
+
+    def job(self, which: str) -> dict:
+        s = self.s
+        job = {"engine": engine_kwargs(s.spec(which), self.install)}
         if s.recipe.num_labels > 1:
             job["prompts"] = [p.query + p.document for p in s.pairs]
-        elif which == "converted" and use_template:
+        elif which == "converted" and self.use_template:
             job |= {
                 "queries": [p.query for p in s.pairs],
                 "documents": [p.document for p in s.pairs],
@@ -167,17 +244,30 @@ def run_vllm(s: Settings) -> BackendRun:
                 "queries": [s.recipe.format_query(p.query, p.instruction) for p in s.pairs],
                 "documents": [s.recipe.format_document(p.document) for p in s.pairs],
             }
-        prompts[which] = TEMPLATE if "chat_template" in job else JOINED if "prompts" in job else MANUAL
-        result = run_engine(job, which, s.log_dir, s.device)
+        return job
+
+    def cache_inputs(self, which: str) -> dict | None:
+        job = self.job(which)
+        job["engine"] = {k: v for k, v in job["engine"].items() if k != "model"}
+        return {"job": digest(job), "engine": job["engine"]}
+
+    def score(self, which: str) -> Side:
+        job = self.job(which)
+        prompts = TEMPLATE if "chat_template" in job else JOINED if "prompts" in job else MANUAL
+        result = run_engine(job, which, self.s.log_dir, self.s.device, self.s.timeout)
         per_label = [list(x) for x in zip(*result["scores"])] if "prompts" in job else [result["scores"]]
-        sides[which] = Side(dict(zip(endpoint_names(s.recipe), per_label)), None, result["prompt_token_ids"])
-        timings[which] = result.get("timings", {})
-    env = {"backend": "vllm", "vllm": install.describe(), "vllm_api": install.generation.name}
-    return BackendRun(sides["original"], sides["converted"], official_ids(s), env, prompts, timings)
+        scores = dict(zip(endpoint_names(self.s.recipe), per_label))
+        return Side(scores, None, result["prompt_token_ids"], prompts, result.get("timings", {}))
 
 
-def run_engine(job: dict, which: str, log_dir: Path, device: str) -> dict:
-    """Run one engine job in its own process session (see ``engine.py``); the log goes to ``log_dir``."""
+ENGINE_GRACE = 15.0
+"""How long a client whose engine is gone may take to exit on its own (it writes its result after shutting the
+engine down)."""
+
+
+def run_engine(job: dict, which: str, log_dir: Path, device: str, timeout: float = DEFAULT_TIMEOUT) -> dict:
+    """Run one engine job in its own process session (see ``engine.py``); the log goes to ``log_dir``. The whole
+    process group is ended whatever happens, and vLLM's own processes with it."""
     log_dir.mkdir(parents=True, exist_ok=True)
     log = log_dir / f"vllm-{which}.log"
     with tempfile.TemporaryDirectory(prefix="seqcls-engine-") as tmp:
@@ -187,64 +277,104 @@ def run_engine(job: dict, which: str, log_dir: Path, device: str) -> dict:
         env = os.environ | device_env(device)
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            watch = EngineWatch(proc, log, timeout)
             try:
-                code = _wait_for_engine(proc, log)
+                code = _wait_for_engine(watch, result_path)
             finally:
-                stop_process_group(proc, grace=0)
+                stop_process_group(proc, grace=0, known=watch.vllm_processes())
         if code != 0 or not result_path.exists():
-            status = "its engine died" if code is None else f"exit {code}"
-            raise SeqclsError(f"vLLM failed on the {which} model ({status}): {last_error(log)}; log: {log}")
+            status = code if isinstance(code, str) else f"exit {code}"
+            raise SeqclsError(f"vLLM failed on the {which} model ({status}): {_last_error(log)}; log: {log}")
         return json.loads(result_path.read_text())
 
 
-ENGINE_DIED = ("died unexpectedly", "EngineCore encountered a fatal error")
-"""What vLLM logs when a worker or its engine core dies (a worker killed for memory, say); its client can then
-wait forever for a reply."""
+def _wait_for_engine(watch: EngineWatch, result_path: Path) -> int | str:
+    """0 as soon as the result is written (the caller ends the process group; vLLM's own teardown takes seconds),
+    the exit code of an engine that ended without one, or why the engine is taken as dead: vLLM's processes gone
+    (by the process tree, or by what vLLM logs) for longer than ``ENGINE_GRACE``, or the hard timeout."""
+    import time
 
-
-def _wait_for_engine(proc: subprocess.Popen, log: Path) -> int | None:
-    """The exit code, or None when the log says the engine died under a client that would wait forever."""
+    dead_since = None
     while True:
         try:
-            return proc.wait(timeout=2)
+            return watch.proc.wait(timeout=0.5)
         except subprocess.TimeoutExpired:
-            with open(log, "rb") as f:
-                f.seek(max(f.seek(0, os.SEEK_END) - 65536, 0))
-                tail = f.read().decode(errors="replace")
-            if any(marker in tail for marker in ENGINE_DIED):
-                try:
-                    return proc.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    return None
+            pass
+        if result_path.exists():
+            return 0
+        if watch.expired():
+            return f"no result after {watch.timeout:.0f} s, the engine timeout"
+        watch.vllm_processes()
+        if not (watch.lost() or watch.log_says_died()):
+            dead_since = None
+            continue
+        dead_since = dead_since or time.monotonic()
+        if time.monotonic() - dead_since > ENGINE_GRACE:
+            return "its engine died"
 
 
-def run_server(s: Settings) -> BackendRun:
-    from .server import query_server, running_server
+def _last_error(log: Path) -> str:
+    from .server import last_error
 
-    if s.recipe.num_labels > 1:
-        raise SeqclsError(
-            f"{s.converted} has {s.recipe.num_labels} labels, and a server's /rerank and /score give one score per "
-            "pair; verify it with --backend transformers or vllm"
-        )
-    install = require() if not (s.original_url and s.converted_url) else None
-    if install:
-        prepare_device(s.device)
-    sides, prompts = {}, {}
-    for which, url in (("original", s.original_url), ("converted", s.converted_url)):
-        template = None
-        if which == "converted" and not url and install.generation.score_template and s.recipe.has_prompt:
-            template = str(s.converted / SCORE_TEMPLATE_FILE)
-        prompts[which] = TEMPLATE if template else MANUAL
+    return last_error(log)
+
+
+class ServerBackend:
+    """A vLLM server per side, started here (and always stopped), or an already running one (``--*-url``)."""
+
+    name = "server"
+
+    def __init__(self, s: Settings) -> None:
+        if s.recipe.num_labels > 1:
+            raise SeqclsError(
+                f"{s.converted} has {s.recipe.num_labels} labels, and a server's /rerank and /score give one score "
+                "per pair; verify it with --backend transformers or vllm"
+            )
+        self.s = s
+        self.install: VllmInstall | None = require() if not (s.original_url and s.converted_url) else None
+        if self.install:
+            prepare_device(s.device)
+        self.environment = {
+            "backend": self.name,
+            "vllm": self.install.describe() if self.install else "external servers",
+        }
+        if self.install:
+            self.environment["vllm_api"] = self.install.generation.name
+
+    @property
+    def reference_ids(self) -> list[list[int]]:
+        return official_ids(self.s)
+
+    def _url(self, which: str) -> str | None:
+        return self.s.original_url if which == "original" else self.s.converted_url
+
+    def _template(self, which: str) -> str | None:
+        s = self.s
+        if which == "converted" and not self._url(which) and self.install.generation.score_template:
+            return str(s.converted / SCORE_TEMPLATE_FILE) if s.recipe.has_prompt else None
+        return None
+
+    def cache_inputs(self, which: str) -> dict | None:
+        """None for a server someone else started: what it runs is unknown here."""
+        if self._url(which):
+            return None
+        spec = self.s.spec(which)
+        return {
+            "pairs": _pairs_digest(self.s.pairs), "recipe": self.s.recipe.record(), "template": self._template(which),
+            "spec": {k: v for k, v in vars(spec).items() if k != "model"},
+        }  # fmt: skip
+
+    def score(self, which: str) -> Side:
+        from .server import START_TIMEOUT, query_server, running_server
+
+        s, url, template = self.s, self._url(which), self._template(which)
+        prompts = TEMPLATE if template else MANUAL
         if url:
-            sides[which] = query_server(url, s.recipe, s.pairs)
-        else:
-            log = s.log_dir / f"server-{which}.log"
-            with running_server(s.spec(which), install, log, s.device, chat_template=template) as started:
-                sides[which] = query_server(started, s.recipe, s.pairs, raw=template is not None)
-    env = {"backend": "server", "vllm": install.describe() if install else "external servers"}
-    if install:
-        env["vllm_api"] = install.generation.name
-    return BackendRun(sides["original"], sides["converted"], official_ids(s), env, prompts)
+            return query_server(url, s.recipe, s.pairs, prompts=prompts)
+        log = s.log_dir / f"server-{which}.log"
+        limit = min(s.timeout, START_TIMEOUT)
+        with running_server(s.spec(which), self.install, log, s.device, template, limit) as started:
+            return query_server(started, s.recipe, s.pairs, raw=template is not None, prompts=prompts)
 
 
-BACKENDS = {"transformers": run_transformers, "vllm": run_vllm, "server": run_server}
+BACKENDS = {"transformers": TransformersBackend, "vllm": VllmBackend, "server": ServerBackend}

@@ -8,6 +8,13 @@ from pathlib import Path
 
 from ..report import markdown_table, shorten
 
+CACHE_STATES = {
+    "hit": "from the verify cache (same files, pairs, settings and versions)",
+    "miss": "scored now, and kept in the verify cache",
+    "off": "scored now (--no-cache)",
+    "n/a": "scored now (a server started elsewhere is not cached)",
+}
+
 
 def write_json(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,6 +42,7 @@ def markdown(report: dict) -> str:
     prompts = report.get("prompts", {})
     lines.append(f"prompts: original {prompts.get('original', '?')}; converted {prompts.get('converted', '?')}")
     lines.append(f"max abs Δlogit: {'n/a' if logit is None else f'{logit:.2e}'}")
+    lines.append(f"original side: {CACHE_STATES.get(report.get('cache', {}).get('original'), 'scored')}")
     tokens = report["token_ids"]
     lines.append(
         f"prompt token ids: {'identical' if not tokens['mismatched_pairs'] else 'DIFFER in pairs '}"

