@@ -114,6 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print what would be uploaded; touch no network")
     p.add_argument("--report", action="append", type=Path, help="verify report to use (default: found beside)")
     p.add_argument("--skip-verify", action="store_true", help="publish without a matching passing verify report")
+    p.add_argument(
+        "--include",
+        action="append",
+        metavar="GLOB",
+        help="also upload files matching GLOB (relative to the folder; repeatable); other stray files are left out",
+    )
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_publish)
 
@@ -121,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--preset", choices=PRESET_NAMES, help="family of an original (default: recognised)")
-    p.epilog = "Exit code 1 when the checkpoint has problems a loader would trip over."
+    p.epilog = "Exit code 1 when the checkpoint has problems a loader or publish would trip over (stray files too)."
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_inspect)
 
@@ -193,7 +199,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     plan = publish(
         args.checkpoint, args.repo_id, hub=args.hub, private=args.private, revision=args.revision,
-        dry_run=args.dry_run, skip_verify=args.skip_verify, reports=args.report,
+        dry_run=args.dry_run, skip_verify=args.skip_verify, reports=args.report, include=args.include,
     )  # fmt: skip
     print(render_plan(plan))
     if args.dry_run:
@@ -212,7 +218,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
     info = inspect_checkpoint(args.checkpoint, preset=args.preset)
     print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else render(info))
-    return 1 if info["problems"] else 0
+    return 1 if info["problems"] or info["left_out"] else 0
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from .card import CARD_FILE, read_state
+from .contents import checkpoint_contents
 from .errors import SeqclsError
 from .io.checkpoint import open_checkpoint
 from .package import CHAT_TEMPLATE_FILE
@@ -18,8 +19,10 @@ from .tokenizer import read_tokenizer_config, read_vocabulary
 ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
 
-def inspect_checkpoint(path: str | Path, preset: str | None = None) -> dict:
-    """``preset`` names the family of an original whose name does not (as for ``convert``)."""
+def inspect_checkpoint(path: str | Path, preset: str | None = None, include: tuple[str, ...] = ()) -> dict:
+    """``preset`` names the family of an original whose name does not (as for ``convert``). A converted checkpoint
+    is also checked for what ``publish`` would refuse (links out of the folder) or leave out (stray files, unless
+    ``include`` names them)."""
     folder = Path(path)
     ckpt = open_checkpoint(folder)
     config = ckpt.config
@@ -47,6 +50,7 @@ def inspect_checkpoint(path: str | Path, preset: str | None = None) -> dict:
         "sentence_transformers": all((folder / f).is_file() for f in ST_FILES),
         "card": (folder / CARD_FILE).is_file(),
         "verified": [],
+        "left_out": [],
         "problems": [],
     }
     if recipe is None:
@@ -65,6 +69,9 @@ def inspect_checkpoint(path: str | Path, preset: str | None = None) -> dict:
         info["problems"].append(f"no {head_name} in the weights")
     if kind == "converted":
         _check_converted(folder, config, recipe, info)
+        contents = checkpoint_contents(folder, include)
+        info["left_out"] = contents.left_out
+        info["problems"] += [f"{name} links outside the folder: publish refuses it" for name in contents.outside_links]
     return info
 
 
@@ -110,7 +117,13 @@ def render(info: dict) -> str:
     shards = markdown_table(
         ("shard", "bytes", "tensors"), [(s["name"], f"{s['bytes']:,}", str(s["tensors"])) for s in info["shards"]]
     )
-    problems = "\n".join(f"problem: {p}" for p in info["problems"])
+    problems = "\n".join(
+        [f"problem: {p}" for p in info["problems"]]
+        + [
+            f"problem: stray file {name}: not part of the checkpoint; publish leaves it out"
+            for name in info["left_out"]
+        ]
+    )
     return "\n\n".join(x for x in (f"## {info['path']}", markdown_table(("", ""), rows), shards, problems) if x)
 
 

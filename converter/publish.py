@@ -7,6 +7,7 @@ upload. Tokens come only from the environment or the libraries' login stores, an
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .card import CARD_FILE, card_for, write_card
+from .contents import checkpoint_contents
 from .errors import SeqclsError
 from .io.fingerprint import fingerprint, sha256_file
 from .source import REPO_ID
@@ -35,6 +37,8 @@ class PublishPlan:
     private: bool
     files: list[dict]
     """name, bytes, sha256, in upload order; the card as it will be uploaded."""
+    left_out: list[str]
+    """Files in the folder that are not part of the checkpoint and were not ``--include``d."""
     card_metadata: dict
     report: str | None
     credentials: str
@@ -52,9 +56,10 @@ def publish(
     dry_run: bool = False,
     skip_verify: bool = False,
     reports: list[str | Path] | None = None,
+    include: list[str] | None = None,
 ) -> PublishPlan:
-    """Plan, and unless ``dry_run`` carry out, the upload. Raises ``SeqclsError`` on every refusal, before any
-    network access."""
+    """Plan, and unless ``dry_run`` carry out, the upload of exactly the checkpoint (``contents``) plus the files
+    ``include`` patterns name. Raises ``SeqclsError`` on every refusal, before any network access."""
     from huggingface_hub import ModelCard
 
     from .inspection import inspect_checkpoint
@@ -64,7 +69,15 @@ def publish(
         raise SeqclsError(f"--hub must be one of {', '.join(DEFAULT_BRANCH)}")
     if not REPO_ID.match(repo_id):
         raise SeqclsError(f"--repo-id {repo_id!r} must look like ORG/NAME")
-    info = inspect_checkpoint(folder)
+    if not folder.is_dir():
+        raise SeqclsError(f"{folder} is not a checkpoint folder")
+    contents = checkpoint_contents(folder, include or ())
+    if contents.outside_links:
+        raise SeqclsError(
+            f"{folder / contents.outside_links[0]} is a symbolic link to something outside {folder} (or to nothing); "
+            "publishing it would upload a file from elsewhere: replace it with the file itself, or remove it"
+        )
+    info = inspect_checkpoint(folder, include=include or ())
     if info["kind"] != "converted":
         raise SeqclsError(f"{folder} is not a converted checkpoint (it is {info['kind']}); run seqcls convert first")
     if info["problems"]:
@@ -85,7 +98,8 @@ def publish(
         repo_id=repo_id,
         branch=revision or DEFAULT_BRANCH[hub],
         private=private,
-        files=_files(folder, card),
+        files=_files(folder, card, contents.files),
+        left_out=contents.left_out,
         card_metadata=card_data,
         report=str(report_path) if report_path else None,
         credentials=credentials,
@@ -176,15 +190,20 @@ def _token(hub: str) -> tuple[str | None, str]:
     return (token, source) if token else (None, "none")
 
 
-def _files(folder: Path, card: str) -> list[dict]:
-    """Every file the upload sends (hidden ones are ignored by both uploads), the card as it will be."""
+def _files(folder: Path, card: str, names: list[str]) -> list[dict]:
+    """Every file the upload sends, the card as it will be; a link inside the folder as the file it points to."""
     data = card.encode("utf-8")
     rows = {CARD_FILE: {"name": CARD_FILE, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}}
-    for path in folder.rglob("*"):
-        name = path.relative_to(folder).as_posix()
-        if path.is_file() and name != CARD_FILE and not any(part.startswith(".") for part in name.split("/")):
+    for name in names:
+        if name != CARD_FILE:
+            path = (folder / name).resolve()
             rows[name] = {"name": name, "bytes": path.stat().st_size, "sha256": sha256_file(path)}
     return [rows[name] for name in sorted(rows)]
+
+
+def _allow_patterns(plan: PublishPlan) -> list[str]:
+    """The planned files by exact name (both hubs match patterns with fnmatch, which ``glob.escape`` suits)."""
+    return [glob.escape(f["name"]) for f in plan.files]
 
 
 def _upload_hf(plan: PublishPlan, folder: Path, token: str) -> None:
@@ -199,6 +218,7 @@ def _upload_hf(plan: PublishPlan, folder: Path, token: str) -> None:
         folder_path=folder,
         revision=plan.branch,
         commit_message="Upload a seqcls-converted, verified checkpoint",
+        allow_patterns=_allow_patterns(plan),
         ignore_patterns=[".*", "**/.*"],
     )
 
@@ -219,6 +239,7 @@ def _upload_modelscope(plan: PublishPlan, folder: Path, token: str) -> None:
             folder_path=str(folder),
             revision=plan.branch,
             commit_message="Upload a seqcls-converted, verified checkpoint",
+            allow_patterns=_allow_patterns(plan),
             ignore_patterns=[MS_UPLOAD_CACHE, ".*"],
             tracker_path=str(tracker / f"{plan.repo_id.replace('/', '--')}.json"),
         )
@@ -248,6 +269,13 @@ def render_plan(plan: PublishPlan) -> str:
         "",
         markdown_table(("file", "bytes", "sha256"), [(f["name"], f"{f['bytes']:,}", f["sha256"]) for f in plan.files]),
         "",
+    ]
+    if plan.left_out:
+        lines += [
+            f"left out (not part of the checkpoint; --include GLOB adds one): {', '.join(plan.left_out)}",
+            "",
+        ]
+    lines += [
         "card metadata:",
         json.dumps(plan.card_metadata, indent=2, ensure_ascii=False),
     ]

@@ -3,6 +3,7 @@ reach output or files. No hub is reachable here; a loopback stub stands in where
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import http.server
 import json
@@ -209,3 +210,131 @@ def test_modelscope_dry_run_works_without_the_package(verified, monkeypatch):
     assert plan.branch == "master" and plan.credentials == MODELSCOPE_MISSING
     with pytest.raises(SeqclsError, match=r"needs the modelscope package: pip install 'seqcls\[hub\]'"):
         publish(folder, "me/x", hub="modelscope")
+
+
+class HubStub(http.server.BaseHTTPRequestHandler):
+    """The Hugging Face endpoints an upload takes (create repo, preupload, commit), answering as the Hub does;
+    the commit's files are recorded by path with their bytes."""
+
+    def _answer(self):
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        base = f"http://127.0.0.1:{self.server.server_address[1]}"
+        payload: dict = {}
+        if self.path == "/api/repos/create":
+            payload = {"url": f"{base}/me/x", "name": "me/x", "id": "me/x"}
+        elif "/preupload/" in self.path:
+            files = json.loads(body)["files"]
+            payload = {"files": [{"path": f["path"], "uploadMode": "regular", "shouldIgnore": False} for f in files]}
+        elif "/commit/" in self.path:
+            for line in body.decode().splitlines():
+                entry = json.loads(line)
+                if entry["key"] == "file":
+                    self.server.committed[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
+            payload = {"commitUrl": f"{base}/me/x/commit/{'a' * 40}", "commitOid": "a" * 40}
+        data = json.dumps(payload).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = do_POST = do_PUT = do_HEAD = _answer
+
+    def log_message(self, *args):
+        pass
+
+
+def test_upload_sends_exactly_the_checkpoint(original, tmp_path):
+    """The real upload path against the stub: the conversion's hard-linked shards and every checkpoint file go up;
+    a stray file does not; an --include'd one does; a link inside the folder goes up as the file it points to."""
+    from converter import convert
+
+    src = original("tied-fp16-sharded")
+
+    folder = tmp_path / "out"
+    convert(src, folder)
+    source_inodes = {f.stat().st_ino for f in src.glob("*.safetensors")}
+    assert any(f.stat().st_ino in source_inodes for f in folder.glob("*.safetensors")), "no shard is a hard link"
+    (folder / "licenses").mkdir()
+    (folder / "licenses" / "apache-2.0.txt").write_text("Apache License 2.0\n")
+    (folder / "LICENSE").symlink_to(Path("licenses") / "apache-2.0.txt")
+    (folder / "notes.md").write_text("my notes\n")
+    (folder / "scratch.py").write_text("print('scratch')\n")
+    assert verify(folder, src, pairs=list(DEMO_PAIRS), report=tmp_path / "out.verify.json")["verdict"] == "pass"
+
+    with loopback_server(HubStub, committed={}) as (url, server):
+        result = seqcls(folder, "--repo-id", "me/x", "--include", "notes.md", env={"HF_TOKEN": SECRET,
+                        "HF_ENDPOINT": url}, home=tmp_path)  # fmt: skip
+        committed = server.committed
+    assert result.returncode == 0, result.stderr
+    assert "left out (not part of the checkpoint; --include GLOB adds one): licenses/apache-2.0.txt, scratch.py" in (
+        result.stdout
+    )
+    checkpoint = {p.name for p in folder.iterdir() if p.name not in ("licenses", "scratch.py")}
+    assert set(committed) == checkpoint
+    assert committed["LICENSE"] == b"Apache License 2.0\n" and committed["notes.md"] == b"my notes\n"
+    for name, data in committed.items():
+        assert data == (folder / name).read_bytes(), name
+        assert f"| {name} " in result.stdout and hashlib.sha256(data).hexdigest() in result.stdout
+
+
+def _link_outside(folder: Path, tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("key")
+    (folder / "secret.txt").symlink_to(tmp_path / "secret.txt")
+
+
+@pytest.mark.parametrize("hub", ["hf", "modelscope"])
+def test_a_link_out_of_the_folder_is_refused_before_any_request(verified, tmp_path, hub):
+    folder, _ = verified
+    _link_outside(folder, tmp_path)
+    refused(seqcls(folder, "--repo-id", "me/x", "--hub", hub, "--dry-run", home=tmp_path), "secret.txt is a symbolic")
+    endpoint = "HF_ENDPOINT" if hub == "hf" else "MODELSCOPE_ENDPOINT"
+    token = "HF_TOKEN" if hub == "hf" else "MODELSCOPE_API_TOKEN"
+    with loopback_server(Recorder, seen=[]) as (url, server):
+        result = seqcls(folder, "--repo-id", "me/x", "--hub", hub, env={token: SECRET, endpoint: url}, home=tmp_path)
+        seen = server.seen
+    refused(result, "secret.txt is a symbolic link to something outside")
+    assert seen == []
+    (folder / "secret.txt").unlink()
+    (folder / "dangling").symlink_to(tmp_path / "nowhere")
+    refused(seqcls(folder, "--repo-id", "me/x", "--dry-run", home=tmp_path), "dangling is a symbolic link")
+
+
+def test_stray_files_are_left_out_and_include_adds_them(verified, tmp_path):
+    folder, _ = verified
+    (folder / "notes.md").write_text("my notes\n")
+    (folder / "logs").mkdir()
+    (folder / "logs" / "run.log").write_text("log\n")
+    (folder / "inside-link.json").symlink_to("config.json")
+    plain = seqcls(folder, "--repo-id", "me/x", "--dry-run", home=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert (
+        "left out (not part of the checkpoint; --include GLOB adds one): inside-link.json, logs/run.log, notes.md"
+        in (plain.stdout)
+    )
+    assert "| notes.md " not in plain.stdout and "| logs/run.log " not in plain.stdout
+    assert "| inside-link.json " not in plain.stdout, "a link to a checkpoint file is still a stray name"
+    args = [folder, "--repo-id", "me/x", "--dry-run", "--include", "notes.md", "--include", "logs/*"]
+    included = seqcls(*args, home=tmp_path)
+    assert included.returncode == 0, included.stderr
+    for name in ("notes.md", "logs/run.log"):
+        digest = hashlib.sha256((folder / name).read_bytes()).hexdigest()
+        assert f"| {name} " in included.stdout and digest in included.stdout
+    assert "left out (not part of the checkpoint; --include GLOB adds one): inside-link.json" in included.stdout
+
+
+def test_inspect_names_stray_files_and_links_out(verified, tmp_path, capsys):
+    from converter.cli import run
+
+    folder, _ = verified
+    assert run(["inspect", str(folder)]) == 0
+    capsys.readouterr()
+    (folder / "notes.md").write_text("my notes\n")
+    assert run(["inspect", str(folder)]) == 1
+    assert "problem: stray file notes.md: not part of the checkpoint; publish leaves it out" in capsys.readouterr().out
+    _link_outside(folder, tmp_path)
+    assert run(["inspect", str(folder), "--json"]) == 1
+    info = json.loads(capsys.readouterr().out)
+    assert info["left_out"] == ["notes.md"]
+    assert info["problems"] == ["secret.txt links outside the folder: publish refuses it"]
