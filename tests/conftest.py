@@ -162,7 +162,7 @@ def pytest_configure(config):
 def pytest_collection_finish(session):
     """Under ``--dist loadgroup``, tests that share an engine's work must carry their group in their node id, or xdist
     splits the group across workers and each redoes the work (pytest 9.2 with xdist 3.8 did so silently)."""
-    if os.environ.get("PYTEST_XDIST_WORKER") and session.config.getvalue("loadgroup"):
+    if os.environ.get("PYTEST_XDIST_WORKER") and getattr(session.config.option, "loadgroup", False):
         split = [
             item.nodeid for item in session.items if item.get_closest_marker("xdist_group") and "@" not in item.nodeid
         ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ def test_a_leaked_process_fails_the_run_and_is_killed(tmp_path):
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "base"),
          "-o", "addopts=", str(tmp_path)],
         capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST")},
     )  # fmt: skip
     assert result.returncode == 1, result.stdout[-2000:]
     assert "1 process(es) started by the tests outlived them" in result.stdout
