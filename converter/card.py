@@ -160,6 +160,13 @@ def write_card(folder: Path, text: str) -> Path:
     return path
 
 
+def _judged_delta(report: dict) -> float:
+    """What the verdict was judged on: the converted side against the reference where there was one."""
+    if reference := report.get("reference"):
+        return max(e["max_abs_delta"] for e in reference["converted"].values())
+    return report["metrics"]["max_abs_delta"]
+
+
 def parity_row(report: dict) -> dict:
     env = report["environment"]
     stack = [f"{d} {env[d]}" for d in STACK if d in env]
@@ -170,9 +177,11 @@ def parity_row(report: dict) -> dict:
         "dtype": report["dtype"],
         "verdict": report["verdict"],
         "pairs": len(report["pairs"]),
-        "max_abs_delta": report["metrics"]["max_abs_delta"],
+        "max_abs_delta": _judged_delta(report),
+        "against": "reference" if report.get("reference") else "original",
         "atol": report["atol"],
         "kendall_tau_min": min(taus) if taus else None,
+        "findings": report.get("findings", []),
         "environment": ", ".join([*stack, f"Python {env.get('python', '?')}", env.get("platform", "")]).rstrip(", "),
         "date": datetime.now(UTC).date().isoformat(),
     }
@@ -364,9 +373,15 @@ def _parity(rows: list[dict], ref: str) -> str:
         ],
     )  # fmt: skip
     envs = "\n".join(f"- {r['backend']} / {r['device']} / {r['dtype']}: {r['environment']}" for r in rows)
+    findings = "".join(
+        f"\n- **Finding** ({r['backend']} / {r['device']} / {r['dtype']}): {f}"
+        for r in rows
+        for f in r.get("findings", [])
+    )
     return (
         "Scores of this checkpoint against the original on the same pairs (`seqcls verify`), original formatted "
-        f"officially:\n\n{table}\n\nMeasured on:\n\n{envs}"
+        "officially; with the vLLM and server backends, against the transformers reference scoring of the original "
+        f"on the same prompt ids:\n\n{table}\n{findings}\n\nMeasured on:\n\n{envs}"
     )
 
 

@@ -78,6 +78,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-cache", dest="use_cache", action="store_false", help="score the original afresh and keep nothing"
     )
+    p.add_argument(
+        "--no-reference",
+        dest="reference",
+        action="store_false",
+        help="vllm/server backends: skip the transformers reference (the third opinion that names the wrong side)",
+    )
+    p.add_argument(
+        "--reference-device",
+        choices=("cpu", "cuda", "npu"),
+        help="device of the transformers reference (default: --device, or cpu where torch has no such device)",
+    )
+    p.add_argument(
+        "--original-overrides",
+        metavar="JSON",
+        help="hf_overrides for the original path instead of the family's documented ones (vllm/server backends)",
+    )
     p.add_argument("--original-url", help="an already running server for the original (backend server)")
     p.add_argument("--converted-url", help="an already running server for the converted model (backend server)")
     p.add_argument("--report", type=Path, help="write the JSON report here")

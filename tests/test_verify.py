@@ -111,3 +111,23 @@ def test_missing_vllm_is_an_environment_error(pair_of, monkeypatch, capsys):
     assert err == [
         "seqcls: error: vLLM is not installed; install it (pip install 'seqcls[vllm]' here, vllm or vllm-ascend)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "vllm", "--original-overrides", "{not json"], "--original-overrides is not valid JSON"),
+        (["--backend", "vllm", "--original-overrides", '["no", "yes"]'], "must be a JSON object"),
+        (
+            ["--backend", "vllm", "--original-overrides", '{"classifier_from_token": ["no", " yes"]}'],
+            "vocabulary",
+        ),
+        (["--original-overrides", "{}"], "use it with --backend vllm or server"),
+    ],
+)
+def test_bad_original_overrides_are_one_line_before_any_engine(pair_of, tmp_path, capsys, args, message):
+    src, out = pair_of("tied-bf16-single")
+    assert run(["verify", str(out), "--original", str(src), "--log-dir", str(tmp_path), *args]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not list(tmp_path.glob("*.log")), "no engine was started"

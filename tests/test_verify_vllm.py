@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from converter.pairs import SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER, preset
 from converter.verify import verify
 from converter.verify.backends import JOINED, MANUAL, TEMPLATE
+from converter.verify.outputs import markdown
+from converter.verify.parity import REFERENCE_IDS
 from converter.verify.server import running_server
 from converter.vllm_compat import EngineSpec, require
 
@@ -98,6 +101,14 @@ def test_vllm_backend_tied_fp32(qwen3_vllm):
     assert max(len(p.document) for p in pairs) > 10_000
     official = official_scores(src, pairs)
     assert max(abs(p["converted"] - o) for p, o in zip(report["pairs"], official)) <= 1e-4
+    # The transformers reference, a third column on the same ids: both paths agree with it, and no finding.
+    reference = report["reference"]
+    assert reference["device"] == "cpu" and reference["prompts"] == REFERENCE_IDS
+    assert reference["converted"]["score"]["max_abs_delta"] <= 1e-4
+    assert reference["original"]["score"]["max_abs_delta"] <= 1e-4
+    assert max(abs(p["reference"] - o) for p, o in zip(report["pairs"], official)) <= 1e-4
+    assert report["findings"] == [] and report["failure"] is None
+    assert "| reference | original path | converted |" in markdown(report)
 
 
 @pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
@@ -115,6 +126,7 @@ def test_vllm_backend_other_presets_against_vllms_online_conversion(pair_of, tmp
     assert bool(report["token_ids"]["official_mismatched_pairs"]) == joined
     official = official_scores(src, pairs, preset(family), rendered=joined)
     assert max(abs(p["converted"] - o) for p, o in zip(report["pairs"], official)) <= 1e-4
+    assert report["reference"]["converted"]["score"]["max_abs_delta"] <= 1e-4, "the reference on vLLM's own ids"
 
 
 def test_vllm_backend_generic_conversion(original, tmp_path):
@@ -123,10 +135,11 @@ def test_vllm_backend_generic_conversion(original, tmp_path):
     src = original("untied-fp32-sharded")
     out = tmp_path / "generic"
     convert(src, out, tokens=["no", "yes"], method="from_2_way_softmax")
-    report = verify(out, src, backend="vllm", pairs=list(SEED_PAIRS), report=tmp_path / "report.json")
+    report = verify(out, src, backend="vllm", pairs=list(SEED_PAIRS), report=tmp_path / "r.json", reference=False)
     assert report["verdict"] == "pass", report["failed_pairs"]
     assert report["prompts"] == {"original": MANUAL, "converted": MANUAL}
     assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
+    assert report["reference"] is None and "reference" not in report["cache"], "--no-reference"
 
 
 def test_vllm_backend_multi_label_generic_conversion(original, tmp_path, capsys):
@@ -137,6 +150,8 @@ def test_vllm_backend_multi_label_generic_conversion(original, tmp_path, capsys)
     report = verify(out, src, backend="vllm", pairs=list(SEED_PAIRS))
     assert report["verdict"] == "pass", report["failed_pairs"]
     assert list(report["metrics"]["endpoints"]) == ["label no", "label yes", "label Ġmaybe"]
+    assert list(report["reference"]["converted"]) == ["label no", "label yes", "label Ġmaybe"]
+    assert max(e["max_abs_delta"] for e in report["reference"]["converted"].values()) <= 1e-4
     assert report["prompts"] == {"original": JOINED, "converted": JOINED}
     assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
     assert run(["verify", str(out), "--original", str(src), "--backend", "server"]) == 2
@@ -234,6 +249,44 @@ def test_vllm_backend_catches_swapped_tokens(qwen3_vllm, swapped, tmp_path, caps
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["cache"]["original"] == "hit" and _engine_logs(tmp_path) == ["vllm-converted.log"]
     assert report["failed_pairs"] and report["metrics"]["max_abs_delta"] > 1e-2
+    # The reference names the wrong side; its scores came from the cache too (the same prompt ids as before).
+    assert report["cache"]["reference"] == "hit"
+    assert report["failure"].startswith("the converted checkpoint deviates from the reference by")
+    assert "original path deviates" not in report["failure"] and report["findings"] == []
+
+
+BROKEN_ORIGINAL_PATH = {
+    "architectures": ["Qwen3ForSequenceClassification"],
+    "classifier_from_token": ["yes", "no"],
+    "is_original_qwen3_reranker": True,
+}
+"""The documented overrides with the label tokens swapped: vLLM's online conversion then scores 1 - p, a stand-in
+for a regression of that conversion (vLLM #27857 returned 0.5 for every pair)."""
+
+
+@pytest.mark.xdist_group("qwen3-vllm")
+def test_a_broken_original_path_is_a_finding_and_the_verdict_a_pass(qwen3_vllm, tmp_path, capsys):
+    """The original path deviates from the reference while the converted checkpoint matches it: exit 0, the finding
+    printed first and kept in the report and the card, and publish accepts the report."""
+    src, out = qwen3_vllm[0], tmp_path / "tiny-seq-cls"
+    shutil.copytree(qwen3_vllm[1], out)
+    report_path = tmp_path / "tiny-seq-cls.verify.json"
+    args = ["verify", str(out), "--original", str(src), "--backend", "vllm", "--report", str(report_path)]
+    args += ["--original-overrides", json.dumps(BROKEN_ORIGINAL_PATH), "--update-card", "--log-dir", str(tmp_path)]
+    assert run(args) == 0
+    stdout = capsys.readouterr().out
+    finding = "online conversion of the original deviates from the reference by"
+    assert stdout.startswith("FINDING: vllm") and finding in stdout.splitlines()[0]
+    assert "the converted checkpoint does not" in stdout.splitlines()[0]
+    report = json.loads(report_path.read_text())
+    assert report["verdict"] == "pass" and len(report["findings"]) == 1 and finding in report["findings"][0]
+    assert report["inputs"]["original"]["hf_overrides"] == BROKEN_ORIGINAL_PATH
+    assert report["cache"]["original"] == "miss", "other overrides are another original path"
+    assert report["metrics"]["max_abs_delta"] > 1e-2, "the two paths disagree"
+    assert report["reference"]["converted"]["score"]["max_abs_delta"] <= 1e-4
+    assert "**Finding** (vllm / cpu / float32):" in (out / "README.md").read_text()
+    assert run(["publish", str(out), "--repo-id", "me/x", "--dry-run"]) == 0
+    assert f"verify report: {report_path}" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")
@@ -260,6 +313,8 @@ def test_server_backend_rerank_and_score(original_server, pair_of, tmp_path, cap
     assert not report["token_ids"]["mismatched_pairs"]
     assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
     assert _servers_running(out) == 0, "the converted model's server was not shut down"
+    against = report["reference"]["converted"]
+    assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
 
 
 @pytest.mark.xdist_group("original-server")
@@ -288,7 +343,7 @@ def test_server_backend_catches_swapped_tokens(original_server, swapped, capsys)
     src, bad = swapped
     args = ["verify", str(bad), "--original", str(src), "--backend", "server", "--original-url", url]
     assert run(args) == 1
-    assert "seqcls verify: FAIL" in capsys.readouterr().out
+    assert "seqcls verify: FAIL: the converted checkpoint deviates from the reference" in capsys.readouterr().out
     assert _servers_running(bad) == 0
 
 

@@ -59,13 +59,16 @@ class Settings:
     converted_url: str | None = None
     timeout: float = DEFAULT_TIMEOUT
     log_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    original_overrides: dict | None = None
+    """Replaces the recipe's documented ``hf_overrides`` for the original path."""
 
     def spec(self, which: str) -> EngineSpec:
+        overrides = self.original_overrides or self.recipe.vllm_hf_overrides()
         return EngineSpec(
             model=str(self.original if which == "original" else self.converted),
             dtype=self.dtype,
             device=self.device,
-            hf_overrides=self.recipe.vllm_hf_overrides() if which == "original" else None,
+            hf_overrides=overrides if which == "original" else None,
             max_model_len=self.max_length,
             prefix_caching=self.prefix_caching,
             memory_fraction=self.memory_fraction,
@@ -82,6 +85,10 @@ class BackendRun:
     reference_ids: list[list[int]]
     """The official token ids (the prompt's pieces, tokenized as the family's reference code does)."""
     environment: dict[str, str]
+    reference: Side | None = None
+    """The transformers reference scoring of the original (``vllm`` and ``server`` backends), on the ids the
+    converted path used: a third opinion that tells which side is wrong when the two paths disagree."""
+    reference_device: str | None = None
 
     @property
     def prompts(self) -> dict[str, str]:
@@ -162,7 +169,9 @@ class TransformersBackend:
 
     name = "transformers"
 
-    def __init__(self, s: Settings) -> None:
+    def __init__(self, s: Settings, original_ids: list[list[int]] | None = None) -> None:
+        """``original_ids``: score the original on these ids instead of the official ones (as the reference of
+        another backend, on the ids its converted path used)."""
         import torch
         import transformers
         from transformers.utils import logging as hf_logging
@@ -171,11 +180,12 @@ class TransformersBackend:
         prepare_device(s.device)
         self.s = s
         self.reference_ids = official_ids(s)
+        self.original_ids = original_ids or self.reference_ids
         self.pad_id = read_config(s.converted)["pad_token_id"]
         self.environment = {"backend": self.name, "transformers": transformers.__version__, "torch": torch.__version__}
 
     def _ids(self, which: str) -> list[list[int]]:
-        return self.reference_ids if which == "original" else official_ids(self.s, self.s.converted)
+        return self.original_ids if which == "original" else official_ids(self.s, self.s.converted)
 
     def cache_inputs(self, which: str) -> dict | None:
         s = self.s

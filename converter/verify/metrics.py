@@ -42,20 +42,32 @@ class Ranking:
 class Verdict:
     atol: float
     endpoints: list[EndpointComparison]
+    """Original path against converted, per endpoint."""
     max_abs_logit_delta: float | None
     rankings: list[Ranking]
     token_mismatches: list[int]
     """Pairs whose prompt token ids differ between the two paths: a failure of its own."""
     official_token_mismatches: list[int] | None
     """Pairs where the backend's ids differ from the official reference formatting (reported, not failed)."""
+    converted_vs_reference: list[EndpointComparison] | None = None
+    original_vs_reference: list[EndpointComparison] | None = None
+    """With a reference, the verdict is the converted side's against it; the original path only adds a finding."""
+
+    @property
+    def judged(self) -> list[EndpointComparison]:
+        return self.endpoints if self.converted_vs_reference is None else self.converted_vs_reference
 
     @property
     def passed(self) -> bool:
-        return not self.token_mismatches and not any(e.failed for e in self.endpoints)
+        return not self.token_mismatches and not any(e.failed for e in self.judged)
 
     @property
     def failed_pairs(self) -> list[int]:
-        return sorted({i for e in self.endpoints for i in e.failed} | set(self.token_mismatches))
+        return sorted({i for e in self.judged for i in e.failed} | set(self.token_mismatches))
+
+    @property
+    def original_deviates(self) -> bool:
+        return bool(self.original_vs_reference) and any(e.failed for e in self.original_vs_reference)
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float | None:
@@ -83,13 +95,24 @@ def _logit(p: float) -> float | None:
     return math.log(p) - math.log1p(-p) if 0.0 < p < 1.0 else None
 
 
+def _compare(name: str, before: list[float], after: list[float], atol: float) -> EndpointComparison:
+    deltas = [abs(a - b) for a, b in zip(before, after)]
+    return EndpointComparison(name, before, after, deltas, [i for i, d in enumerate(deltas) if not d <= atol])
+
+
+def _against_reference(side, reference, atol: float) -> list[EndpointComparison]:
+    """Each endpoint of ``side`` against the reference's label of the same name (a server's /v1/rerank and /score
+    both against its one score)."""
+    return [
+        _compare(name, reference.scores.get(name, reference.scores.get("score")), scores, atol)
+        for name, scores in side.scores.items()
+    ]
+
+
 def compare(pairs: list[Pair], run: BackendRun, atol: float) -> Verdict:
-    endpoints = []
-    for name, before in run.original.scores.items():
-        after = run.converted.scores[name]
-        deltas = [abs(a - b) for a, b in zip(before, after)]
-        failed = [i for i, d in enumerate(deltas) if not d <= atol]
-        endpoints.append(EndpointComparison(name, before, after, deltas, failed))
+    endpoints = [
+        _compare(name, before, run.converted.scores[name], atol) for name, before in run.original.scores.items()
+    ]
 
     primary = endpoints[0]
     if run.original.logits is not None and run.converted.logits is not None:
@@ -115,4 +138,10 @@ def compare(pairs: list[Pair], run: BackendRun, atol: float) -> Verdict:
     official = None
     if ids_a is not None:
         official = [i for i, (x, y) in enumerate(zip(ids_a, run.reference_ids)) if x != y]
-    return Verdict(atol, endpoints, max(logit_deltas, default=None), rankings, token_mismatches, official)
+    against = {}
+    if run.reference is not None:
+        against = {
+            "converted_vs_reference": _against_reference(run.converted, run.reference, atol),
+            "original_vs_reference": _against_reference(run.original, run.reference, atol),
+        }
+    return Verdict(atol, endpoints, max(logit_deltas, default=None), rankings, token_mismatches, official, **against)

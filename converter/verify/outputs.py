@@ -25,8 +25,9 @@ def markdown(report: dict) -> str:
     m = report["metrics"]
     verdict = "PASS" if report["verdict"] == "pass" else "FAIL"
     logit = m["max_abs_logit_delta"]
-    lines = [
-        f"## seqcls verify: {verdict}",
+    lines = [f"FINDING: {finding}" for finding in report.get("findings", [])]
+    lines += [
+        f"## seqcls verify: {verdict}" + (f": {report['failure']}" if report.get("failure") else ""),
         "",
         f"backend {report['backend']} · device {report['device']} · dtype {report['dtype']} · "
         f"atol {report['atol']:.0e} · {len(report['pairs'])} pairs · {report['environment'].get('vllm', '')}".rstrip(
@@ -39,6 +40,19 @@ def markdown(report: dict) -> str:
         for name, e in m["endpoints"].items()
     ]
     lines += [markdown_table(("scores", "max abs Δ", "mean abs Δ", "failed"), rows), ""]
+    if reference := report.get("reference"):
+        rows = [
+            (f"{label} {name}", f"{e['max_abs_delta']:.2e}", f"{e['mean_abs_delta']:.2e}", str(len(e["failed_pairs"])))
+            for side, label in (("converted", "converted"), ("original", "original path"))
+            for name, e in reference[side].items()
+        ]
+        lines += [
+            f"against the reference (transformers on {reference['device']}, {reference['prompts']}; the verdict is "
+            "the converted side's):",
+            "",
+            markdown_table(("scores", "max abs Δ", "mean abs Δ", "failed"), rows),
+            "",
+        ]
     prompts = report.get("prompts", {})
     lines.append(f"prompts: original {prompts.get('original', '?')}; converted {prompts.get('converted', '?')}")
     lines.append(f"max abs Δlogit: {'n/a' if logit is None else f'{logit:.2e}'}")
@@ -57,10 +71,13 @@ def markdown(report: dict) -> str:
         )
     if len(m["endpoints"]) > 1:
         lines += ["", f"per pair: {next(iter(m['endpoints']))} shown, ok covers every label"]
+    with_reference = bool(report.get("reference"))
     lines += ["", markdown_table(
-        ("#", "query", "document", "original", "converted", "abs Δ", "ok"),
+        ("#", "query", "document", *(("reference",) if with_reference else ()), "original path", "converted",
+         "abs Δ", "ok"),
         [
-            (str(i), shorten(p["query"]), shorten(p["document"]) or "(empty)", f"{p['original']:.6f}",
+            (str(i), shorten(p["query"]), shorten(p["document"]) or "(empty)",
+             *((f"{p['reference']:.6f}",) if with_reference else ()), f"{p['original']:.6f}",
              f"{p['converted']:.6f}", f"{p['abs_delta']:.1e}", "yes" if p["ok"] else "NO")
             for i, p in enumerate(report["pairs"])
         ],

@@ -17,7 +17,7 @@ from ..pairs import LONG_FILLER, Pair, builtin_pairs, load_pairs
 from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
 from . import cache
-from .backends import BACKENDS, SIDES, BackendRun, Settings, Side, load_tokenizer
+from .backends import BACKENDS, BackendRun, Settings, Side, load_tokenizer
 from .metrics import DEFAULT_ATOL, Verdict, compare
 from .outputs import write_json, write_junit, write_plot
 from .processes import DEFAULT_TIMEOUT
@@ -49,6 +49,12 @@ class VerifyOptions:
     """Hard limit on each vLLM engine job or server start, in seconds."""
     original_url: str | None = None
     converted_url: str | None = None
+    original_overrides: dict | str | None = None
+    """JSON (or a dict) replacing the documented ``hf_overrides`` of the original path (``vllm``, ``server``)."""
+    # the transformers reference, a third opinion for the vllm and server backends
+    reference: bool = True
+    reference_device: str | None = None
+    """None: ``device``, or cpu where torch has no such device here."""
     # the original side's cache
     cache_dir: Path | None = None
     """None: the user's cache folder (``cache.default_dir()``)."""
@@ -84,8 +90,11 @@ def verify(
         raise SeqclsError(f"--device must be one of {DEVICES} and --dtype one of {DTYPES}")
     if o.timeout <= 0:
         raise SeqclsError(f"--timeout must be a positive number of seconds, not {o.timeout}")
+    if o.reference_device not in (None, *DEVICES):
+        raise SeqclsError(f"--reference-device must be one of {DEVICES}")
     converted, original = Path(converted), resolve_source(original, hub=o.hub, offline=o.offline).folder
     recipe, config = _check_inputs(converted, original)
+    overrides = _original_overrides(o, original, config)
     limit = o.max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
     if pairs is None:
         pairs = (
@@ -97,6 +106,7 @@ def verify(
         original=original, converted=converted, recipe=recipe, pairs=pairs, dtype=o.dtype, device=o.device,
         max_length=limit, batch_size=o.batch_size, prefix_caching=o.prefix_caching, memory_fraction=o.memory_fraction,
         original_url=o.original_url, converted_url=o.converted_url, timeout=o.timeout, log_dir=log_dir,
+        original_overrides=overrides,
     )  # fmt: skip
     started = time.monotonic()
     run, cached = _score(settings, o)
@@ -117,23 +127,87 @@ def verify(
 
 
 def _score(s: Settings, o: VerifyOptions) -> tuple[BackendRun, dict]:
-    """Both sides, the original from the cache where an entry matches. Returns the run and what the cache did:
-    ``{"original": "hit" | "miss" | "off" | "n/a", "dir": ..., "key": ...}``."""
+    """Both sides, the original from the cache where an entry matches, and the reference where asked. Returns the
+    run and what the cache did: ``{"original": "hit" | "miss" | "off" | "n/a", "dir", "key"[, "reference"]}``."""
     backend = BACKENDS[o.backend](s)
-    inputs = backend.cache_inputs("original") if o.use_cache else None
     folder = Path(o.cache_dir) if o.cache_dir else cache.default_dir()
-    key = cache.cache_key(o.backend, o.device, fingerprint(s.original), inputs) if inputs is not None else None
-    sides: dict[str, Side] = {}
-    state = "off" if not o.use_cache else "n/a" if key is None else "miss"
-    for which in SIDES:
-        if which == "original" and key and (hit := cache.load(folder, key)):
-            sides[which], state = hit, "hit"
-            continue
-        sides[which] = backend.score(which)
-        if which == "original" and key:
-            cache.store(folder, key, sides[which])
-    run = BackendRun(sides["original"], sides["converted"], backend.reference_ids, backend.environment)
-    return run, {"original": state, "dir": str(folder) if key else None, "key": key}
+    original, state, key = _original_side(backend, s, o, folder)
+    converted = backend.score("converted")
+    cached = {"original": state, "dir": str(folder) if key else None, "key": key}
+    reference, device = None, None
+    if o.reference and o.backend != "transformers":
+        device = o.reference_device or _reference_device(o.device)
+        on_device = dataclasses.replace(s, device=device)
+        reference, cached["reference"] = _reference(on_device, o, converted.token_ids, folder)
+    run = BackendRun(original, converted, backend.reference_ids, backend.environment, reference, device)
+    return run, cached
+
+
+def _original_side(backend, s: Settings, o: VerifyOptions, folder: Path) -> tuple[Side, str, str | None]:
+    """(side, cache state, key). No key for a server started elsewhere (what it runs is unknown) or --no-cache."""
+    inputs = backend.cache_inputs("original") if o.use_cache else None
+    if inputs is None:
+        return backend.score("original"), "n/a" if o.use_cache else "off", None
+    key = cache.cache_key(backend.name, s.device, fingerprint(s.original), inputs)
+    if hit := cache.load(folder, key):
+        return hit, "hit", key
+    side = backend.score("original")
+    cache.store(folder, key, side)
+    return side, "miss", key
+
+
+REFERENCE_IDS = "the converted path's prompt ids"
+
+
+def _reference(s: Settings, o: VerifyOptions, ids: list[list[int]] | None, folder: Path) -> tuple[Side, str]:
+    """The original scored the family's official way in transformers on ``s.device``, on the ids the converted
+    path used (so a difference is the model path's, not the tokenization's). Scored after both engines have ended,
+    so a GPU or NPU never holds the reference beside an engine; cached like any original side."""
+    from .backends import TransformersBackend
+
+    side, state, _ = _original_side(TransformersBackend(s, original_ids=ids), s, o, folder)
+    return dataclasses.replace(side, prompts=REFERENCE_IDS if ids else side.prompts), state
+
+
+def _reference_device(device: str) -> str:
+    """The engine's device, where torch can use it here; else cpu."""
+    import importlib.util
+
+    if device == "cuda":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "npu":
+        return "npu" if importlib.util.find_spec("torch_npu") else "cpu"
+    return "cpu"
+
+
+def _original_overrides(o: VerifyOptions, original: Path, config: dict) -> dict | None:
+    """``--original-overrides``, parsed and checked: a JSON object whose label tokens are vocabulary entries (as
+    vLLM looks them up)."""
+    import json
+
+    from ..tokenizer import read_tokenizer_config, read_vocabulary
+
+    if o.original_overrides is None:
+        return None
+    if o.backend == "transformers":
+        raise SeqclsError("--original-overrides applies to the vLLM path: use it with --backend vllm or server")
+    overrides = o.original_overrides
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides)
+        except ValueError as e:
+            raise SeqclsError(f"--original-overrides is not valid JSON ({e}); pass an object such as "
+                              '\'{"classifier_from_token": ["no", "yes"]}\'') from None  # fmt: skip
+    if not isinstance(overrides, dict):
+        raise SeqclsError("--original-overrides must be a JSON object of vLLM hf_overrides")
+    tokens = overrides.get("classifier_from_token", [])
+    if not isinstance(tokens, list) or not all(isinstance(x, str) for x in tokens):
+        raise SeqclsError("--original-overrides: classifier_from_token must be a list of token strings")
+    if tokens:
+        read_vocabulary(original, tuple(tokens), config, read_tokenizer_config(original))
+    return overrides
 
 
 def _check_inputs(converted: Path, original: Path) -> tuple[Recipe, dict]:
@@ -175,11 +249,67 @@ def _environment(run_env: dict) -> dict:
     return env | run_env
 
 
+def _endpoint_stats(comparisons: list) -> dict:
+    return {
+        e.endpoint: {
+            "max_abs_delta": e.max_abs_delta,
+            "mean_abs_delta": e.mean_abs_delta,
+            "failed_pairs": e.failed,
+            "deltas": e.deltas,
+        }
+        for e in comparisons
+    }
+
+
+def _judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | None]:
+    """(findings, the failure in words): which side is wrong, said once, for the summary, the report and the card."""
+
+    def deviation(comparisons) -> str:
+        worst = max(e.max_abs_delta for e in comparisons)
+        failed = len({i for e in comparisons for i in e.failed})
+        return f"by {worst:.1e} (in {failed} of {n} pairs)"
+
+    findings, failure = [], None
+    engine = run.environment.get("vllm", "vLLM")
+    if v.original_deviates:
+        what = f"{engine}'s online conversion of the original" if run.environment.get("backend") == "vllm" else (
+            f"the original's server ({engine})"
+        )  # fmt: skip
+        if v.passed:
+            findings.append(
+                f"{what} deviates from the reference {deviation(v.original_vs_reference)}; the converted checkpoint "
+                "does not"
+            )
+    if v.token_mismatches:
+        failure = f"the two paths tokenize {len(v.token_mismatches)} of {n} prompts differently"
+    elif not v.passed and v.converted_vs_reference is not None:
+        failure = f"the converted checkpoint deviates from the reference {deviation(v.converted_vs_reference)}"
+        if v.original_deviates:
+            failure += f"; the original path deviates too {deviation(v.original_vs_reference)}"
+    elif not v.passed:
+        failure = f"the converted checkpoint deviates from the original path {deviation(v.endpoints)}"
+    return findings, failure
+
+
 def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[Pair], seconds: float) -> dict:
     primary, run_env, prompts = v.endpoints[0], run.environment, run.prompts
+    findings, failure = _judgement(v, run, len(pairs))
+    reference = None
+    if run.reference is not None:
+        reference = {
+            "backend": "transformers",
+            "device": run.reference_device,
+            "prompts": run.reference.prompts,
+            "timings": run.reference.timings,
+            "converted": _endpoint_stats(v.converted_vs_reference),
+            "original": _endpoint_stats(v.original_vs_reference),
+        }
+        first_label = next(iter(run.reference.scores.values()))
     return {
         "tool": "seqcls",
         "verdict": "pass" if v.passed else "fail",
+        "findings": findings,
+        "failure": failure,
         "backend": backend,
         "device": s.device,
         "dtype": s.dtype,
@@ -188,8 +318,14 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
         "seconds": round(seconds, 1),
         "prompts": prompts,
         "timings": run.timings,
+        "reference": reference,
         "inputs": {
-            "original": {"path": str(s.original), "url": s.original_url, "files": fingerprint(s.original)},
+            "original": {
+                "path": str(s.original),
+                "url": s.original_url,
+                "files": fingerprint(s.original),
+                "hf_overrides": s.spec("original").hf_overrides if backend != "transformers" else None,
+            },
             "converted": {"path": str(s.converted), "url": s.converted_url, "files": fingerprint(s.converted)},
         },
         "environment": _environment(run_env),
@@ -197,15 +333,7 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
             "max_abs_delta": max(e.max_abs_delta for e in v.endpoints),
             "mean_abs_delta": primary.mean_abs_delta,
             "max_abs_logit_delta": v.max_abs_logit_delta,
-            "endpoints": {
-                e.endpoint: {
-                    "max_abs_delta": e.max_abs_delta,
-                    "mean_abs_delta": e.mean_abs_delta,
-                    "failed_pairs": e.failed,
-                    "deltas": e.deltas,
-                }
-                for e in v.endpoints
-            },
+            "endpoints": _endpoint_stats(v.endpoints),
         },
         "rankings": [asdict(r) for r in v.rankings],
         "token_ids": {
@@ -218,6 +346,7 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
                 "query": p.query,
                 "document": p.document,
                 "instruction": p.instruction,
+                **({"reference": first_label[i]} if reference else {}),
                 "original": primary.original[i],
                 "converted": primary.converted[i],
                 "abs_delta": primary.deltas[i],
