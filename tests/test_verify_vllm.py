@@ -273,8 +273,9 @@ def test_a_broken_original_path_is_a_finding_and_the_verdict_a_pass(qwen3_vllm, 
     report_path = tmp_path / "tiny-seq-cls.verify.json"
     args = ["verify", str(out), "--original", str(src), "--backend", "vllm", "--report", str(report_path)]
     args += ["--original-overrides", json.dumps(BROKEN_ORIGINAL_PATH), "--update-card", "--log-dir", str(tmp_path)]
-    assert run(args) == 0
+    assert run([*args, "--junit", str(tmp_path / "junit.xml")]) == 0
     stdout = capsys.readouterr().out
+    assert (tmp_path / "junit.xml").read_text().count("<failure") == 0, "the XML agrees with the verdict"
     finding = "online conversion of the original deviates from the reference by"
     assert stdout.startswith("FINDING: vllm") and finding in stdout.splitlines()[0]
     assert "the converted checkpoint does not" in stdout.splitlines()[0]

@@ -39,7 +39,8 @@ def markdown(report: dict) -> str:
         (name, f"{e['max_abs_delta']:.2e}", f"{e['mean_abs_delta']:.2e}", str(len(e["failed_pairs"])))
         for name, e in m["endpoints"].items()
     ]
-    lines += [markdown_table(("scores", "max abs Δ", "mean abs Δ", "failed"), rows), ""]
+    first = "original path vs converted" if report.get("reference") else "scores"
+    lines += [markdown_table((first, "max abs Δ", "mean abs Δ", "failed"), rows), ""]
     if reference := report.get("reference"):
         rows = [
             (f"{label} {name}", f"{e['max_abs_delta']:.2e}", f"{e['mean_abs_delta']:.2e}", str(len(e["failed_pairs"])))
@@ -86,11 +87,13 @@ def markdown(report: dict) -> str:
 
 
 def write_junit(report: dict, path: Path) -> None:
-    """One test case per pair and endpoint, plus one for the prompt token ids."""
+    """One test case per pair and judged endpoint (the converted side against the reference where there is one,
+    so the XML agrees with the verdict), plus one for the prompt token ids."""
     suite = ET.Element("testsuite", name=f"seqcls.verify.{report['backend']}")
     cases = 0
     failures = 0
-    for name, endpoint in report["metrics"]["endpoints"].items():
+    judged = report["reference"]["converted"] if report.get("reference") else report["metrics"]["endpoints"]
+    for name, endpoint in judged.items():
         failed = set(endpoint["failed_pairs"])
         for i, pair in enumerate(report["pairs"]):
             classname = f"parity.{name.strip('/').replace('/', '.').replace(' ', '.')}"

@@ -23,7 +23,8 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 30, known: list | 
     """SIGTERM the session ``proc`` leads, then SIGKILL whatever is left of it, and of ``known`` descendants that
     may have left the group. Shared-memory files its processes had mapped (vLLM's message queues, a few hundred MB
     each) are removed: a killed engine cannot remove them itself, and ``/dev/shm`` is RAM."""
-    shared = _shared_memory_files([proc.pid, *(child.pid for child in known or [])])
+    known = [*(known or []), *_descendants(proc.pid)]
+    shared = _shared_memory_files([proc.pid, *(child.pid for child in known)])
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -31,13 +32,23 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 30, known: list | 
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    for child in known or []:
+    for child in known:
         with contextlib.suppress(Exception):
             child.kill()
             child.wait(timeout=10)
     for path in shared:
         with contextlib.suppress(OSError):
             path.unlink()
+
+
+def _descendants(pid: int) -> list:
+    """Every process below ``pid`` (a server's engine core and workers, say), where psutil is installed."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).children(recursive=True)
+    except Exception:  # no psutil (no vLLM either), or the process is gone already
+        return []
 
 
 def _shared_memory_files(pids: list[int]) -> set[Path]:
