@@ -60,6 +60,7 @@ def test_a_broken_source_card_costs_only_the_license(copy_of, tmp_path):
     assert ModelCard.load(tmp_path / "out" / "README.md").data.license is None
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 @pytest.mark.parametrize("family", list(FAMILY_ORIGINALS))
 @pytest.mark.parametrize("loader", ["sentence-transformers", "transformers"])
 def test_card_snippets_run_and_give_the_original_scores(pair_of, loader, family):
@@ -74,6 +75,7 @@ def test_card_snippets_run_and_give_the_original_scores(pair_of, loader, family)
     assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_generic_card_snippet_joins_the_users_prompt_halves(original, tmp_path):
     """A generic conversion has no template; the card's sentence-transformers snippet supplies one that joins the
     user's own formatting, which must reproduce the original. Without it sentence-transformers refuses pairs."""
@@ -93,6 +95,7 @@ def test_generic_card_snippet_joins_the_users_prompt_halves(original, tmp_path):
         CrossEncoder(str(out), device="cpu").predict(halves)
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_verify_update_card_records_parity_without_touching_the_fingerprints(pair_of, tmp_path):
     src, shared = pair_of("tied-bf16-single")
     out = tmp_path / "converted"

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
+
 from converter.cli import run
 from converter.pairs import DEMO_PAIRS
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_demo_builds_converts_and_shows_parity(tmp_path, capsys):
     assert run(["demo", "--workdir", str(tmp_path)]) == 0
     out = capsys.readouterr().out

@@ -93,6 +93,7 @@ def test_hugging_face_cache_offline(original, tmp_path):
     assert SECRET not in result.stdout + result.stderr + pinned.stdout + pinned.stderr
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_verify_takes_a_hub_id_for_the_original(original, pair_of, tmp_path):
     src, out = pair_of("tied-bf16-single")
     hf_cache(src, tmp_path / "hub", "org/tiny-reranker")
@@ -198,6 +199,7 @@ def test_hub_choice_is_validated():
         resolve_source("org/model", hub="github")
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_modelscope_unreachable(tmp_path):
     pytest.importorskip("modelscope")
     env = {"MODELSCOPE_ENDPOINT": closed_port(), "MODELSCOPE_CACHE": str(tmp_path / "ms")}

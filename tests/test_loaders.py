@@ -110,6 +110,7 @@ def test_sentence_transformers_prompt_is_the_instruction(cross_encoder_pair):
     assert max_delta(default, scores) > 1e-4, "the instruction must change the scores"
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_sentence_transformers_without_the_score_template_is_caught(cross_encoder_pair, tmp_path):
     """Planted fault: the original's generation template in place of the score template."""
     from sentence_transformers import CrossEncoder

@@ -171,6 +171,7 @@ def test_generic_from_2_way_softmax_gives_the_preset_head(pair_of, tmp_path):
     assert "No prompt format is known" in (out / "README.md").read_text()
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_generic_no_post_processing_keeps_one_label_per_token(original, tmp_path):
     """N tokens give N labels whose logits are the original's LM logits of those tokens; labels are vocabulary
     entries, spelled as such ("Ġmaybe" is " maybe")."""
@@ -221,6 +222,7 @@ def test_presets_are_data_with_what_vllm_documents():
     assert len({r.name for r in PRESETS}) == len(PRESETS)
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 @pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
 def test_convert_verify_publish_with_the_same_commands(original, tmp_path, capsys, family):
     """The Qwen3-Reranker commands, unchanged: the family comes from the name, verify and publish from the config."""
@@ -236,6 +238,7 @@ def test_convert_verify_publish_with_the_same_commands(original, tmp_path, capsy
     assert f"recipe `{family}`" in card and re.search(r"\| transformers +\| cpu +\| float32 .*\| PASS", card)
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 @pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
 def test_a_head_from_the_wrong_rows_fails_verify(pair_of, tmp_path, capsys, family):
     """Planted fault: the head built from a neighbouring vocabulary row."""
@@ -250,6 +253,7 @@ def test_a_head_from_the_wrong_rows_fails_verify(pair_of, tmp_path, capsys, fami
     assert "seqcls verify: FAIL" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_generic_conversion_verifies_on_raw_pairs(original, tmp_path):
     """Without a prompt format both sides get ``query + document`` as the tokenizer encodes it."""
     src = original("untied-fp32-single")

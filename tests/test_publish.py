@@ -85,6 +85,7 @@ def test_dry_run_modelscope_private_branch(verified, tmp_path):
     assert "(branch master, public)" in default.stdout
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_dry_run_card_carries_the_parity_and_the_repo_id(verified, tmp_path):
     folder, _ = verified
     result = seqcls(folder, "--repo-id", "me/tiny", "--dry-run", home=tmp_path)
@@ -245,6 +246,7 @@ class HubStub(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_upload_sends_exactly_the_checkpoint(original, tmp_path):
     """The real upload path against the stub: the conversion's hard-linked shards and every checkpoint file go up;
     a stray file does not; an --include'd one does; a link inside the folder goes up as the file it points to."""

@@ -35,6 +35,7 @@ def test_ci_parity_usage():
     assert helped.returncode == 0 and "DEVICE" in helped.stdout
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_ci_parity_passes_convert_args(original, tmp_path):
     """A Qwen2 original whose name says nothing needs --preset, which CONVERT_ARGS carries."""
     src = tmp_path / "qwen2-model"

@@ -14,6 +14,7 @@ from converter.verify import verify
 from converter.verify.metrics import kendall_tau
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 @pytest.mark.parametrize("name", ["tied-bf16-single", "untied-fp32-sharded"])
 def test_transformers_parity_passes_with_every_output(pair_of, tmp_path, capsys, name):
     src, out = pair_of(name)
@@ -49,6 +50,7 @@ def test_tampered_head_fails_with_exit_1(pair_of, tmp_path, capsys):
     assert int(ET.parse(tmp_path / "j.xml").getroot().get("failures")) > 0
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_different_prompt_token_ids_are_a_failure_of_their_own(pair_of, tmp_path):
     src, _ = pair_of("tied-bf16-single")
     bad = tmp_path / "bad"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 
+import pytest
 from helpers import load_all, rewrite_tensor
 
 from converter import convert
@@ -16,6 +17,7 @@ from converter.verify.cache import default_dir
 PAIRS = list(DEMO_PAIRS[:4])
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_same_inputs_hit_and_any_change_misses(pair_of, tmp_path):
     src, out = pair_of("tied-fp32-single")
     options = VerifyOptions(cache_dir=tmp_path / "cache")
@@ -77,6 +79,7 @@ def test_no_cache_reads_and_writes_nothing(pair_of, tmp_path, capsys):
     assert "original side: from the verify cache" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_a_damaged_entry_is_a_miss_and_is_replaced(pair_of, tmp_path):
     src, out = pair_of("tied-fp32-single")
     options = VerifyOptions(cache_dir=tmp_path / "cache")
