@@ -21,6 +21,11 @@ os.environ["SEQCLS_TEST_RUN"] = RUN_MARKER.split("=", 1)[1]
 os.environ.setdefault("SEQCLS_ENGINE_TIMEOUT", "600")
 os.environ.setdefault("SEQCLS_SERVER_TIMEOUT", "600")
 os.environ["SEQCLS_CACHE"] = tempfile.mkdtemp(prefix="seqcls-test-cache-")
+if not os.environ.get("SEQCLS_TEST_SHARED"):
+    os.environ["SEQCLS_TEST_SHARED"] = tempfile.mkdtemp(prefix="seqcls-test-shared-")
+    os.environ["SEQCLS_TEST_SHARED_OWNER"] = str(os.getpid())
+SHARED = Path(os.environ["SEQCLS_TEST_SHARED"])
+"""Fixtures built once per run and shared by the xdist workers (which inherit this from the controller)."""
 
 from converter.tiny_model import build_tiny_reranker  # noqa: E402  (after the environment above)
 
@@ -41,33 +46,41 @@ FAMILY_ORIGINALS = {"qwen3-reranker": "tied-fp32-single", "mxbai-rerank-v2": "ti
 """One fp32 original per preset, for tests that run every family."""
 
 
+def _shared(folder: Path, build) -> Path:
+    """``folder``, built by ``build(folder)`` once per run: the first worker to ask builds it under a lock, the
+    others wait and reuse it. (Built in place: a converted card names its own folder.)"""
+    import fcntl
+
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    done = folder.with_name(folder.name + ".done")
+    with open(folder.with_name(folder.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            build(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
-def original(tmp_path_factory):
-    """``original(name)`` builds (once per session) and returns the folder of a tiny original."""
-    root = tmp_path_factory.mktemp("originals")
-    built: dict[str, Path] = {}
+def original():
+    """``original(name)`` builds (once per run) and returns the folder of a tiny original. Do not modify it."""
 
     def get(name: str) -> Path:
-        if name not in built:
-            built[name] = build_tiny_reranker(root / name, seed=len(built), **ORIGINALS[name])
-        return built[name]
+        seed = list(ORIGINALS).index(name)
+        return _shared(SHARED / "originals" / name, lambda tmp: build_tiny_reranker(tmp, seed=seed, **ORIGINALS[name]))
 
     return get
 
 
 @pytest.fixture(scope="session")
-def pair_of(original, tmp_path_factory):
-    """``pair_of(name)``: (original, converted), converted once per session. Do not modify either."""
+def pair_of(original):
+    """``pair_of(name)``: (original, converted), converted once per run. Do not modify either."""
     from converter import convert
 
-    done: dict[str, tuple[Path, Path]] = {}
-
     def get(name: str) -> tuple[Path, Path]:
-        if name not in done:
-            out = tmp_path_factory.mktemp("converted") / f"{name}-seq-cls"
-            convert(original(name), out)
-            done[name] = (original(name), out)
-        return done[name]
+        src = original(name)
+        return src, _shared(SHARED / "converted" / f"{name}-seq-cls", lambda tmp: convert(src, tmp))
 
     return get
 
@@ -149,6 +162,8 @@ def nothing_outlives_the_tests():
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(os.environ["SEQCLS_CACHE"], ignore_errors=True)
+    if os.environ.get("SEQCLS_TEST_SHARED_OWNER") == str(os.getpid()):
+        shutil.rmtree(SHARED, ignore_errors=True)
 
 
 def pytest_configure(config):
