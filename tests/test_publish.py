@@ -134,24 +134,36 @@ def test_bad_arguments(verified, tmp_path):
     refused(seqcls(folder.parent, "--repo-id", "me/x", "--dry-run", home=tmp_path), "has no config.json")
 
 
-class Recorder(http.server.BaseHTTPRequestHandler):
-    """Answers 403 to everything and remembers what was asked, and with which headers."""
+class JsonStub(http.server.BaseHTTPRequestHandler):
+    """A hub endpoint stand-in: subclasses answer every method in ``_answer`` with ``_reply``."""
 
-    def _answer(self):
+    def _body(self) -> bytes:
         length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
-        self.server.seen.append((self.command, self.path, str(self.headers), body))
-        payload = json.dumps({"error": "Forbidden", "Code": 403, "Message": "Forbidden"}).encode()
-        self.send_response(403)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
+        return self.rfile.read(length) if length else b""
 
-    do_GET = do_POST = do_PUT = do_HEAD = _answer
+    def _reply(self, code: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        self._answer()
+
+    do_POST = do_PUT = do_HEAD = do_GET
 
     def log_message(self, *args):
         pass
+
+
+class Recorder(JsonStub):
+    """Answers 403 to everything and remembers what was asked, and with which headers."""
+
+    def _answer(self):
+        self.server.seen.append((self.command, self.path, str(self.headers), self._body()))
+        self._reply(403, {"error": "Forbidden", "Code": 403, "Message": "Forbidden"})
 
 
 @pytest.mark.parametrize(("hub", "endpoint_var", "message"), [
@@ -213,13 +225,12 @@ def test_modelscope_dry_run_works_without_the_package(verified, monkeypatch):
         publish(folder, "me/x", hub="modelscope")
 
 
-class HubStub(http.server.BaseHTTPRequestHandler):
+class HubStub(JsonStub):
     """The Hugging Face endpoints an upload takes (create repo, preupload, commit), answering as the Hub does;
     the commit's files are recorded by path with their bytes."""
 
     def _answer(self):
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._body()
         base = f"http://127.0.0.1:{self.server.server_address[1]}"
         payload: dict = {}
         if self.path == "/api/repos/create":
@@ -233,17 +244,7 @@ class HubStub(http.server.BaseHTTPRequestHandler):
                 if entry["key"] == "file":
                     self.server.committed[entry["value"]["path"]] = base64.b64decode(entry["value"]["content"])
             payload = {"commitUrl": f"{base}/me/x/commit/{'a' * 40}", "commitOid": "a" * 40}
-        data = json.dumps(payload).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    do_GET = do_POST = do_PUT = do_HEAD = _answer
-
-    def log_message(self, *args):
-        pass
+        self._reply(200, payload)
 
 
 @pytest.mark.slow  # inner loop: see docs/testing.md

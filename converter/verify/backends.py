@@ -7,6 +7,7 @@ else's job. ``cache_inputs`` names everything besides the original's files that 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -179,10 +180,14 @@ class TransformersBackend:
         hf_logging.disable_progress_bar()
         prepare_device(s.device)
         self.s = s
-        self.reference_ids = official_ids(s)
-        self.original_ids = original_ids or self.reference_ids
+        self.original_ids = self.reference_ids if original_ids is None else original_ids
         self.pad_id = read_config(s.converted)["pad_token_id"]
         self.environment = {"backend": self.name, "transformers": transformers.__version__, "torch": torch.__version__}
+
+    @functools.cached_property
+    def reference_ids(self) -> list[list[int]]:
+        """Not computed for a reference scored on another path's ids."""
+        return official_ids(self.s)
 
     def _ids(self, which: str) -> list[list[int]]:
         return self.original_ids if which == "original" else official_ids(self.s, self.s.converted)
