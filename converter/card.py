@@ -21,7 +21,7 @@ from .io.checkpoint import config_dtype, read_config
 from .recipes import FROM_2_WAY_SOFTMAX, Recipe, recipe_for_converted
 from .report import markdown_table
 from .source import REPO_ID
-from .templates import SCORE_TEMPLATE_FILE
+from .templates import SCORE_TEMPLATE_FILE, half_marks
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -256,7 +256,27 @@ def _prompt_section(r: Recipe) -> str:
 ```
 {_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
 ```
-{instruction}{notes}"""
+{instruction}
+Queries and documents already formatted by hand this way (the query up to the document, and the document with
+the rest, as the original's clients send them) pass through unchanged, so existing clients keep working; a mix of
+raw and formatted parts works too. The one ambiguity: a raw part that itself opens and closes like a formatted one
+({_marks(r)}) is taken as formatted.
+{notes}"""
+
+
+def _marks(r: Recipe) -> str:
+    """How a formatted query and document open and close, shortened, for one line of prose."""
+
+    def shown(text: str) -> str:
+        text = text.replace("\n", "\\n")
+        return f"`{text[:30]}…`" if len(text) > 32 else f"`{text}`"
+
+    halves = r.pieces[: r.document_from], r.pieces[r.document_from :]
+    (q_open, q_close), (d_open, d_close) = map(half_marks, halves)
+    return (
+        f"a query that opens with {shown(q_open)} and ends with {shown(q_close)}, a document that opens with "
+        f"{shown(d_open)} and ends with {shown(d_close)}"
+    )
 
 
 def _body(f: CardFacts, ref: str, parity: list[dict]) -> str:

@@ -15,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from converter.pairs import Pair, builtin_pairs
 from converter.recipes import QWEN3_RERANKER, preset, recipe_for_converted
-from converter.templates import score_template
+from converter.templates import INPUT_FORMS, as_sent, score_template
 from converter.tiny_model import CHATML_TEMPLATE
 
 PAIRS = builtin_pairs("A long document about rerankers. " * 40)
@@ -54,23 +54,27 @@ def test_a_generation_template_inside_tokenizer_config_is_replaced(copy_of, tmp_
 
 
 @pytest.mark.parametrize("name", ["tied-fp32-single", "untied-fp32-sharded", *FAMILY_ORIGINALS.values()])
-def test_transformers_batched_raw_pairs_match_the_original(pair_of, name):
-    """What the model card shows: the tokenizer's own template, padded batches, a sigmoid."""
+def test_transformers_batched_pairs_match_the_original(pair_of, name):
+    """What the model card shows: the tokenizer's own template, padded batches, a sigmoid; raw pairs, pairs
+    formatted by hand as the seed's clients do, and a mix of the two."""
     src, out = pair_of(name)
     recipe = recipe_for_converted(json.loads((out / "config.json").read_text()))
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
-    scores = []
-    for instruction, chunk in itertools.groupby(PAIRS, key=lambda p: p.instruction):
-        chunk = list(chunk)
-        messages = [[{"role": "query", "content": p.query}, {"role": "document", "content": p.document}] for p in chunk]
-        kwargs = {"instruction": instruction} if instruction else {}
-        batch = tokenizer.apply_chat_template(messages, padding=True, return_tensors="pt", return_dict=True, **kwargs)
-        assert (batch["attention_mask"][:, -1] == 1).all(), "rows must end in a real token"
-        with torch.no_grad():
-            scores += torch.sigmoid(model(**batch).logits[:, 0]).tolist()
     expected = official_scores(src, PAIRS, recipe, rendered=recipe.name == "mxbai-rerank-v2")  # see test_presets
-    assert max_delta(scores, expected) <= 1e-4
+    for form in INPUT_FORMS:
+        scores = []
+        for instruction, chunk in itertools.groupby(enumerate(PAIRS), key=lambda x: x[1].instruction):
+            sent = [as_sent(recipe, p.query, p.document, p.instruction, form, i) for i, p in chunk]
+            messages = [[{"role": "query", "content": q}, {"role": "document", "content": d}] for q, d in sent]
+            kwargs = {"instruction": instruction} if instruction else {}
+            batch = tokenizer.apply_chat_template(
+                messages, padding=True, return_tensors="pt", return_dict=True, **kwargs
+            )
+            assert (batch["attention_mask"][:, -1] == 1).all(), "rows must end in a real token"
+            with torch.no_grad():
+                scores += torch.sigmoid(model(**batch).logits[:, 0]).tolist()
+        assert max_delta(scores, expected) <= 1e-4, form
 
 
 @pytest.fixture(scope="module")
@@ -82,22 +86,27 @@ def cross_encoder_pair(pair_of):
 
 
 @pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
-def test_sentence_transformers_raw_pairs_match_the_original_for_every_preset(pair_of, family):
-    """Gemma's BOS comes from the tokenizer's chat template here, as ST tokenizes without special tokens."""
+def test_sentence_transformers_pairs_match_the_original_for_every_preset(pair_of, family):
+    """Gemma's BOS comes from the tokenizer's chat template here, as ST tokenizes without special tokens. Raw,
+    seed-formatted and mixed pairs alike."""
     from sentence_transformers import CrossEncoder
 
     src, out = pair_of(FAMILY_ORIGINALS[family])
+    recipe, model = preset(family), CrossEncoder(str(out), device="cpu")
     plain = [p for p in PAIRS if p.instruction is None]
-    scores = CrossEncoder(str(out), device="cpu").predict([(p.query, p.document) for p in plain], batch_size=5)
-    expected = official_scores(src, plain, preset(family), rendered=family == "mxbai-rerank-v2")  # see test_presets
-    assert max_delta(scores, expected) <= 1e-4
+    expected = official_scores(src, plain, recipe, rendered=family == "mxbai-rerank-v2")  # see test_presets
+    for form in INPUT_FORMS:
+        sent = [as_sent(recipe, p.query, p.document, None, form, i) for i, p in enumerate(plain)]
+        assert max_delta(model.predict(sent, batch_size=5), expected) <= 1e-4, form
 
 
-def test_sentence_transformers_raw_pairs_match_the_original(cross_encoder_pair):
+def test_sentence_transformers_pairs_match_the_original(cross_encoder_pair):
     src, _, model = cross_encoder_pair
     plain = [p for p in PAIRS if p.instruction is None]
-    scores = model.predict([(p.query, p.document) for p in plain], batch_size=5)
-    assert max_delta(scores, official_scores(src, plain)) <= 1e-4
+    expected = official_scores(src, plain)
+    for form in INPUT_FORMS:
+        sent = [as_sent(QWEN3_RERANKER, p.query, p.document, None, form, i) for i, p in enumerate(plain)]
+        assert max_delta(model.predict(sent, batch_size=5), expected) <= 1e-4, form
     assert type(model.activation_fn).__name__ == "Sigmoid"
 
 

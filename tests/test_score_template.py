@@ -3,12 +3,14 @@ vLLM itself it is checked in test_verify_vllm (``test_vllm_backend_tied_fp32``).
 
 from __future__ import annotations
 
+import pytest
+from conftest import FAMILY_ORIGINALS
 from transformers import AutoTokenizer
 
 from converter.pairs import Pair, builtin_pairs
-from converter.recipes import QWEN3_RERANKER
+from converter.recipes import QWEN3_RERANKER, preset
 from converter.reference import encode_official
-from converter.templates import SCORE_TEMPLATE_FILE, score_template
+from converter.templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent, half_marks, score_template
 
 PAIRS = [
     *builtin_pairs("A long document. " * 200),
@@ -37,3 +39,49 @@ def test_rendered_template_tokenizes_to_the_official_ids(pair_of):
         text = tokenizer.apply_chat_template(_messages(p), chat_template=template, tokenize=False, **kwargs)
         assert text.endswith("</think>\n\n"), "the suffix lost its last newline"
         assert tokenizer(text)["input_ids"] == want, p
+
+
+@pytest.mark.parametrize("family", list(FAMILY_ORIGINALS))
+@pytest.mark.parametrize("for_tokenizer", [False, True], ids=["score_template", "chat_template"])
+def test_seed_formatted_and_mixed_input_is_not_wrapped_twice(pair_of, family, for_tokenizer):
+    """Every form a client may send (raw, formatted by hand as the seed does, a mix) renders the same prompt: the
+    official ids for Qwen3 and bge (mxbai's template ids differ from its piecewise reference at two newlines, see
+    test_presets, and equal the raw form's)."""
+    recipe = preset(family)
+    _, out = pair_of(FAMILY_ORIGINALS[family])
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    template = score_template(recipe, for_tokenizer=for_tokenizer)
+    pairs = [*PAIRS, Pair("instruction given", "second document", "Retrieve passages that contradict the query")]
+    special = {"add_special_tokens": not for_tokenizer}
+    ids = {}
+    for form in INPUT_FORMS:
+        ids[form] = []
+        for i, p in enumerate(pairs):
+            query, document = as_sent(recipe, p.query, p.document, p.instruction, form, i)
+            kwargs = {"instruction": p.instruction} if p.instruction else {}
+            messages = [{"role": "query", "content": query}, {"role": "document", "content": document}]
+            text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, **kwargs)
+            ids[form].append(tokenizer(text, **special)["input_ids"])
+    assert ids["seed-formatted"] == ids["raw"] and ids["mixed"] == ids["raw"]
+    if family != "mxbai-rerank-v2":
+        assert ids["raw"] == encode_official(tokenizer, recipe, pairs)
+
+
+@pytest.mark.parametrize("family", list(FAMILY_ORIGINALS))
+def test_formatting_is_recognised_only_whole(pair_of, family):
+    """A raw part that merely opens like a formatted one, or only closes like one, is still formatted; the one
+    ambiguity (opening and closing both) is the documented one."""
+    recipe = preset(family)
+    _, out = pair_of(FAMILY_ORIGINALS[family])
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    template = score_template(recipe)
+    halves = recipe.pieces[: recipe.document_from], recipe.pieces[recipe.document_from :]
+    (q_open, q_close), (d_open, d_close) = map(half_marks, halves)
+
+    def render(query: str, document: str) -> str:
+        messages = [{"role": "query", "content": query}, {"role": "document", "content": document}]
+        return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False)
+
+    for query, document in [(q_open + "q", d_open + "d"), ("q" + q_close, "d" + d_close), (q_open, d_open)]:
+        assert render(query, document) == recipe.format_pair(query, document), (query, document)
+    assert render(q_open + "q" + q_close, d_open + "d" + d_close) == q_open + "q" + q_close + d_open + "d" + d_close

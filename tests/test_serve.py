@@ -1,18 +1,15 @@
-"""``seqcls serve``: the printed command for each target, and the real server on CPU scoring raw pairs."""
+"""``seqcls serve``: the printed command for each target. The real server it starts is tested in test_verify_vllm
+(``converted_server``), beside a server of the original."""
 
 from __future__ import annotations
 
 import json
 import shlex
-import subprocess
 import sys
-import time
 
 import pytest
-from helpers import official_scores
 
 from converter.cli import run
-from converter.pairs import SEED_PAIRS, Pair
 
 SEED_OVERRIDES = {
     "architectures": ["Qwen3ForSequenceClassification"],
@@ -116,37 +113,3 @@ def test_a_folder_that_is_no_reranker_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
     assert run(["serve", str(tmp_path), "--print"]) == 2
     assert "neither a converted checkpoint nor a known reranker original" in capsys.readouterr().err
-
-
-@pytest.mark.vllm
-@pytest.mark.slow
-def test_serve_scores_raw_pairs_like_the_official_format(pair_of, tmp_path):
-    """The real server from ``seqcls serve`` on CPU: raw query and documents in, the original's scores out."""
-    from converter.verify.processes import stop_process_group
-    from converter.verify.server import HOST, free_port, post
-    from converter.verify.server import _healthy as healthy
-
-    src, out = pair_of("untied-fp32-single")
-    port = free_port()
-    cmd = [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port)]
-    cmd += ["--max-model-len", "4096"]
-    log = tmp_path / "serve.log"
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 600
-        while not healthy(f"http://{HOST}:{port}"):
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "server did not start"
-            time.sleep(1)
-        query = SEED_PAIRS[0].query
-        documents = [p.document for p in SEED_PAIRS] + ["", "北京是中国的首都。"]
-        response = post(f"http://{HOST}:{port}", "/v1/rerank", {"query": query, "documents": documents})
-    finally:
-        stop_process_group(proc)
-    got = [0.0] * len(documents)
-    for r in response["results"]:
-        got[r["index"]] = r["relevance_score"]
-    want = official_scores(src, [Pair(query, d) for d in documents])
-    assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4
-    assert "--chat-template" in log.read_text()

@@ -20,13 +20,15 @@ from helpers import load_all, official_scores, rewrite_tensor
 from converter import convert
 from converter.cli import run
 from converter.errors import SeqclsError
-from converter.pairs import SEED_PAIRS, Pair
+from converter.pairs import DEMO_PAIRS, SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER, preset
+from converter.templates import INPUT_FORMS
 from converter.verify import verify
 from converter.verify.backends import JOINED, MANUAL, TEMPLATE
 from converter.verify.outputs import markdown
 from converter.verify.parity import REFERENCE_IDS
-from converter.verify.server import running_server
+from converter.verify.processes import stop_process_group
+from converter.verify.server import _healthy, running_server
 from converter.vllm_compat import EngineSpec, require
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -62,11 +64,16 @@ def _servers_running(model: Path) -> int:
 
 @pytest.fixture
 def swapped(pair_of, tmp_path):
-    """A converted checkpoint whose head was built from swapped label tokens."""
+    """A converted checkpoint whose head was built from swapped label tokens, and whose score template formats
+    pre-formatted input a second time (as templates did before they recognised it)."""
     src, good = pair_of("tied-bf16-single")
     bad = tmp_path / "swapped"
     convert(src, bad)
     rewrite_tensor(bad, "score.weight", -load_all(good)["score.weight"])
+    template = bad / "score_template.jinja"
+    text = template.read_text()
+    assert text.count(" if (ns.") == 2
+    template.write_text(text.replace(" if (ns.", " if false and (ns."))
     return src, bad
 
 
@@ -109,6 +116,13 @@ def test_vllm_backend_tied_fp32(qwen3_vllm):
     assert max(abs(p["reference"] - o) for p, o in zip(report["pairs"], official)) <= 1e-4
     assert report["findings"] == [] and report["failure"] is None
     assert "| reference | original path | converted |" in markdown(report)
+    # LLM.score with the template on the pairs formatted by hand as the seed's clients do, and mixed (all but the
+    # two long ones, which a template that wrapped them twice would push over the model length).
+    for form in ("seed-formatted", "mixed"):
+        got = report["input_forms"][form]
+        assert got["pairs"] == len(pairs) - 2 and got["max_abs_delta"] <= 1e-6, form
+        assert got["failed_pairs"] == [] and got["token_mismatches"] == [], form
+    assert "seed-formatted (21 pairs): same; mixed (21 pairs): same" in markdown(report)
 
 
 @pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
@@ -253,6 +267,11 @@ def test_vllm_backend_catches_swapped_tokens(qwen3_vllm, swapped, tmp_path, caps
     assert report["cache"]["reference"] == "hit"
     assert report["failure"].startswith("the converted checkpoint deviates from the reference by")
     assert "original path deviates" not in report["failure"] and report["findings"] == []
+    # The second planted fault: seed-formatted input wrapped twice, caught apart from the head's.
+    assert "its score template gives seed-formatted and mixed input other prompts" in report["failure"]
+    for form in ("seed-formatted", "mixed"):
+        got = report["input_forms"][form]
+        assert got["pairs"] == 21 and len(got["token_mismatches"]) == 21 and got["max_abs_delta"] > 1e-2, form
 
 
 BROKEN_ORIGINAL_PATH = {
@@ -318,23 +337,63 @@ def test_server_backend_rerank_and_score(original_server, pair_of, tmp_path, cap
     assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
 
 
+@pytest.fixture(scope="module")
+def converted_server(pair_of, tmp_path_factory):
+    """The converted model of original_server's original, served by ``seqcls serve`` as users run it."""
+    from converter.verify.server import HOST, free_port
+
+    src, out = pair_of("tied-bf16-single")
+    port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
+    cmd = [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port)]
+    cmd += ["--dtype", "float32", "--max-model-len", "4096", "--gpu-memory-utilization", "0.1"]
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url, deadline = f"http://{HOST}:{port}", time.monotonic() + 600
+        while not _healthy(url):
+            assert proc.poll() is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "seqcls serve did not start"
+            time.sleep(1)
+        yield src, url, log
+    finally:
+        stop_process_group(proc)
+
+
 @pytest.mark.xdist_group("original-server")
 @pytest.mark.vllm_processes
-def test_ascend_client_gets_the_official_scores_from_the_original(original_server):
-    """scripts/ascend/client.py, the seed's request demo, against a real server of the original."""
-    from converter.pairs import Pair
+def test_seqcls_serve_scores_raw_seed_formatted_and_mixed_input(converted_server):
+    """``seqcls serve`` of the converted checkpoint: /v1/rerank and /score give the official scores whether clients
+    send raw pairs, pairs formatted by hand as the seed does, or a mix (instructions as chat_template_kwargs)."""
+    from converter.verify.server import _query
 
-    src, url = original_server
-    result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py"), "--original-url", url],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert result.returncode == 0, result.stderr
-    shown = json.loads(result.stdout)
-    want = official_scores(src, [Pair(shown["query"], d) for d in shown["documents"]])
-    assert max(abs(a - b) for a, b in zip(shown["scores"]["original"], want)) <= 1e-4
+    src, url, log = converted_server
+    pairs = [*DEMO_PAIRS, Pair(SEED_PAIRS[0].query, "北京是中国的首都。")]
+    assert any(p.instruction for p in pairs) and any(not p.document for p in pairs)
+    want = official_scores(src, pairs)
+    for form in INPUT_FORMS:
+        for endpoint, got in _query(url, QWEN3_RERANKER, pairs, form, templated=True).items():
+            assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4, (form, endpoint)
+    assert "--chat-template" in log.read_text()
+
+
+@pytest.mark.xdist_group("original-server")
+@pytest.mark.vllm_processes
+def test_ascend_client_agrees_between_the_original_and_the_converted_server(original_server, converted_server):
+    """scripts/ascend/client.py, the seed's request demo, against real servers of both: the official scores from
+    the original, and the same from the converted one with the seed's formatting and with --raw."""
+    src, original_url = original_server
+    _, converted_url, _ = converted_server
+    script = [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py")]
+    other = "Given a question about a country, retrieve passages that name its capital"
+    for raw, instruction in (([], None), (["--raw"], None), (["--raw", "--instruction", other], other)):
+        args = [*script, "--original-url", original_url, "--converted-url", converted_url, "--atol", "1e-4", *raw]
+        result = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, (raw, result.stdout, result.stderr)
+        shown = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+        want = official_scores(src, [Pair(shown["query"], d, instruction) for d in shown["documents"]])
+        for side in ("original", "converted"):
+            assert max(abs(a - b) for a, b in zip(shown["scores"][side], want)) <= 1e-4, (raw, side)
+        assert result.stdout.rstrip().endswith("OK")
 
 
 @pytest.mark.xdist_group("original-server")
@@ -344,7 +403,9 @@ def test_server_backend_catches_swapped_tokens(original_server, swapped, capsys)
     src, bad = swapped
     args = ["verify", str(bad), "--original", str(src), "--backend", "server", "--original-url", url]
     assert run(args) == 1
-    assert "seqcls verify: FAIL: the converted checkpoint deviates from the reference" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "seqcls verify: FAIL: the converted checkpoint deviates from the reference" in out
+    assert "its score template gives seed-formatted and mixed input other prompts or scores" in out
     assert _servers_running(bad) == 0
 
 

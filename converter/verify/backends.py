@@ -21,11 +21,15 @@ from ..errors import SeqclsError
 from ..io.checkpoint import read_config
 from ..pairs import Pair
 from ..recipes import Recipe
-from ..templates import SCORE_TEMPLATE_FILE
+from ..templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
 from ..vllm_compat import EngineSpec, VllmInstall, device_env, engine_kwargs, require
 from .processes import DEFAULT_TIMEOUT, EngineWatch, stop_process_group
 
 SIDES = ("original", "converted")
+FORMS_SAMPLE = 64
+"""How many pairs the converted side also scores formatted by hand and mixed (``Side.forms``): enough to cover every
+kind of pair in the built-in set, without tripling the work on a user's large set."""
+
 MANUAL = "manual (the seed's formatting)"
 TEMPLATE = "raw pairs + score_template.jinja"
 JOINED = "query + document, classified (vLLM's score API takes one label)"
@@ -42,6 +46,11 @@ class Side:
     """How this side's prompts were built."""
     timings: dict[str, float] = field(default_factory=dict)
     """``load_seconds`` (model or engine start-up) and ``score_seconds``, where the backend measures them."""
+    forms: dict[str, Side] = field(default_factory=dict)
+    """Pairs sent through the score template in the other ``INPUT_FORMS`` (formatted by hand as the seed's clients
+    do, mixed): each must give what the raw pairs give."""
+    indices: list[int] | None = None
+    """The pairs this side scored, where not all of them (a form's sample)."""
 
 
 @dataclass(frozen=True)
@@ -98,6 +107,28 @@ class BackendRun:
     @property
     def timings(self) -> dict[str, dict[str, float]]:
         return {"original": self.original.timings, "converted": self.converted.timings}
+
+
+def form_sample(s: Settings) -> list[int]:
+    """The pairs sent in the other input forms: the first ``FORMS_SAMPLE`` whose prompt fills at most half the model
+    length, so that a template that wraps formatted input twice gives a wrong score rather than an over-long
+    prompt."""
+    return [i for i, ids in enumerate(official_ids(s)) if len(ids) <= s.max_length // 2][:FORMS_SAMPLE]
+
+
+def _instructions(pairs: list[Pair]) -> list[dict | None]:
+    return [{"instruction": p.instruction} if p.instruction else None for p in pairs]
+
+
+def _form_job(s: Settings, sample: list[int], form: str) -> dict:
+    pairs = [s.pairs[i] for i in sample]
+    sent = [as_sent(s.recipe, p.query, p.document, p.instruction, form, n) for n, p in enumerate(pairs)]
+    return {
+        "indices": sample,
+        "queries": [q for q, _ in sent],
+        "documents": [d for _, d in sent],
+        "chat_template_kwargs": _instructions(pairs),
+    }
 
 
 def official_ids(settings: Settings, folder: Path | None = None) -> list[list[int]]:
@@ -248,11 +279,13 @@ class VllmBackend:
         if s.recipe.num_labels > 1:
             job["prompts"] = [p.query + p.document for p in s.pairs]
         elif which == "converted" and self.use_template:
+            sample = form_sample(s)
             job |= {
                 "queries": [p.query for p in s.pairs],
                 "documents": [p.document for p in s.pairs],
                 "chat_template": (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8"),
-                "chat_template_kwargs": [{"instruction": p.instruction} if p.instruction else None for p in s.pairs],
+                "chat_template_kwargs": _instructions(s.pairs),
+                "forms": {form: _form_job(s, sample, form) for form in INPUT_FORMS[1:]},
             }
         else:
             job |= {
@@ -271,8 +304,15 @@ class VllmBackend:
         prompts = TEMPLATE if "chat_template" in job else JOINED if "prompts" in job else MANUAL
         result = run_engine(job, which, self.s.log_dir, self.s.device, self.s.timeout)
         per_label = [list(x) for x in zip(*result["scores"])] if "prompts" in job else [result["scores"]]
-        scores = dict(zip(endpoint_names(self.s.recipe), per_label))
-        return Side(scores, None, result["prompt_token_ids"], prompts, result.get("timings", {}))
+        names = endpoint_names(self.s.recipe)
+        forms = {
+            form: Side(
+                {names[0]: got["scores"]}, None, got["prompt_token_ids"], form, indices=job["forms"][form]["indices"]
+            )
+            for form, got in result.get("forms", {}).items()
+        }
+        scores = dict(zip(names, per_label))
+        return Side(scores, None, result["prompt_token_ids"], prompts, result.get("timings", {}), forms)
 
 
 ENGINE_GRACE = 15.0
@@ -388,8 +428,9 @@ class ServerBackend:
             return query_server(url, s.recipe, s.pairs, prompts=prompts)
         log = s.log_dir / f"server-{which}.log"
         limit = min(s.timeout, START_TIMEOUT)
+        sample = form_sample(s) if template else None
         with running_server(s.spec(which), self.install, log, s.device, template, limit) as started:
-            return query_server(started, s.recipe, s.pairs, raw=template is not None, prompts=prompts)
+            return query_server(started, s.recipe, s.pairs, raw=template is not None, prompts=prompts, sample=sample)
 
 
 BACKENDS = {"transformers": TransformersBackend, "vllm": VllmBackend, "server": ServerBackend}

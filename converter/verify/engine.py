@@ -16,17 +16,26 @@ import time
 
 def score(llm, job: dict) -> dict:
     """Scores pairs in groups that share ``chat_template_kwargs`` (an instruction, say), keeping their order; or,
-    given ``prompts``, classifies them (one probability per label)."""
-    from vllm import PoolingParams
-
+    given ``prompts``, classifies them (one probability per label). ``forms``: the same pairs sent otherwise, each
+    scored the same way."""
     if "prompts" in job:
         outputs = llm.classify(job["prompts"], use_tqdm=False)
         return {
             "scores": [list(o.outputs.probs) for o in outputs],
             "prompt_token_ids": [list(o.prompt_token_ids) for o in outputs],
         }
-    n = len(job["queries"])
-    per_pair = job.get("chat_template_kwargs") or [None] * n
+    result = _score_pairs(llm, job, job)
+    if forms := job.get("forms"):
+        result["forms"] = {name: _score_pairs(llm, job, pairs) for name, pairs in forms.items()}
+    return result
+
+
+def _score_pairs(llm, job: dict, pairs: dict) -> dict:
+    from vllm import PoolingParams
+
+    queries, documents = pairs["queries"], pairs["documents"]
+    n = len(queries)
+    per_pair = pairs.get("chat_template_kwargs") or [None] * n
     groups: dict[str, list[int]] = {}
     for i, kwargs in enumerate(per_pair):
         groups.setdefault(json.dumps(kwargs, sort_keys=True), []).append(i)
@@ -35,8 +44,8 @@ def score(llm, job: dict) -> dict:
         kwargs = json.loads(key)
         params = PoolingParams(extra_kwargs={"chat_template_kwargs": kwargs}) if kwargs else None
         outputs = llm.score(
-            [job["queries"][i] for i in members],
-            [job["documents"][i] for i in members],
+            [queries[i] for i in members],
+            [documents[i] for i in members],
             use_tqdm=False,
             pooling_params=params,
             chat_template=job.get("chat_template"),

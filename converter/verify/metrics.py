@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..pairs import Pair
 from .backends import BackendRun
@@ -39,6 +40,13 @@ class Ranking:
 
 
 @dataclass(frozen=True)
+class FormComparison:
+    scores: list[EndpointComparison]
+    """Raw pairs (``original`` here) against the same pairs sent in this form (``converted``), per endpoint."""
+    token_mismatches: list[int]
+
+
+@dataclass(frozen=True)
 class Verdict:
     atol: float
     endpoints: list[EndpointComparison]
@@ -52,6 +60,12 @@ class Verdict:
     converted_vs_reference: list[EndpointComparison] | None = None
     original_vs_reference: list[EndpointComparison] | None = None
     """With a reference, the verdict is the converted side's against it; the original path only adds a finding."""
+    input_forms: dict[str, FormComparison] = field(default_factory=dict)
+    """The converted side's other input forms (seed-formatted, mixed) against its raw pairs: any difference fails."""
+
+    @property
+    def forms_failed(self) -> list[str]:
+        return [name for name, f in self.input_forms.items() if f.token_mismatches or any(e.failed for e in f.scores)]
 
     @property
     def judged(self) -> list[EndpointComparison]:
@@ -59,7 +73,7 @@ class Verdict:
 
     @property
     def passed(self) -> bool:
-        return not self.token_mismatches and not any(e.failed for e in self.judged)
+        return not self.token_mismatches and not any(e.failed for e in self.judged) and not self.forms_failed
 
     @property
     def failed_pairs(self) -> list[int]:
@@ -144,4 +158,21 @@ def compare(pairs: list[Pair], run: BackendRun, atol: float) -> Verdict:
             "converted_vs_reference": _against_reference(run.converted, run.reference, atol),
             "original_vs_reference": _against_reference(run.original, run.reference, atol),
         }
-    return Verdict(atol, endpoints, max(logit_deltas, default=None), rankings, token_mismatches, official, **against)
+    forms = {name: _compare_form(run.converted, side, atol) for name, side in run.converted.forms.items()}
+    return Verdict(
+        atol, endpoints, max(logit_deltas, default=None), rankings, token_mismatches, official, **against,
+        input_forms=forms,
+    )  # fmt: skip
+
+
+def _compare_form(raw, form, atol: float) -> FormComparison:
+    """``form`` covers the pairs ``form.indices`` of ``raw``; differences are reported by pair number."""
+    at = form.indices
+
+    def same_pairs(values: list) -> list:
+        return [values[i] for i in at]
+
+    scores = [_compare(name, same_pairs(raw.scores[name]), got, atol) for name, got in form.scores.items()]
+    scores = [dataclasses.replace(e, failed=[at[i] for i in e.failed]) for e in scores]
+    ids = same_pairs(raw.token_ids) if raw.token_ids and form.token_ids else []
+    return FormComparison(scores, [at[i] for i, (a, b) in enumerate(zip(ids, form.token_ids or [])) if a != b])

@@ -63,6 +63,13 @@ def markdown(report: dict) -> str:
         f"prompt token ids: {'identical' if not tokens['mismatched_pairs'] else 'DIFFER in pairs '}"
         + ", ".join(map(str, tokens["mismatched_pairs"]))
     )
+    if forms := report.get("input_forms"):
+        states = []
+        for name, f in forms.items():
+            bad = f["failed_pairs"] or f["token_mismatches"]
+            state = f"DIFFERENT, max abs Δ {f['max_abs_delta']:.2e}" if bad else "same"
+            states.append(f"{name} ({f['pairs']} pairs): {state}")
+        lines.append(f"input through the score template, against raw pairs: {'; '.join(states)}")
     if tokens["official_mismatched_pairs"]:
         lines.append(f"note: ids differ from the official formatting in pairs {tokens['official_mismatched_pairs']}")
     for r in report["rankings"]:

@@ -269,7 +269,7 @@ def _judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | No
         failed = len({i for e in comparisons for i in e.failed})
         return f"by {worst:.1e} (in {failed} of {n} pairs)"
 
-    findings, failure = [], None
+    findings, failures = [], []
     engine = run.environment.get("vllm", "vLLM")
     if v.original_deviates:
         what = f"{engine}'s online conversion of the original" if run.environment.get("backend") == "vllm" else (
@@ -280,15 +280,21 @@ def _judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | No
                 f"{what} deviates from the reference {deviation(v.original_vs_reference)}; the converted checkpoint "
                 "does not"
             )
+    judged_failed = any(e.failed for e in v.judged)
     if v.token_mismatches:
-        failure = f"the two paths tokenize {len(v.token_mismatches)} of {n} prompts differently"
-    elif not v.passed and v.converted_vs_reference is not None:
-        failure = f"the converted checkpoint deviates from the reference {deviation(v.converted_vs_reference)}"
+        failures.append(f"the two paths tokenize {len(v.token_mismatches)} of {n} prompts differently")
+    elif judged_failed and v.converted_vs_reference is not None:
+        failures.append(f"the converted checkpoint deviates from the reference {deviation(v.converted_vs_reference)}")
         if v.original_deviates:
-            failure += f"; the original path deviates too {deviation(v.original_vs_reference)}"
-    elif not v.passed:
-        failure = f"the converted checkpoint deviates from the original path {deviation(v.endpoints)}"
-    return findings, failure
+            failures.append(f"the original path deviates too {deviation(v.original_vs_reference)}")
+    elif judged_failed:
+        failures.append(f"the converted checkpoint deviates from the original path {deviation(v.endpoints)}")
+    if v.forms_failed:
+        failures.append(
+            f"its score template gives {' and '.join(v.forms_failed)} input other prompts or scores than raw pairs "
+            "(clients that format pairs by hand would get wrong scores)"
+        )
+    return findings, "; ".join(failures) or None
 
 
 def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[Pair], seconds: float) -> dict:
@@ -339,6 +345,15 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
         "token_ids": {
             "mismatched_pairs": v.token_mismatches,
             "official_mismatched_pairs": v.official_token_mismatches,
+        },
+        "input_forms": {
+            name: {
+                "pairs": len(f.scores[0].deltas),
+                "max_abs_delta": max(e.max_abs_delta for e in f.scores),
+                "failed_pairs": sorted({i for e in f.scores for i in e.failed}),
+                "token_mismatches": f.token_mismatches,
+            }
+            for name, f in v.input_forms.items()
         },
         "failed_pairs": v.failed_pairs,
         "pairs": [

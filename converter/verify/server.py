@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import SeqclsError
 from ..pairs import Pair
 from ..recipes import Recipe
+from ..templates import INPUT_FORMS, as_sent
 from ..vllm_compat import EngineSpec, VllmInstall, device_env, serve_argv
 from .processes import stop_process_group
 
@@ -97,26 +98,42 @@ def post(url: str, path: str, body: dict) -> dict:
         raise SeqclsError(f"cannot reach {url}{path}: {e}") from None
 
 
-def query_server(url: str, recipe: Recipe, pairs: list[Pair], raw: bool = False, prompts: str | None = None):
+def query_server(
+    url: str, recipe: Recipe, pairs: list[Pair], raw: bool = False, prompts: str | None = None,
+    sample: list[int] | None = None,
+):  # fmt: skip
     """Per query: one ``/v1/rerank`` and one ``/score`` request, plus ``/tokenize`` of each official prompt, so
     token ids can be compared too. The seed formats queries and documents by hand; with ``raw`` the server's score
-    template does it, and an instruction travels as ``chat_template_kwargs``."""
+    template does it and an instruction travels as ``chat_template_kwargs``. The pairs of ``sample`` are also sent
+    formatted by hand and mixed, as the seed's clients send them to such a server."""
     from .backends import MANUAL, Side
 
-    groups: dict[tuple[str, str | None], list[int]] = {}
-    for i, p in enumerate(pairs):
-        groups.setdefault((p.query, p.instruction), []).append(i)
-    rerank, score = [0.0] * len(pairs), [0.0] * len(pairs)
-    for (query, instruction), members in groups.items():
-        extra = {"chat_template_kwargs": {"instruction": instruction}} if raw and instruction else {}
-        q = query if raw else recipe.format_query(query, instruction)
-        docs = [pairs[i].document if raw else recipe.format_document(pairs[i].document) for i in members]
-        for r in post(url, "/v1/rerank", {"query": q, "documents": docs, **extra})["results"]:
-            rerank[members[r["index"]]] = r["relevance_score"]
-        for d in post(url, "/score", {"queries": q, "documents": docs, **extra})["data"]:
-            score[members[d["index"]]] = d["score"]
+    scores = _query(url, recipe, pairs, "raw" if raw else "seed-formatted", templated=raw)
     token_ids = [
         post(url, "/tokenize", {"prompt": recipe.format_pair(p.query, p.document, p.instruction)})["tokens"]
         for p in pairs
     ]
-    return Side({"/v1/rerank": rerank, "/score": score}, None, token_ids, prompts or MANUAL)
+    forms = {}
+    if sample:
+        chosen = [pairs[i] for i in sample]
+        forms = {
+            form: Side(_query(url, recipe, chosen, form, templated=True), prompts=form, indices=sample)
+            for form in INPUT_FORMS[1:]
+        }
+    return Side(scores, None, token_ids, prompts or MANUAL, forms=forms)
+
+
+def _query(url: str, recipe: Recipe, pairs: list[Pair], form: str, templated: bool) -> dict[str, list[float]]:
+    groups: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
+    for i, p in enumerate(pairs):
+        query, document = as_sent(recipe, p.query, p.document, p.instruction, form, i)
+        groups.setdefault((query, p.instruction), []).append((i, document))
+    rerank, score = [0.0] * len(pairs), [0.0] * len(pairs)
+    for (query, instruction), members in groups.items():
+        extra = {"chat_template_kwargs": {"instruction": instruction}} if templated and instruction else {}
+        docs = [d for _, d in members]
+        for r in post(url, "/v1/rerank", {"query": query, "documents": docs, **extra})["results"]:
+            rerank[members[r["index"]][0]] = r["relevance_score"]
+        for d in post(url, "/score", {"queries": query, "documents": docs, **extra})["data"]:
+            score[members[d["index"]][0]] = d["score"]
+    return {"/v1/rerank": rerank, "/score": score}

@@ -4,9 +4,10 @@
     python3 client.py --original-url http://127.0.0.1:8000 --converted-url http://127.0.0.1:8001 [--raw]
 
 Standard library only, so it runs unchanged inside the vllm-ascend image. Queries and documents are formatted by
-hand exactly as the seed does; with --raw the converted server gets them unformatted and its score template does
-the work (vLLM 0.22 or newer, started by serve_converted.sh). Exit code: 0 scores agree within --atol, 1 they do
-not, 2 bad arguments or an unreachable server.
+hand exactly as the seed does. The converted server (vLLM 0.22 or newer, started by serve_converted.sh) takes them
+so, as its score template passes formatted input through; with --raw it gets them unformatted (the instruction as
+chat_template_kwargs) and the template does the work. Exit code: 0 scores agree within --atol, 1 they do not,
+2 bad arguments or an unreachable server.
 """
 
 from __future__ import annotations
@@ -34,8 +35,11 @@ DOCUMENTS = [
 ]
 
 
-def rerank(url: str, query: str, documents: list[str]) -> list[float]:
-    body = json.dumps({"query": query, "documents": documents}).encode()
+def rerank(url: str, query: str, documents: list[str], instruction: str | None = None) -> list[float]:
+    request_body = {"query": query, "documents": documents}
+    if instruction:
+        request_body["chat_template_kwargs"] = {"instruction": instruction}
+    body = json.dumps(request_body).encode()
     request = urllib.request.Request(f"{url.rstrip('/')}/v1/rerank", body, {"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=600) as response:
         results = json.loads(response.read())["results"]
@@ -68,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.original_url:
             columns["original"] = rerank(args.original_url, query, formatted)
         if args.converted_url:
-            if args.raw and args.instruction != INSTRUCTION:
-                parser.error("--raw sends no instruction; drop --instruction or --raw")
-            raw = (args.query, documents) if args.raw else (query, formatted)
+            raw = (args.query, documents, args.instruction) if args.raw else (query, formatted)
             columns["converted"] = rerank(args.converted_url, *raw)
     except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError) as e:
         print(f"client.py: error: {e}", file=sys.stderr)
