@@ -113,8 +113,11 @@ def test_sentence_transformers_pairs_match_the_original(cross_encoder_pair):
 def test_sentence_transformers_prompt_is_the_instruction(cross_encoder_pair):
     src, _, model = cross_encoder_pair
     pairs = [Pair(p.query, p.document, INSTRUCTION) for p in PAIRS[:6]]
+    expected = official_scores(src, pairs)
+    for form in INPUT_FORMS:
+        sent = [as_sent(QWEN3_RERANKER, p.query, p.document, INSTRUCTION, form, i) for i, p in enumerate(pairs)]
+        assert max_delta(model.predict(sent, prompt=INSTRUCTION), expected) <= 1e-4, form
     scores = model.predict([(p.query, p.document) for p in pairs], prompt=INSTRUCTION)
-    assert max_delta(scores, official_scores(src, pairs)) <= 1e-4
     default = model.predict([(p.query, p.document) for p in pairs])
     assert max_delta(default, scores) > 1e-4, "the instruction must change the scores"
 
