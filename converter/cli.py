@@ -11,13 +11,55 @@ from .errors import SeqclsError
 from .recipes import METHODS, PRESET_NAMES
 from .verify.processes import DEFAULT_TIMEOUT
 
+EXAMPLES = {
+    "seqcls": """
+  seqcls convert Qwen/Qwen3-Reranker-8B -o converted/Qwen3-Reranker-8B-seq-cls
+  seqcls verify converted/Qwen3-Reranker-8B-seq-cls --original Qwen/Qwen3-Reranker-8B --backend vllm --device npu
+  seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device cuda --port 8000""",
+    "convert": """
+  seqcls convert Qwen/Qwen3-Reranker-8B -o converted/Qwen3-Reranker-8B-seq-cls
+  seqcls convert modelscope:Qwen/Qwen3-Reranker-0.6B --copy
+  seqcls convert ./my-causal-lm --tokens no,yes --method from_2_way_softmax""",
+    "verify": """
+  seqcls verify converted/Qwen3-Reranker-8B-seq-cls --original Qwen/Qwen3-Reranker-8B --dtype bfloat16
+  seqcls verify converted/Qwen3-Reranker-8B-seq-cls --original ./Qwen3-Reranker-8B --backend vllm --device npu \\
+      --dtype bfloat16 --report report.json --junit junit.xml --update-card
+  seqcls verify converted/Qwen3-Reranker-8B-seq-cls --original ./Qwen3-Reranker-8B --backend server \\
+      --original-url http://127.0.0.1:8000 --pairs pairs.jsonl""",
+    "serve": """
+  seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device cuda --port 8000
+  seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device npu --vllm-version 0.9.2 --print
+  seqcls serve ./Qwen3-Reranker-8B --print -- --max-num-seqs 64""",
+    "publish": """
+  seqcls publish converted/Qwen3-Reranker-8B-seq-cls --repo-id ORG/Qwen3-Reranker-8B-seq-cls --dry-run
+  seqcls publish converted/Qwen3-Reranker-8B-seq-cls --repo-id ORG/Qwen3-Reranker-8B-seq-cls --hub modelscope
+  seqcls publish converted/Qwen3-Reranker-8B-seq-cls --repo-id ORG/NAME --private --revision v1 --include 'eval/*'""",
+    "inspect": """
+  seqcls inspect converted/Qwen3-Reranker-8B-seq-cls
+  seqcls inspect ./Qwen3-Reranker-8B --json""",
+    "demo": """
+  seqcls demo
+  seqcls demo --preset mxbai-rerank-v2 --workdir /tmp/seqcls-demo""",
+}
+"""Two or three examples that end each ``--help`` (tests parse every one with this parser)."""
+
+
+def _epilog(command: str, note: str = "") -> str:
+    return (f"{note}\n\n" if note else "") + "examples:" + EXAMPLES[command]
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="seqcls", description=__doc__)
+    raw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
+    parser = argparse.ArgumentParser(prog="seqcls", description=__doc__, epilog=_epilog("seqcls"), **raw)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("convert", help="convert an LLM-as-reranker checkpoint to sequence classification")
+    p = sub.add_parser(
+        "convert",
+        help="convert an LLM-as-reranker checkpoint to sequence classification",
+        epilog=_epilog("convert"),
+        **raw,
+    )
     p.add_argument("src", help="source: a folder, ORG/NAME[@REV] (Hugging Face) or modelscope:ORG/NAME[@REV]")
     p.add_argument(
         "--hub",
@@ -43,7 +85,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_convert)
 
-    p = sub.add_parser("verify", help="prove the converted checkpoint scores like the original")
+    p = sub.add_parser(
+        "verify", help="prove the converted checkpoint scores like the original", epilog=_epilog("verify"), **raw
+    )
     p.add_argument("converted", type=Path, help="converted checkpoint folder")
     p.add_argument("--original", required=True, help="original: a folder or a hub id, as for convert")
     p.add_argument("--hub", choices=("hf", "modelscope"), help="hub of a bare ORG/NAME --original")
@@ -104,7 +148,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_verify)
 
-    p = sub.add_parser("serve", help="serve a checkpoint with vLLM, correctly configured (or --print the command)")
+    p = sub.add_parser(
+        "serve",
+        help="serve a checkpoint with vLLM, correctly configured (or --print the command)",
+        epilog=_epilog("serve"),
+        **raw,
+    )
     p.add_argument("checkpoint", type=Path, help="converted checkpoint folder (or an original, served with overrides)")
     p.add_argument("--device", choices=("cpu", "cuda", "npu"), default="cpu")
     p.add_argument("--port", type=int, default=8000)
@@ -116,12 +165,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false", default=None)
     p.add_argument("--print", action="store_true", help="print the command instead of running it")
     p.add_argument("--preset", choices=PRESET_NAMES, help="family of an original (default: recognised)")
-    p.epilog = "Arguments after -- go to vllm serve unchanged."
+    p.epilog = _epilog("serve", "Arguments after -- go to vllm serve unchanged.")
     p.set_defaults(extra=[])
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_serve)
 
-    p = sub.add_parser("publish", help="upload a verified converted checkpoint to the Hugging Face Hub or ModelScope")
+    p = sub.add_parser(
+        "publish",
+        help="upload a verified converted checkpoint to the Hugging Face Hub or ModelScope",
+        epilog=_epilog("publish"),
+        **raw,
+    )
     p.add_argument("checkpoint", type=Path, help="converted checkpoint folder")
     p.add_argument("--repo-id", required=True, help="ORG/NAME on the hub")
     p.add_argument("--hub", choices=("hf", "modelscope"), default="hf")
@@ -139,15 +193,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_publish)
 
-    p = sub.add_parser("inspect", help="say what a checkpoint is and whether it carries what loaders need")
+    p = sub.add_parser(
+        "inspect",
+        help="say what a checkpoint is and whether it carries what loaders need",
+        epilog=_epilog("inspect"),
+        **raw,
+    )
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--preset", choices=PRESET_NAMES, help="family of an original (default: recognised)")
-    p.epilog = "Exit code 1 when the checkpoint has problems a loader or publish would trip over (stray files too)."
+    p.epilog = _epilog(
+        "inspect", "Exit code 1 when the checkpoint has problems a loader or publish would trip over (stray files too)."
+    )
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_inspect)
 
-    p = sub.add_parser("demo", help="offline demo: build a tiny original, convert it, check parity")
+    p = sub.add_parser(
+        "demo", help="offline demo: build a tiny original, convert it, check parity", epilog=_epilog("demo"), **raw
+    )
     p.add_argument("--workdir", type=Path, default=Path("converted"), help="where the demo checkpoints go")
     p.add_argument("--rebuild", action="store_true", help="rebuild the tiny original")
     p.add_argument("--preset", choices=PRESET_NAMES, default=PRESET_NAMES[0], help="family to demo")

@@ -360,6 +360,11 @@ def chart(all_results: list[dict], path: Path) -> None:
 NOTES = """
 ## Notes
 
+- How it is measured: synthetic checkpoints of the real Qwen3-Reranker shapes (random finite bf16, shards of at
+  most 4 GB in model order, `lm_head` last), each method in its own process, interleaved in an order rotated every
+  run, `sync` after every run; medians with min–max, ratios measured side by side in the same run. The 8B shape
+  needs about 34 GB free disk (43 GB for all three shapes); the script checks first. `--quick` (a two-layer shape
+  with the real vocabulary, one run) is smoke-tested by the test suite.
 - `cp -r` is the floor for a copy: it moves every byte. `seqcls convert` hard-links untouched shards and writes
   only the shard that held `lm_head` (8B) or a small head shard (tied shapes), so its time and memory do not grow
   with the model. The full-load baseline loads the model twice (as vLLM's example converter does) and writes every
