@@ -95,7 +95,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", choices=("transformers", "vllm", "server"), default="transformers")
     p.add_argument("--device", choices=("cpu", "cuda", "npu"), default="cpu")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    p.add_argument("--pairs", type=Path, help="JSONL with query, document and optional instruction per line")
+    p.add_argument(
+        "--pairs",
+        type=Path,
+        help="JSONL (query, document; optional instruction, query_id, document_id, relevance) or a BEIR-layout folder",
+    )
+    p.add_argument("--split", default="test", help="BEIR qrels split: qrels/SPLIT.tsv (default: %(default)s)")
+    p.add_argument("--run", dest="run_file", type=Path, help="BEIR: candidates per query, a TREC run file")
     p.add_argument("--atol", type=float, help="max abs score difference (default: 1e-4 for float32)")
     p.add_argument("--max-length", type=int, help="model length for prompts and engines (default: min(config, 8192))")
     p.add_argument("--batch-size", type=int, default=8, help="transformers batch size")

@@ -1,4 +1,5 @@
-"""(query, document) pairs: the built-in set that exercises real cases, and user JSONL files."""
+"""(query, document) pairs: the built-in set that exercises real cases, and the user's own data: JSONL pairs, or a
+BEIR-layout folder with relevance judgements (qrels), so that verify can judge rankings as well as scores."""
 
 from __future__ import annotations
 
@@ -14,6 +15,20 @@ class Pair:
     query: str
     document: str
     instruction: str | None = None
+    query_id: str | None = None
+    """Groups pairs into one query's ranking (BEIR, or ``query_id`` in JSONL); None: the query text does."""
+    document_id: str | None = None
+
+
+Qrels = dict[str, dict[str, int]]
+"""query id -> document id -> graded relevance, as in BEIR's ``qrels/<split>.tsv``."""
+
+
+@dataclass(frozen=True)
+class PairSet:
+    pairs: list[Pair]
+    qrels: Qrels | None = None
+    """Judgements for ranking metrics (NDCG@10, MRR@10); None: there are none."""
 
 
 SEED_PAIRS = (
@@ -95,26 +110,133 @@ def builtin_pairs(long_document: str) -> list[Pair]:
     ]
 
 
-def load_pairs(path: Path) -> list[Pair]:
-    """JSONL with ``query``, ``document`` and an optional ``instruction`` per line."""
-    pairs = []
-    try:
-        lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as e:
-        raise SeqclsError(f"cannot read pairs file {path}: {e}") from None
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except ValueError as e:
-            raise SeqclsError(f"{path}:{number}: not valid JSON ({e})") from None
-        if not (isinstance(row, dict) and isinstance(row.get("query"), str) and isinstance(row.get("document"), str)):
-            raise SeqclsError(f"{path}:{number}: each line needs string fields 'query' and 'document'")
+def load_pair_set(path: Path, split: str = "test", run: Path | None = None) -> PairSet:
+    """A JSONL file of pairs, or a BEIR-layout folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
+    A folder's candidates are ``run`` (TREC run format, or ``query-id<TAB>corpus-id``) where given, else each
+    query's judged documents."""
+    path = Path(path)
+    if path.is_dir():
+        return load_beir(path, split, run)
+    if run is not None:
+        raise SeqclsError("--run applies to a BEIR-layout --pairs folder")
+    return load_pairs(path)
+
+
+def load_pairs(path: Path) -> PairSet:
+    """JSONL with ``query``, ``document`` and optional ``instruction``, ``query_id``, ``document_id`` and
+    ``relevance`` (a graded judgement; given on any line, it makes qrels of the lines that have one)."""
+    pairs, qrels = [], {}
+    for where, row in _jsonl(Path(path)):
+        if not (isinstance(row.get("query"), str) and isinstance(row.get("document"), str)):
+            raise SeqclsError(f"{where}: each line needs string fields 'query' and 'document'")
         instruction = row.get("instruction")
         if instruction is not None and not isinstance(instruction, str):
-            raise SeqclsError(f"{path}:{number}: 'instruction' must be a string")
-        pairs.append(Pair(row["query"], row["document"], instruction))
+            raise SeqclsError(f"{where}: 'instruction' must be a string")
+        qid, did = row.get("query_id"), row.get("document_id")
+        pair = Pair(row["query"], row["document"], instruction, _id(qid, where), _id(did, where))
+        if "relevance" in row:
+            if not isinstance(row["relevance"], int) or did is None:
+                raise SeqclsError(f"{where}: 'relevance' must be an integer, on a line with a 'document_id'")
+            qrels.setdefault(pair.query_id or pair.query, {})[pair.document_id] = row["relevance"]
+        pairs.append(pair)
     if not pairs:
         raise SeqclsError(f"{path} holds no pairs")
-    return pairs
+    return PairSet(pairs, qrels or None)
+
+
+def load_beir(folder: Path, split: str = "test", run: Path | None = None) -> PairSet:
+    """Only the documents the candidates name are kept while ``corpus.jsonl`` streams past, so a corpus of millions
+    costs the memory of the judged ones."""
+    files = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl"}
+    files["qrels"] = folder / "qrels" / f"{split}.tsv"
+    for path in files.values():
+        if not path.is_file():
+            splits = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+            hint = (
+                f" (splits here: {', '.join(splits)}; choose one with --split)"
+                if splits and path.suffix == ".tsv"
+                else ""
+            )
+            raise SeqclsError(f"{folder} is not a BEIR-layout folder: {path.relative_to(folder)} is missing{hint}")
+    qrels = _read_qrels(files["qrels"])
+    candidates = _read_run(run) if run else {q: list(docs) for q, docs in qrels.items()}
+    queries = {}
+    for _, row in _jsonl(files["queries"]):
+        if (qid := str(row.get("_id"))) in candidates:
+            queries[qid] = str(row.get("text") or "")
+    wanted = {d for docs in candidates.values() for d in docs}
+    corpus = {}
+    for _, row in _jsonl(files["corpus"]):
+        if (doc_id := str(row.get("_id"))) in wanted:
+            corpus[doc_id] = f"{row.get('title') or ''} {row.get('text') or ''}".strip()
+    source = run or files["qrels"]
+    for qid, docs in candidates.items():
+        if qid not in queries:
+            raise SeqclsError(f"{source} names query id {qid!r}, which queries.jsonl lacks")
+        for doc_id in docs:
+            if doc_id not in corpus:
+                raise SeqclsError(f"{source} names corpus id {doc_id!r} (query {qid!r}), which corpus.jsonl lacks")
+    pairs = [Pair(queries[q], corpus[d], None, q, d) for q, docs in candidates.items() for d in docs]
+    if not pairs:
+        raise SeqclsError(f"{source} names no (query, document) pairs")
+    return PairSet(pairs, qrels)
+
+
+def _read_qrels(path: Path) -> Qrels:
+    qrels: Qrels = {}
+    for number, fields in _tsv(path):
+        if number == 1 and not fields[-1].lstrip("-").isdigit():
+            continue  # the header
+        if len(fields) not in (3, 4) or not fields[-1].lstrip("-").isdigit():
+            raise SeqclsError(f"{path}:{number}: expected query-id, corpus-id and an integer score")
+        qrels.setdefault(fields[0], {})[fields[-2]] = int(fields[-1])
+    return qrels
+
+
+def _read_run(path: Path) -> dict[str, list[str]]:
+    """TREC run lines (``qid Q0 docid rank score tag``) or ``qid<TAB>docid``, in file order per query."""
+    run: dict[str, list[str]] = {}
+    for number, fields in _tsv(path):
+        if len(fields) == 6:
+            qid, doc_id = fields[0], fields[2]
+        elif len(fields) == 2:
+            qid, doc_id = fields
+        else:
+            raise SeqclsError(f"{path}:{number}: expected a TREC run line or query-id and corpus-id")
+        if doc_id not in run.setdefault(qid, []):
+            run[qid].append(doc_id)
+    return run
+
+
+def _tsv(path: Path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if line.strip():
+                    yield number, line.split()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SeqclsError(f"cannot read {path}: {e}") from None
+
+
+def _jsonl(path: Path):
+    """(``path:line``, the object) for each non-empty line, read as it streams."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    raise SeqclsError(f"{path}:{number}: not valid JSON ({e})") from None
+                if not isinstance(row, dict):
+                    raise SeqclsError(f"{path}:{number}: each line must be a JSON object")
+                yield f"{path}:{number}", row
+    except (OSError, UnicodeDecodeError) as e:
+        raise SeqclsError(f"cannot read {path}: {e}") from None
+
+
+def _id(value: object, where: str) -> str | None:
+    if value is None or isinstance(value, (str, int)):
+        return None if value is None else str(value)
+    raise SeqclsError(f"{where}: ids must be strings or integers")

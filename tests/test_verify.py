@@ -11,7 +11,7 @@ from helpers import load_all, rewrite_tensor
 from converter import convert
 from converter.cli import run
 from converter.verify import verify
-from converter.verify.metrics import kendall_tau
+from converter.verify.rankings import kendall_tau
 
 
 @pytest.mark.slow  # inner loop: see docs/testing.md

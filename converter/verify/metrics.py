@@ -1,4 +1,4 @@
-"""Compare two sides' scores: deltas, per-query ranking agreement, and prompt token ids."""
+"""Compare two sides' scores: deltas, rankings (``rankings.py``), prompt token ids and input forms."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, field
 
-from ..pairs import Pair
+from ..pairs import Pair, Qrels
 from .backends import BackendRun
+from .rankings import QueryRanking, rank_queries, summarize
 
 DEFAULT_ATOL = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 5e-3}
 """fp32 is the contract. The half-precision bounds cover the original path's rounding of each logit to the model
@@ -32,14 +33,6 @@ class EndpointComparison:
 
 
 @dataclass(frozen=True)
-class Ranking:
-    query: str
-    documents: int
-    kendall_tau: float | None
-    top1_equal: bool
-
-
-@dataclass(frozen=True)
 class FormComparison:
     scores: list[EndpointComparison]
     """Raw pairs (``original`` here) against the same pairs sent in this form (``converted``), per endpoint."""
@@ -52,7 +45,9 @@ class Verdict:
     endpoints: list[EndpointComparison]
     """Original path against converted, per endpoint."""
     max_abs_logit_delta: float | None
-    rankings: list[Ranking]
+    rankings: list[QueryRanking]
+    ranking_summary: dict | None
+    """Overall ranking figures; with judgements, ``ndcg_ok`` is part of the verdict."""
     token_mismatches: list[int]
     """Pairs whose prompt token ids differ between the two paths: a failure of its own."""
     official_token_mismatches: list[int] | None
@@ -72,8 +67,17 @@ class Verdict:
         return self.endpoints if self.converted_vs_reference is None else self.converted_vs_reference
 
     @property
+    def ndcg_failed(self) -> bool:
+        return bool(self.ranking_summary) and self.ranking_summary.get("ndcg_ok") is False
+
+    @property
     def passed(self) -> bool:
-        return not self.token_mismatches and not any(e.failed for e in self.judged) and not self.forms_failed
+        return (
+            not self.token_mismatches
+            and not any(e.failed for e in self.judged)
+            and not self.forms_failed
+            and not self.ndcg_failed
+        )
 
     @property
     def failed_pairs(self) -> list[int]:
@@ -82,27 +86,6 @@ class Verdict:
     @property
     def original_deviates(self) -> bool:
         return bool(self.original_vs_reference) and any(e.failed for e in self.original_vs_reference)
-
-
-def kendall_tau(a: list[float], b: list[float]) -> float | None:
-    """Kendall's tau-b, which handles ties; None for fewer than two items or no untied pair."""
-    concordant = discordant = ties_a = ties_b = 0
-    for i in range(len(a)):
-        for j in range(i + 1, len(a)):
-            da, db = a[i] - a[j], b[i] - b[j]
-            if da == 0 and db == 0:
-                continue
-            if da == 0:
-                ties_a += 1
-            elif db == 0:
-                ties_b += 1
-            elif (da > 0) == (db > 0):
-                concordant += 1
-            else:
-                discordant += 1
-    n0 = concordant + discordant
-    denominator = math.sqrt((n0 + ties_a) * (n0 + ties_b))
-    return (concordant - discordant) / denominator if denominator else None
 
 
 def _logit(p: float) -> float | None:
@@ -123,7 +106,10 @@ def _against_reference(side, reference, atol: float) -> list[EndpointComparison]
     ]
 
 
-def compare(pairs: list[Pair], run: BackendRun, atol: float) -> Verdict:
+def compare(
+    pairs: list[Pair], run: BackendRun, atol: float, dtype: str = "float32", qrels: Qrels | None = None
+) -> Verdict:
+    """``dtype`` sets the ranking tolerance (``NDCG_ATOL``) where ``qrels`` judge the rankings."""
     endpoints = [
         _compare(name, before, run.converted.scores[name], atol) for name, before in run.original.scores.items()
     ]
@@ -135,17 +121,10 @@ def compare(pairs: list[Pair], run: BackendRun, atol: float) -> Verdict:
         as_logits = [(_logit(a), _logit(b)) for a, b in zip(primary.original, primary.converted)]
         logit_deltas = [abs(a - b) for a, b in as_logits if a is not None and b is not None]
 
-    groups: dict[tuple[str, str | None], list[int]] = {}
-    for i, p in enumerate(pairs):
-        groups.setdefault((p.query, p.instruction), []).append(i)
-    rankings = []
-    for (query, _), members in groups.items():
-        if len(members) < 2:
-            continue
-        a = [primary.original[i] for i in members]
-        b = [primary.converted[i] for i in members]
-        top_a, top_b = max(range(len(a)), key=a.__getitem__), max(range(len(b)), key=b.__getitem__)
-        rankings.append(Ranking(query, len(members), kendall_tau(a, b), top_a == top_b))
+    sides = {"original": primary.original, "converted": primary.converted}
+    if run.reference is not None:
+        sides = {"reference": next(iter(run.reference.scores.values())), **sides}
+    rankings = rank_queries(pairs, sides, qrels)
 
     ids_a, ids_b = run.original.token_ids, run.converted.token_ids
     token_mismatches = [i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y] if ids_a and ids_b else []
@@ -160,7 +139,8 @@ def compare(pairs: list[Pair], run: BackendRun, atol: float) -> Verdict:
         }
     forms = {name: _compare_form(run.converted, side, atol) for name, side in run.converted.forms.items()}
     return Verdict(
-        atol, endpoints, max(logit_deltas, default=None), rankings, token_mismatches, official, **against,
+        atol, endpoints, max(logit_deltas, default=None), rankings, summarize(rankings, dtype), token_mismatches,
+        official, **against,
         input_forms=forms,
     )  # fmt: skip
 

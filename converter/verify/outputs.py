@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -29,6 +30,7 @@ def markdown(report: dict) -> str:
     lines += [
         f"## seqcls verify: {verdict}" + (f": {report['failure']}" if report.get("failure") else ""),
         "",
+        *_ranking_lead(report.get("ranking_summary")),
         f"backend {report['backend']} · device {report['device']} · dtype {report['dtype']} · "
         f"atol {report['atol']:.0e} · {len(report['pairs'])} pairs · {report['environment'].get('vllm', '')}".rstrip(
             " ·"
@@ -59,10 +61,8 @@ def markdown(report: dict) -> str:
     lines.append(f"max abs Δlogit: {'n/a' if logit is None else f'{logit:.2e}'}")
     lines.append(f"original side: {CACHE_STATES.get(report.get('cache', {}).get('original'), 'scored')}")
     tokens = report["token_ids"]
-    lines.append(
-        f"prompt token ids: {'identical' if not tokens['mismatched_pairs'] else 'DIFFER in pairs '}"
-        + ", ".join(map(str, tokens["mismatched_pairs"]))
-    )
+    mismatched = tokens["mismatched_pairs"]
+    lines.append(f"prompt token ids: {f'DIFFER in pairs {_some(mismatched)}' if mismatched else 'identical'}")
     if forms := report.get("input_forms"):
         states = []
         for name, f in forms.items():
@@ -70,27 +70,98 @@ def markdown(report: dict) -> str:
             state = f"DIFFERENT, max abs Δ {f['max_abs_delta']:.2e}" if bad else "same"
             states.append(f"{name} ({f['pairs']} pairs): {state}")
         lines.append(f"input through the score template, against raw pairs: {'; '.join(states)}")
-    if tokens["official_mismatched_pairs"]:
-        lines.append(f"note: ids differ from the official formatting in pairs {tokens['official_mismatched_pairs']}")
-    for r in report["rankings"]:
-        tau = "n/a" if r["kendall_tau"] is None else f"{r['kendall_tau']:.3f}"
-        lines.append(
-            f"ranking {r['query'][:40]!r} ({r['documents']} docs): Kendall τ {tau}, top-1 equal {r['top1_equal']}"
-        )
+    if unofficial := tokens["official_mismatched_pairs"]:
+        lines.append(f"note: ids differ from the official formatting in pairs {_some(unofficial)}")
+    lines += _throughput(report.get("timings", {}))
+    lines += _queries(report["rankings"])
     if len(m["endpoints"]) > 1:
         lines += ["", f"per pair: {next(iter(m['endpoints']))} shown, ok covers every label"]
-    with_reference = bool(report.get("reference"))
-    lines += ["", markdown_table(
-        ("#", "query", "document", *(("reference",) if with_reference else ()), "original path", "converted",
-         "abs Δ", "ok"),
-        [
-            (str(i), shorten(p["query"]), shorten(p["document"]) or "(empty)",
-             *((f"{p['reference']:.6f}",) if with_reference else ()), f"{p['original']:.6f}",
-             f"{p['converted']:.6f}", f"{p['abs_delta']:.1e}", "yes" if p["ok"] else "NO")
-            for i, p in enumerate(report["pairs"])
-        ],
-    )]  # fmt: skip
+    lines += _pair_table(report)
     return "\n".join(lines)
+
+
+def _some(indices: list[int], n: int = 20) -> str:
+    shown = ", ".join(map(str, indices[:n]))
+    return shown + (f" … ({len(indices)} in all)" if len(indices) > n else "")
+
+
+SHOWN_PAIRS = 20
+SHOWN_QUERIES = 10
+
+
+def _ranking_lead(summary: dict | None) -> list[str]:
+    """With judgements, the summary leads with what users get: ΔNDCG@10 and ΔMRR@10."""
+    if not summary or "ndcg10" not in summary:
+        return []
+    ndcg, mrr, base = summary["ndcg10"], summary["mrr10"], summary["baseline"]
+    state = "within" if summary["ndcg_ok"] else "OUTSIDE"
+    sides = " · ".join(f"{side} {ndcg[side]:.4f}" for side in ndcg)
+    return [
+        f"**ΔNDCG@10 {summary['delta_ndcg10']:+.2e}** (converted − {base}; {state} ±{summary['ndcg_atol']:.0e}) · "
+        f"ΔMRR@10 {summary['delta_mrr10']:+.2e} · {summary['judged_queries']} judged queries (largest |ΔNDCG@10| of "
+        f"one query {summary['max_abs_query_delta_ndcg10']:.1e})",
+        f"NDCG@10: {sides} · MRR@10: " + " · ".join(f"{side} {mrr[side]:.4f}" for side in mrr),
+        "",
+    ]
+
+
+def _throughput(timings: dict) -> list[str]:
+    shown = [
+        f"{side} {t['pairs_per_second']:.1f} pairs/s"
+        + (f", {t['tokens_per_second']:.0f} tokens/s" if "tokens_per_second" in t else "")
+        for side, t in timings.items()
+        if "pairs_per_second" in t
+    ]
+    return [f"scoring: {'; '.join(shown)}"] if shown else []
+
+
+def _queries(rankings: list[dict]) -> list[str]:
+    """A line per query for a few, else their distribution and the worst ones."""
+    if not rankings:
+        return []
+    lines = [""]
+    if len(rankings) > SHOWN_QUERIES:
+        taus = sorted(r["kendall_tau"] for r in rankings if r["kendall_tau"] is not None)
+        top1 = sum(r["top1_equal"] for r in rankings) / len(rankings)
+        top10 = sum(r["top10_overlap"] for r in rankings) / len(rankings)
+        spread = f"Kendall τ min {taus[0]:.3f}, median {taus[len(taus) // 2]:.3f}; " if taus else ""
+        lines.append(
+            f"{len(rankings)} rankings: {spread}top-1 equal in {top1:.1%}, top-10 overlap {top10:.1%}; "
+            f"the {SHOWN_QUERIES} that differ most:"
+        )
+
+    def badness(r: dict) -> tuple[float, float]:
+        return (abs(r.get("delta_ndcg10") or 0.0), -(r["kendall_tau"] if r["kendall_tau"] is not None else 1.0))
+
+    for r in sorted(rankings, key=badness, reverse=True)[:SHOWN_QUERIES]:
+        tau = "n/a" if r["kendall_tau"] is None else f"{r['kendall_tau']:.3f}"
+        ndcg = f", ΔNDCG@10 {r['delta_ndcg10']:+.1e}" if r.get("delta_ndcg10") is not None else ""
+        lines.append(
+            f"ranking {shorten(r['query'], 40)!r} ({r['documents']} docs): Kendall τ {tau}, "
+            f"top-1 equal {r['top1_equal']}, top-10 overlap {r['top10_overlap']:.0%}{ndcg}"
+        )
+    return lines
+
+
+def _pair_table(report: dict) -> list[str]:
+    """Every pair for a few; the worst ``SHOWN_PAIRS`` of many (the JSON report keeps them all)."""
+    pairs = report["pairs"]
+    shown = range(len(pairs))
+    lines = [""]
+    if len(pairs) > SHOWN_PAIRS:
+        shown = sorted(shown, key=lambda i: pairs[i]["abs_delta"], reverse=True)[:SHOWN_PAIRS]
+        lines.append(f"the {SHOWN_PAIRS} pairs of {len(pairs)} with the largest abs Δ:")
+        lines.append("")
+    with_reference = bool(report.get("reference"))
+    header = ("#", "query", "document", *(("reference",) if with_reference else ()), "original path", "converted",
+              "abs Δ", "ok")  # fmt: skip
+    rows = [
+        (str(i), shorten(pairs[i]["query"]), shorten(pairs[i]["document"]) or "(empty)",
+         *((f"{pairs[i]['reference']:.6f}",) if with_reference else ()), f"{pairs[i]['original']:.6f}",
+         f"{pairs[i]['converted']:.6f}", f"{pairs[i]['abs_delta']:.1e}", "yes" if pairs[i]["ok"] else "NO")
+        for i in shown
+    ]  # fmt: skip
+    return [*lines, markdown_table(header, rows)]
 
 
 def write_junit(report: dict, path: Path) -> None:
@@ -132,13 +203,19 @@ def write_plot(report: dict, path: Path) -> bool:
     original = [p["original"] for p in report["pairs"]]
     converted = [p["converted"] for p in report["pairs"]]
     colors = ["tab:blue" if p["ok"] else "tab:red" for p in report["pairs"]]
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=120)
+    fig, (ax, hist) = plt.subplots(1, 2, figsize=(10, 5), dpi=120)
     ax.plot([0, 1], [0, 1], color="0.8", lw=1, zorder=0)
-    ax.scatter(original, converted, c=colors, s=18)
+    ax.scatter(original, converted, c=colors, s=18 if len(colors) < 2000 else 2)
     ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="original score", ylabel="converted score")
     ax.set_title(
         f"{report['backend']} · {report['dtype']} · max abs Δ {report['metrics']['max_abs_delta']:.1e}", fontsize=10
     )
+    deltas = [max(p["abs_delta"], 1e-12) for p in report["pairs"]]
+    low, high = math.log10(min(deltas)), math.log10(max(max(deltas), report["atol"]) * 1.01)
+    hist.hist(deltas, bins=[10 ** (low + (high - low) * i / 40) for i in range(41)], color="tab:blue")
+    hist.axvline(report["atol"], color="tab:red", lw=1, label=f"atol {report['atol']:.0e}")
+    hist.set(xscale="log", xlabel="|Δscore| (converted − original path)", ylabel="pairs")
+    hist.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)

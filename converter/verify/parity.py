@@ -13,7 +13,7 @@ from pathlib import Path
 from ..errors import SeqclsError
 from ..io.checkpoint import read_config
 from ..io.fingerprint import fingerprint
-from ..pairs import LONG_FILLER, Pair, builtin_pairs, load_pairs
+from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set
 from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
 from . import cache
@@ -37,7 +37,11 @@ class VerifyOptions:
     device: str = "cpu"
     dtype: str = "float32"
     pairs_file: Path | None = None
-    """JSONL pairs; None: the built-in set."""
+    """JSONL pairs or a BEIR-layout folder; None: the built-in set."""
+    split: str = "test"
+    """The BEIR qrels split (``qrels/<split>.tsv``)."""
+    run_file: Path | None = None
+    """A BEIR folder's candidates per query (TREC run file); None: each query's judged documents."""
     atol: float | None = None
     """None: the dtype's default (``DEFAULT_ATOL``)."""
     max_length: int | None = None
@@ -77,12 +81,13 @@ def verify(
     options: VerifyOptions | None = None,
     *,
     pairs: list[Pair] | None = None,
+    qrels: Qrels | None = None,
     **changes,
 ) -> dict:
     """Returns the report; ``report["verdict"]`` is "pass" or "fail". Raises ``SeqclsError`` for bad input.
 
-    Pairs come from ``pairs``, else ``options.pairs_file``, else the built-in set. ``changes`` replace fields of
-    ``options`` (``verify(out, src, backend="vllm")``)."""
+    Pairs come from ``pairs`` (judged by ``qrels`` where given), else ``options.pairs_file``, else the built-in set.
+    ``changes`` replace fields of ``options`` (``verify(out, src, backend="vllm")``)."""
     o = dataclasses.replace(options or VerifyOptions(), **changes)
     if o.backend not in BACKENDS:
         raise SeqclsError(f"unknown backend {o.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -96,10 +101,13 @@ def verify(
     recipe, config = _check_inputs(converted, original)
     overrides = _original_overrides(o, original, config)
     limit = o.max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
-    if pairs is None:
-        pairs = (
-            load_pairs(Path(o.pairs_file)) if o.pairs_file else builtin_pairs(_long_document(original, recipe, limit))
-        )
+    if pairs is None and o.pairs_file:
+        loaded = load_pair_set(Path(o.pairs_file), o.split, Path(o.run_file) if o.run_file else None)
+        pairs, qrels = loaded.pairs, loaded.qrels
+    elif pairs is None:
+        pairs = builtin_pairs(_long_document(original, recipe, limit))
+    if not pairs:
+        raise SeqclsError("no pairs to verify")
     tolerance = DEFAULT_ATOL[o.dtype] if o.atol is None else o.atol
     log_dir = Path(o.log_dir) if o.log_dir else Path(o.report).parent if o.report else converted.parent / "verify-logs"
     settings = Settings(
@@ -110,7 +118,7 @@ def verify(
     )  # fmt: skip
     started = time.monotonic()
     run, cached = _score(settings, o)
-    verdict = compare(pairs, run, tolerance)
+    verdict = compare(pairs, run, tolerance, o.dtype, qrels)
     result = _report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
     result["cache"] = cached
     if o.report:
@@ -249,6 +257,19 @@ def _environment(run_env: dict) -> dict:
     return env | run_env
 
 
+def _throughput(run: BackendRun, n: int) -> dict:
+    """Each side's timings, with pairs/s and tokens/s where its scoring was timed."""
+    timings = {}
+    for name, side in (("original", run.original), ("converted", run.converted)):
+        t = dict(side.timings)
+        if t.get("score_seconds"):
+            t["pairs_per_second"] = n / t["score_seconds"]
+            if side.token_ids:
+                t["tokens_per_second"] = sum(map(len, side.token_ids)) / t["score_seconds"]
+        timings[name] = t
+    return timings
+
+
 def _endpoint_stats(comparisons: list) -> dict:
     return {
         e.endpoint: {
@@ -289,6 +310,12 @@ def _judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | No
             failures.append(f"the original path deviates too {deviation(v.original_vs_reference)}")
     elif judged_failed:
         failures.append(f"the converted checkpoint deviates from the original path {deviation(v.endpoints)}")
+    if v.ndcg_failed:
+        summary = v.ranking_summary
+        failures.append(
+            f"NDCG@10 moves by {summary['delta_ndcg10']:+.1e} against the {summary['baseline']} "
+            f"(tolerance {summary['ndcg_atol']:.0e}, {summary['judged_queries']} judged queries)"
+        )
     if v.forms_failed:
         failures.append(
             f"its score template gives {' and '.join(v.forms_failed)} input other prompts or scores than raw pairs "
@@ -323,7 +350,7 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
         "max_length": s.max_length,
         "seconds": round(seconds, 1),
         "prompts": prompts,
-        "timings": run.timings,
+        "timings": _throughput(run, len(pairs)),
         "reference": reference,
         "inputs": {
             "original": {
@@ -341,7 +368,8 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
             "max_abs_logit_delta": v.max_abs_logit_delta,
             "endpoints": _endpoint_stats(v.endpoints),
         },
-        "rankings": [asdict(r) for r in v.rankings],
+        "ranking_summary": v.ranking_summary,
+        "rankings": [asdict(r) | {"delta_ndcg10": r.delta_ndcg10} for r in v.rankings],
         "token_ids": {
             "mismatched_pairs": v.token_mismatches,
             "official_mismatched_pairs": v.official_token_mismatches,
