@@ -89,7 +89,7 @@ def score_original(
     from transformers import AutoModelForCausalLM
 
     started = time.perf_counter()
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), device_map=device).eval()
     loaded = time.perf_counter()
     rows = []
     with torch.inference_mode():
@@ -112,7 +112,9 @@ def score_converted(
     from transformers import AutoModelForSequenceClassification
 
     started = time.perf_counter()
-    model = AutoModelForSequenceClassification.from_pretrained(folder, dtype=getattr(torch, dtype)).to(device).eval()
+    model = AutoModelForSequenceClassification.from_pretrained(
+        folder, dtype=getattr(torch, dtype), device_map=device
+    ).eval()
     loaded = time.perf_counter()
     rows = []
     with torch.inference_mode():

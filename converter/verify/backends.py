@@ -234,6 +234,7 @@ class TransformersBackend:
         from ..reference import score_converted, score_original
 
         s, ids = self.s, self._ids(which)
+        self._check_memory(which, ids)
         common = {"pad_id": self.pad_id, "dtype": s.dtype, "batch_size": s.batch_size, "device": s.device}
         if which == "original":
             scores = score_original(s.original, ids, s.recipe, label_ids=_label_ids(s), **common)
@@ -242,6 +243,16 @@ class TransformersBackend:
         timings = {"load_seconds": scores.load_seconds, "score_seconds": scores.score_seconds}
         per_label = dict(zip(endpoint_names(s.recipe), scores.per_label))
         return Side(per_label, scores.logits, ids, OFFICIAL, timings)
+
+    def _check_memory(self, which: str, ids: list[list[int]]) -> None:
+        """Before loading: refuse in one line a model that would not fit (see ``memory.py``)."""
+        from .memory import check, estimate
+
+        s, folder = self.s, self.s.folder(which)
+        width = int(read_config(folder).get("vocab_size") or 1) if which == "original" else s.recipe.num_labels
+        need = estimate(folder, s.dtype, min(s.batch_size, len(ids)), max(map(len, ids), default=1), width)
+        what = "the original" if which == "original" else "the converted checkpoint"
+        check(f"{what} ({folder.name})", need, s.dtype, s.device)
 
 
 def _label_ids(s: Settings) -> tuple[int, ...]:
