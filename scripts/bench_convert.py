@@ -108,7 +108,7 @@ def synthesize(name: str, s: Shape, folder: Path) -> Path:
         "num_hidden_layers": s.layers, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
         "head_dim": HEAD_DIM, "intermediate_size": s.intermediate, "vocab_size": VOCAB,
         "tie_word_embeddings": s.tied, "torch_dtype": "bfloat16", "bos_token_id": 151643, "eos_token_id": 151645,
-        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000,
+        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000, "transformers_version": "4.51.0",
     }  # fmt: skip
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     build_qwen3_tokenizer().save_pretrained(tmp)

@@ -48,3 +48,21 @@ def test_bench_quick(tmp_path):
     assert "| tiny (0.1 GB) | seqcls convert |" in text and "## Targets" in text and "benchmarks.png" in text
     assert (tmp_path / "benchmarks.png").read_bytes()[:4] == b"\x89PNG"
     assert (docs.read_bytes() if docs.exists() else None) == before, "--quick must not touch docs/"
+
+
+@pytest.mark.slow
+def test_bench_scoring_quick(tmp_path):
+    """scripts/bench_scoring.py --quick: the three scoring methods, each in its own process, on the tiny shape (the
+    table's numbers are not checked)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_scoring.py"), "--quick", "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = (tmp_path / "scoring.md").read_text()
+    rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "GiB" in line]
+    assert [r[0] for r in rows] == ["| model card", "| logits_to_keep=1", "| converted"]
+    assert all(float(r[1]) > 0 for r in rows) and rows[0][3] == "1.00"

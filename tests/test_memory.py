@@ -43,7 +43,7 @@ def shape_8b(tmp_path_factory, pair_of):
         "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": s.hidden,
         "num_hidden_layers": s.layers, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
         "head_dim": 128, "intermediate_size": s.intermediate, "vocab_size": 151669, "tie_word_embeddings": False,
-        "torch_dtype": "bfloat16", "max_position_embeddings": 40960,
+        "torch_dtype": "bfloat16", "max_position_embeddings": 40960, "transformers_version": "4.51.0",
     }  # fmt: skip
     (src / "config.json").write_text(json.dumps(config))
     _, tiny_converted = pair_of("untied-fp32-single")
