@@ -147,7 +147,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=ROOT / "bench")
     parser.add_argument("--out", type=Path, help="the Markdown results (default: docs/scoring.md)")
-    parser.add_argument("--quick", action="store_true", help="tiny shape, 8 pairs of 128 tokens, batch 4, 1 run")
+    parser.add_argument("--quick", action="store_true", help="tiny shape, 4 pairs of 128 tokens, batch 2, 1 run")
     parser.add_argument("--worker", dest="method", help=argparse.SUPPRESS)
     for hidden in ("--original", "--converted", "--ids"):
         parser.add_argument(hidden, help=argparse.SUPPRESS)
@@ -158,7 +158,7 @@ def main() -> None:
     if args.method:
         return worker(args)
     if args.quick:
-        args.shape, args.pairs, args.tokens, args.batch, args.runs = "tiny", 8, 128, 4, 1
+        args.shape, args.pairs, args.tokens, args.batch, args.runs = "tiny", 4, 128, 2, 1
     args.workdir.mkdir(parents=True, exist_ok=True)
     original, converted, ids_file, label_ids, pad = prepare(args)
     common = [

@@ -42,16 +42,19 @@ def test_rendered_template_tokenizes_to_the_official_ids(pair_of):
 
 
 @pytest.mark.parametrize("family", list(FAMILY_ORIGINALS))
-@pytest.mark.parametrize("for_tokenizer", [False, True], ids=["score_template", "chat_template"])
-def test_seed_formatted_and_mixed_input_is_not_wrapped_twice(pair_of, family, for_tokenizer):
-    """Every form a client may send (raw, formatted by hand as the seed does, a mix) renders the same prompt: the
-    official ids for Qwen3 and bge (mxbai's template ids differ from its piecewise reference at two newlines, see
-    test_presets, and equal the raw form's)."""
+def test_seed_formatted_and_mixed_input_is_not_wrapped_twice(pair_of, family):
+    """Every form a client may send (raw, formatted by hand as the seed does, a mix) renders the same prompt, in the
+    score template (vLLM) and the tokenizer's chat template: the official ids for Qwen3 and bge (mxbai's template ids
+    differ from its piecewise reference at two newlines, see test_presets, and equal the raw form's)."""
     recipe = preset(family)
     _, out = pair_of(FAMILY_ORIGINALS[family])
     tokenizer = AutoTokenizer.from_pretrained(out)
-    template = score_template(recipe, for_tokenizer=for_tokenizer)
     pairs = [*PAIRS, Pair("instruction given", "second document", "Retrieve passages that contradict the query")]
+    for for_tokenizer in (False, True):
+        _check_forms(tokenizer, recipe, pairs, score_template(recipe, for_tokenizer=for_tokenizer), for_tokenizer)
+
+
+def _check_forms(tokenizer, recipe, pairs, template, for_tokenizer):
     special = {"add_special_tokens": not for_tokenizer}
     ids = {}
     for form in INPUT_FORMS:
@@ -63,7 +66,7 @@ def test_seed_formatted_and_mixed_input_is_not_wrapped_twice(pair_of, family, fo
             text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, **kwargs)
             ids[form].append(tokenizer(text, **special)["input_ids"])
     assert ids["seed-formatted"] == ids["raw"] and ids["mixed"] == ids["raw"]
-    if family != "mxbai-rerank-v2":
+    if recipe.name != "mxbai-rerank-v2":
         assert ids["raw"] == encode_official(tokenizer, recipe, pairs)
 
 

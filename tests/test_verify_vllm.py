@@ -103,6 +103,7 @@ def test_vllm_backend_tied_fp32(qwen3_vllm):
     assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
     assert _engine_logs(logs) == ["vllm-converted.log", "vllm-original.log"]
     assert all(report["timings"][side]["load_seconds"] > 0 for side in ("original", "converted"))
+    assert all(report["timings"][side]["tokens_per_second"] > 0 for side in ("original", "converted"))
     pairs = [Pair(p["query"], p["document"], p["instruction"]) for p in report["pairs"]]
     assert any(p.instruction for p in pairs) and any(p.document.endswith("\n") for p in pairs)
     assert max(len(p.document) for p in pairs) > 10_000
@@ -320,23 +321,6 @@ def original_server(original, tmp_path_factory):
     assert _servers_running(src) == 0, "the original's server outlived its context"
 
 
-@pytest.mark.xdist_group("original-server")
-@pytest.mark.vllm_processes
-def test_server_backend_rerank_and_score(original_server, pair_of, tmp_path, capsys):
-    src, url = original_server
-    _, out = pair_of("tied-bf16-single")
-    args = ["verify", str(out), "--original", str(src), "--backend", "server", "--original-url", url]
-    assert run([*args, "--report", str(tmp_path / "r.json")]) == 0, capsys.readouterr()
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert set(report["metrics"]["endpoints"]) == {"/v1/rerank", "/score"}
-    assert report["metrics"]["max_abs_delta"] <= 1e-4
-    assert not report["token_ids"]["mismatched_pairs"]
-    assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
-    assert _servers_running(out) == 0, "the converted model's server was not shut down"
-    against = report["reference"]["converted"]
-    assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
-
-
 @pytest.fixture(scope="module")
 def converted_server(pair_of, tmp_path_factory):
     """The converted model of original_server's original, served by ``seqcls serve`` as users run it."""
@@ -398,15 +382,42 @@ def test_ascend_client_agrees_between_the_original_and_the_converted_server(orig
 
 @pytest.mark.xdist_group("original-server")
 @pytest.mark.vllm_processes
-def test_server_backend_catches_swapped_tokens(original_server, swapped, capsys):
+def test_server_backend_rerank_and_score(original_server, converted_server, pair_of, tmp_path, capsys):
+    """Both servers already running (``--original-url``, ``--converted-url``): both get the seed's request format, so
+    the converted server's template must pass the seed-formatted input through. That the backend starts a server of
+    its own with the template, and ends it, is checked by the swapped-head test below."""
+    src, url = original_server
+    _, converted_url, _ = converted_server
+    _, out = pair_of("tied-bf16-single")
+    args = ["verify", str(out), "--original", str(src), "--backend", "server", "--original-url", url]
+    args += ["--converted-url", converted_url, "--report", str(tmp_path / "r.json")]
+    assert run(args) == 0, capsys.readouterr()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["metrics"]["endpoints"]) == {"/v1/rerank", "/score"}
+    assert report["metrics"]["max_abs_delta"] <= 1e-4
+    assert not report["token_ids"]["mismatched_pairs"]
+    assert report["prompts"] == {"original": MANUAL, "converted": MANUAL}
+    assert report["cache"]["original"] == "n/a", "a server started elsewhere is not cached"
+    against = report["reference"]["converted"]
+    assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
+
+
+@pytest.mark.xdist_group("original-server")
+@pytest.mark.vllm_processes
+def test_server_backend_catches_swapped_tokens(original_server, swapped, tmp_path, capsys):
+    """Planted faults (the head, and a template that wraps formatted input twice) in a converted model whose server
+    the backend starts itself, with the template, and ends."""
     _, url = original_server
     src, bad = swapped
     args = ["verify", str(bad), "--original", str(src), "--backend", "server", "--original-url", url]
-    assert run(args) == 1
+    assert run([*args, "--report", str(tmp_path / "r.json")]) == 1
     out = capsys.readouterr().out
     assert "seqcls verify: FAIL: the converted checkpoint deviates from the reference" in out
     assert "its score template gives seed-formatted and mixed input other prompts or scores" in out
-    assert _servers_running(bad) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
+    assert set(report["input_forms"]) == {"seed-formatted", "mixed"}
+    assert _servers_running(bad) == 0, "the converted model's server was not shut down"
 
 
 @pytest.mark.vllm_processes
