@@ -14,8 +14,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """Shared by both scripts' smoke runs, so the tiny shape is synthesized once."""
+    return tmp_path_factory.mktemp("bench")
+
+
 @pytest.mark.slow
-def test_bench_quick(tmp_path):
+@pytest.mark.xdist_group("bench")
+def test_bench_quick(workdir):
     docs = ROOT / "docs" / "benchmarks.md"
     before = docs.read_bytes() if docs.exists() else None
     result = subprocess.run(
@@ -24,7 +31,7 @@ def test_bench_quick(tmp_path):
             str(ROOT / "scripts" / "bench_convert.py"),
             "--quick",
             "--workdir",
-            str(tmp_path),
+            str(workdir),
             "--verify-backends",
             "transformers",
         ],
@@ -34,7 +41,7 @@ def test_bench_quick(tmp_path):
         timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    data = json.loads((tmp_path / "results.json").read_text())
+    data = json.loads((workdir / "results.json").read_text())
     [shape] = data["convert"]
     assert shape["shape"] == "tiny" and set(shape["methods"]) == {
         "seqcls convert", "seqcls convert --copy", "cp -r", "full load (transformers)",
@@ -44,25 +51,26 @@ def test_bench_quick(tmp_path):
     assert shape["methods"]["seqcls convert"]["written"][0] < shape["methods"]["cp -r"]["written"][0] / 4
     assert [r["backend"] for r in data["verify"]] == ["transformers"]
     assert all(r["timings"]["converted"]["load_seconds"] > 0 for r in data["verify"])
-    text = (tmp_path / "benchmarks.md").read_text()
+    text = (workdir / "benchmarks.md").read_text()
     assert "| tiny (0.1 GB) | seqcls convert |" in text and "## Targets" in text and "benchmarks.png" in text
-    assert (tmp_path / "benchmarks.png").read_bytes()[:4] == b"\x89PNG"
+    assert (workdir / "benchmarks.png").read_bytes()[:4] == b"\x89PNG"
     assert (docs.read_bytes() if docs.exists() else None) == before, "--quick must not touch docs/"
 
 
 @pytest.mark.slow
-def test_bench_scoring_quick(tmp_path):
+@pytest.mark.xdist_group("bench")
+def test_bench_scoring_quick(workdir):
     """scripts/bench_scoring.py --quick: the three scoring methods, each in its own process, on the tiny shape (the
     table's numbers are not checked)."""
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench_scoring.py"), "--quick", "--workdir", str(tmp_path)],
+        [sys.executable, str(ROOT / "scripts" / "bench_scoring.py"), "--quick", "--workdir", str(workdir)],
         capture_output=True,
         text=True,
         cwd=ROOT,
         timeout=900,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    text = (tmp_path / "scoring.md").read_text()
+    text = (workdir / "scoring.md").read_text()
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "GiB" in line]
     assert [r[0] for r in rows] == ["| model card", "| logits_to_keep=1", "| converted"]
     assert all(float(r[1]) > 0 for r in rows) and rows[0][3] == "1.00"
