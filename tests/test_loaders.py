@@ -53,7 +53,7 @@ def test_a_generation_template_inside_tokenizer_config_is_replaced(copy_of, tmp_
     assert AutoTokenizer.from_pretrained(tmp_path / "out").chat_template == expected
 
 
-@pytest.mark.parametrize("name", ["tied-fp32-single", "untied-fp32-sharded", *FAMILY_ORIGINALS.values()])
+@pytest.mark.parametrize("name", list(dict.fromkeys(["untied-fp32-sharded", *FAMILY_ORIGINALS.values()])))
 def test_transformers_batched_pairs_match_the_original(pair_of, name):
     """What the model card shows: the tokenizer's own template, padded batches, a sigmoid; raw pairs, pairs
     formatted by hand as the seed's clients do, and a mix of the two."""
