@@ -109,11 +109,11 @@ class BackendRun:
         return {"original": self.original.timings, "converted": self.converted.timings}
 
 
-def form_sample(s: Settings) -> list[int]:
-    """The pairs sent in the other input forms: the first ``FORMS_SAMPLE`` whose prompt fills at most half the model
-    length, so that a template that wraps formatted input twice gives a wrong score rather than an over-long
-    prompt."""
-    return [i for i, ids in enumerate(official_ids(s)) if len(ids) <= s.max_length // 2][:FORMS_SAMPLE]
+def form_sample(official: list[list[int]], max_length: int) -> list[int]:
+    """The pairs sent in the other input forms: the first ``FORMS_SAMPLE`` whose official prompt fills at most half
+    the model length, so that a template that wraps formatted input twice gives a wrong score rather than an
+    over-long prompt."""
+    return [i for i, ids in enumerate(official) if len(ids) <= max_length // 2][:FORMS_SAMPLE]
 
 
 def _instructions(pairs: list[Pair]) -> list[dict | None]:
@@ -280,7 +280,7 @@ class VllmBackend:
             "vllm_api": self.install.generation.name,
         }
 
-    @property
+    @functools.cached_property
     def reference_ids(self) -> list[list[int]]:
         return official_ids(self.s)
 
@@ -290,7 +290,7 @@ class VllmBackend:
         if s.recipe.num_labels > 1:
             job["prompts"] = [p.query + p.document for p in s.pairs]
         elif which == "converted" and self.use_template:
-            sample = form_sample(s)
+            sample = form_sample(self.reference_ids, s.max_length)
             job |= {
                 "queries": [p.query for p in s.pairs],
                 "documents": [p.document for p in s.pairs],
@@ -407,7 +407,7 @@ class ServerBackend:
         if self.install:
             self.environment["vllm_api"] = self.install.generation.name
 
-    @property
+    @functools.cached_property
     def reference_ids(self) -> list[list[int]]:
         return official_ids(self.s)
 
@@ -439,7 +439,7 @@ class ServerBackend:
             return query_server(url, s.recipe, s.pairs, prompts=prompts)
         log = s.log_dir / f"server-{which}.log"
         limit = min(s.timeout, START_TIMEOUT)
-        sample = form_sample(s) if template else None
+        sample = form_sample(self.reference_ids, s.max_length) if template else None
         with running_server(s.spec(which), self.install, log, s.device, template, limit) as started:
             return query_server(started, s.recipe, s.pairs, raw=template is not None, prompts=prompts, sample=sample)
 

@@ -139,12 +139,3 @@ def summarize(rankings: list[QueryRanking], dtype: str) -> dict | None:
             "ndcg_ok": abs(delta) <= NDCG_ATOL[dtype],
         }
     return summary
-
-
-def worst(rankings: list[QueryRanking], n: int = 10) -> list[QueryRanking]:
-    """The queries that differ most: by |ΔNDCG@10| where judged, then by Kendall τ."""
-
-    def badness(r: QueryRanking) -> tuple[float, float]:
-        return (abs(r.delta_ndcg10 or 0.0), -(r.kendall_tau if r.kendall_tau is not None else 1.0))
-
-    return sorted(rankings, key=badness, reverse=True)[:n]
