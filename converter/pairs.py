@@ -4,13 +4,15 @@ BEIR-layout folder with relevance judgements (qrels), so that verify can judge r
 from __future__ import annotations
 
 import json
+from array import array
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SeqclsError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Pair:
     query: str
     document: str
@@ -26,7 +28,7 @@ Qrels = dict[str, dict[str, int]]
 
 @dataclass(frozen=True)
 class PairSet:
-    pairs: list[Pair]
+    pairs: Sequence[Pair]
     qrels: Qrels | None = None
     """Judgements for ranking metrics (NDCG@10, MRR@10); None: there are none."""
 
@@ -124,29 +126,73 @@ def load_pair_set(path: Path, split: str = "test", run: Path | None = None) -> P
 
 def load_pairs(path: Path) -> PairSet:
     """JSONL with ``query``, ``document`` and optional ``instruction``, ``query_id``, ``document_id`` and
-    ``relevance`` (a graded judgement; given on any line, it makes qrels of the lines that have one)."""
-    pairs, qrels = [], {}
-    for where, row in _jsonl(Path(path)):
-        if not (isinstance(row.get("query"), str) and isinstance(row.get("document"), str)):
-            raise SeqclsError(f"{where}: each line needs string fields 'query' and 'document'")
-        instruction = row.get("instruction")
-        if instruction is not None and not isinstance(instruction, str):
-            raise SeqclsError(f"{where}: 'instruction' must be a string")
-        qid, did = row.get("query_id"), row.get("document_id")
-        pair = Pair(row["query"], row["document"], instruction, _id(qid, where), _id(did, where))
+    ``relevance`` (a graded judgement; given on any line, it makes qrels of the lines that have one). Every line is
+    checked now; the pairs themselves are read again from the file when they are used (``PairFile``)."""
+    path = Path(path)
+    offsets, qrels = array("Q"), {}
+    for where, offset, row in _jsonl(path):
+        pair = _pair(row, where)
         if "relevance" in row:
-            if not isinstance(row["relevance"], int) or did is None:
+            if not isinstance(row["relevance"], int) or pair.document_id is None:
                 raise SeqclsError(f"{where}: 'relevance' must be an integer, on a line with a 'document_id'")
             qrels.setdefault(pair.query_id or pair.query, {})[pair.document_id] = row["relevance"]
-        pairs.append(pair)
-    if not pairs:
+        offsets.append(offset)
+    if not offsets:
         raise SeqclsError(f"{path} holds no pairs")
-    return PairSet(pairs, qrels or None)
+    return PairSet(PairFile(path, offsets, lambda row, i: _pair(row, f"{path}: pair {i}")), qrels or None)
+
+
+class PairFile(Sequence[Pair]):
+    """Pairs read again from a checked JSONL file on each pass, by where their lines start: memory holds 8 bytes a
+    pair, whatever the size of the text, so a verify of 50,000 pairs needs no more than one of 1,000. ``make`` turns
+    a line (and the pair's number) into the pair."""
+
+    def __init__(self, path: Path, offsets: array, make: Callable[[dict, int], Pair]) -> None:
+        self.path, self.offsets, self._make = path, offsets, make
+        self._stamp = _stamp(path)
+
+    def __len__(self) -> int:
+        return len(self.offsets)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        with self._open() as f:
+            f.seek(self.offsets[i])
+            return self._make(json.loads(f.readline()), i % len(self))
+
+    def __iter__(self) -> Iterator[Pair]:
+        with self._open() as f:
+            for i, offset in enumerate(self.offsets):
+                if f.tell() != offset:
+                    f.seek(offset)
+                yield self._make(json.loads(f.readline()), i)
+
+    def _open(self):
+        if _stamp(self.path) != self._stamp:
+            raise SeqclsError(f"{self.path} changed while it was being verified; run verify again")
+        return open(self.path, "rb")
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_size, st.st_mtime_ns
+
+
+def _pair(row: dict, where: str) -> Pair:
+    if not (isinstance(row.get("query"), str) and isinstance(row.get("document"), str)):
+        raise SeqclsError(f"{where}: each line needs string fields 'query' and 'document'")
+    instruction = row.get("instruction")
+    if instruction is not None and not isinstance(instruction, str):
+        raise SeqclsError(f"{where}: 'instruction' must be a string")
+    return Pair(row["query"], row["document"], instruction, _id(row.get("query_id"), where),
+                _id(row.get("document_id"), where))  # fmt: skip
 
 
 def load_beir(folder: Path, split: str = "test", run: Path | None = None) -> PairSet:
-    """Only the documents the candidates name are kept while ``corpus.jsonl`` streams past, so a corpus of millions
-    costs the memory of the judged ones."""
+    """Only where the candidate documents start is kept while ``corpus.jsonl`` streams past; the pairs read them
+    from there when they are used (``PairFile``). A corpus of millions costs no memory, and the candidates 12
+    bytes each."""
     files = {"corpus": folder / "corpus.jsonl", "queries": folder / "queries.jsonl"}
     files["qrels"] = folder / "qrels" / f"{split}.tsv"
     for path in files.values():
@@ -161,25 +207,33 @@ def load_beir(folder: Path, split: str = "test", run: Path | None = None) -> Pai
     qrels = _read_qrels(files["qrels"])
     candidates = _read_run(run) if run else {q: list(docs) for q, docs in qrels.items()}
     queries = {}
-    for _, row in _jsonl(files["queries"]):
+    for _, _, row in _jsonl(files["queries"]):
         if (qid := str(row.get("_id"))) in candidates:
             queries[qid] = str(row.get("text") or "")
     wanted = {d for docs in candidates.values() for d in docs}
     corpus = {}
-    for _, row in _jsonl(files["corpus"]):
+    for _, offset, row in _jsonl(files["corpus"]):
         if (doc_id := str(row.get("_id"))) in wanted:
-            corpus[doc_id] = f"{row.get('title') or ''} {row.get('text') or ''}".strip()
+            corpus[doc_id] = offset
     source = run or files["qrels"]
-    for qid, docs in candidates.items():
+    qids, offsets, query_of = list(candidates), array("Q"), array("I")
+    for q, qid in enumerate(qids):
         if qid not in queries:
             raise SeqclsError(f"{source} names query id {qid!r}, which queries.jsonl lacks")
-        for doc_id in docs:
+        for doc_id in candidates[qid]:
             if doc_id not in corpus:
                 raise SeqclsError(f"{source} names corpus id {doc_id!r} (query {qid!r}), which corpus.jsonl lacks")
-    pairs = [Pair(queries[q], corpus[d], None, q, d) for q, docs in candidates.items() for d in docs]
-    if not pairs:
+            offsets.append(corpus[doc_id])
+            query_of.append(q)
+    if not offsets:
         raise SeqclsError(f"{source} names no (query, document) pairs")
-    return PairSet(pairs, qrels)
+    texts = [queries[qid] for qid in qids]
+
+    def pair(row: dict, i: int) -> Pair:
+        q, document = query_of[i], f"{row.get('title') or ''} {row.get('text') or ''}".strip()
+        return Pair(texts[q], document, None, qids[q], str(row["_id"]))
+
+    return PairSet(PairFile(files["corpus"], offsets, pair), qrels)
 
 
 def _read_qrels(path: Path) -> Qrels:
@@ -219,10 +273,12 @@ def _tsv(path: Path):
 
 
 def _jsonl(path: Path):
-    """(``path:line``, the object) for each non-empty line, read as it streams."""
+    """(``path:line``, where the line starts, the object) for each non-empty line, read as it streams."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, "rb") as f:
+            offset = 0
             for number, line in enumerate(f, 1):
+                start, offset = offset, offset + len(line)
                 if not line.strip():
                     continue
                 try:
@@ -231,8 +287,8 @@ def _jsonl(path: Path):
                     raise SeqclsError(f"{path}:{number}: not valid JSON ({e})") from None
                 if not isinstance(row, dict):
                     raise SeqclsError(f"{path}:{number}: each line must be a JSON object")
-                yield f"{path}:{number}", row
-    except (OSError, UnicodeDecodeError) as e:
+                yield f"{path}:{number}", start, row
+    except OSError as e:
         raise SeqclsError(f"cannot read {path}: {e}") from None
 
 

@@ -9,21 +9,28 @@ Probabilities are what vLLM's classifier returns: a sigmoid for one label, a sof
 
 from __future__ import annotations
 
+import itertools
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .pairs import Pair
 from .recipes import FROM_2_WAY_SOFTMAX, Recipe
+
+if TYPE_CHECKING:
+    import torch
 
 MAX_LENGTH = 8192
 
 
 @dataclass(frozen=True)
 class Scores:
-    rows: list[list[float]]
-    """Per pair, one logit per label: ``logit_true - logit_false`` for a ``from_2_way_softmax`` original, the label
-    tokens' logits for a ``no_post_processing`` one, the classifier's logits for the converted model."""
+    rows: torch.Tensor
+    """(pairs, labels), float32. Per pair, one logit per label: ``logit_true - logit_false`` for a
+    ``from_2_way_softmax`` original, the label tokens' logits for a ``no_post_processing`` one, the classifier's
+    logits for the converted model."""
     load_seconds: float = 0.0
     score_seconds: float = 0.0
 
@@ -32,7 +39,7 @@ class Scores:
         """Probabilities, per label then per pair."""
         import torch
 
-        logits = torch.tensor(self.rows, dtype=torch.float64)
+        logits = self.rows.to(torch.float64)
         probs = torch.sigmoid(logits) if logits.shape[1] == 1 else torch.softmax(logits, dim=-1)
         return probs.T.tolist()
 
@@ -43,33 +50,49 @@ class Scores:
 
     @property
     def logits(self) -> list[float]:
-        return [x for row in self.rows for x in row]
+        return self.rows.flatten().tolist()
 
 
-def encode_official(tokenizer, recipe: Recipe, pairs: list[Pair], max_length: int = MAX_LENGTH) -> list[list[int]]:
+CHUNK = 256
+"""Pairs tokenized (and scored) at a time: each piece is tokenized for a chunk of pairs in one call, and only a
+chunk's ids are held, so memory does not grow with the pair set."""
+
+
+def encode_official(tokenizer, recipe: Recipe, pairs: Iterable[Pair], max_length: int = MAX_LENGTH) -> list[list[int]]:
+    return list(iter_official(tokenizer, recipe, pairs, max_length))
+
+
+def iter_official(
+    tokenizer, recipe: Recipe, pairs: Iterable[Pair], max_length: int = MAX_LENGTH
+) -> Iterator[list[int]]:
     """The document's piece is cut to make the whole fit ``max_length``, as the references truncate the document.
     A recipe without a prompt format gets ``query + document`` tokenized as vLLM does for such a model."""
-    if not recipe.has_prompt:
-        return [tokenizer(p.query + p.document, truncation=True, max_length=max_length)["input_ids"] for p in pairs]
-    bos = [tokenizer.bos_token_id] if recipe.bos else []
-    document_piece = next(i for i, piece in enumerate(recipe.pieces) if "{document}" in piece)
-    encoded = []
-    for p in pairs:
-        pieces = [
-            tokenizer.encode(t, add_special_tokens=False)
-            for t in recipe.render_pieces(p.query, p.document, p.instruction)
+    pairs = iter(pairs)
+    while chunk := list(itertools.islice(pairs, CHUNK)):
+        if not recipe.has_prompt:
+            yield from tokenizer([p.query + p.document for p in chunk], truncation=True, max_length=max_length)[
+                "input_ids"
+            ]
+            continue
+        bos = [tokenizer.bos_token_id] if recipe.bos else []
+        document_piece = next(i for i, piece in enumerate(recipe.pieces) if "{document}" in piece)
+        rendered = [recipe.render_pieces(p.query, p.document, p.instruction) for p in chunk]
+        by_piece = [
+            tokenizer([texts[k] for texts in rendered], add_special_tokens=False)["input_ids"]
+            for k in range(len(recipe.pieces))
         ]
-        budget = max_length - len(bos) - sum(len(x) for i, x in enumerate(pieces) if i != document_piece)
-        pieces[document_piece] = pieces[document_piece][: max(budget, 0)]
-        encoded.append(bos + [i for x in pieces for i in x])
-    return encoded
+        for pieces in zip(*by_piece):
+            pieces = list(pieces)
+            budget = max_length - len(bos) - sum(len(x) for i, x in enumerate(pieces) if i != document_piece)
+            pieces[document_piece] = pieces[document_piece][: max(budget, 0)]
+            yield bos + [i for x in pieces for i in x]
 
 
-def _batches(ids: list[list[int]], pad_id: int, side: str, batch_size: int):
+def _batches(ids: Iterable[list[int]], pad_id: int, side: str, batch_size: int):
     import torch
 
-    for start in range(0, len(ids), batch_size):
-        chunk = ids[start : start + batch_size]
+    ids = iter(ids)
+    while chunk := list(itertools.islice(ids, batch_size)):
         width = max(len(x) for x in chunk)
         input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -81,8 +104,14 @@ def _batches(ids: list[list[int]], pad_id: int, side: str, batch_size: int):
         yield input_ids, mask, last
 
 
+def _stacked(rows: list, labels: int):
+    import torch
+
+    return torch.cat(rows) if rows else torch.zeros((0, labels))
+
+
 def score_original(
-    folder: Path, ids: list[list[int]], recipe: Recipe, *, pad_id: int, label_ids: tuple[int, ...],
+    folder: Path, ids: Iterable[list[int]], recipe: Recipe, *, pad_id: int, label_ids: tuple[int, ...],
     dtype: str = "float32", padding_side: str = "left", batch_size: int = 8, device: str = "cpu",
 ) -> Scores:  # fmt: skip
     import torch
@@ -100,12 +129,16 @@ def score_original(
             chosen = at_last[:, list(label_ids)]
             if recipe.method == FROM_2_WAY_SOFTMAX:
                 chosen = chosen[:, 1:] - chosen[:, :1]
-            rows += chosen.tolist()
-    return Scores(rows, loaded - started, time.perf_counter() - loaded)
+            rows.append(chosen.cpu())
+    return Scores(
+        _stacked(rows, len(label_ids) - (recipe.method == FROM_2_WAY_SOFTMAX)),
+        loaded - started,
+        time.perf_counter() - loaded,
+    )
 
 
 def score_converted(
-    folder: Path, ids: list[list[int]], *, pad_id: int, dtype: str = "float32", padding_side: str = "left",
+    folder: Path, ids: Iterable[list[int]], *, pad_id: int, dtype: str = "float32", padding_side: str = "left",
     batch_size: int = 8, device: str = "cpu",
 ) -> Scores:  # fmt: skip
     import torch
@@ -119,5 +152,5 @@ def score_converted(
     rows = []
     with torch.inference_mode():
         for input_ids, mask, _ in _batches(ids, pad_id, padding_side, batch_size):
-            rows += model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float().tolist()
-    return Scores(rows, loaded - started, time.perf_counter() - loaded)
+            rows.append(model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float().cpu())
+    return Scores(_stacked(rows, model.config.num_labels), loaded - started, time.perf_counter() - loaded)

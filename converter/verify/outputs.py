@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from pathlib import Path
 
 from ..report import markdown_table, shorten
@@ -19,7 +20,23 @@ CACHE_STATES = {
 
 def write_json(report: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(report, f, indent=2, ensure_ascii=False)
+        f.write("\n")
+
+
+def sidecar(report: Path) -> Path:
+    """Where a large report's per-pair rows go: ``verify.json`` -> ``verify.pairs.jsonl``."""
+    return report.with_name(f"{report.stem}.pairs.jsonl")
+
+
+def write_jsonl(rows: Iterable[dict], path: Path) -> Path:
+    """One row a line, written as the rows come."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return path
 
 
 def markdown(report: dict) -> str:
@@ -32,7 +49,7 @@ def markdown(report: dict) -> str:
         "",
         *_ranking_lead(report.get("ranking_summary")),
         f"backend {report['backend']} · device {report['device']} · dtype {report['dtype']} · "
-        f"atol {report['atol']:.0e} · {len(report['pairs'])} pairs · {report['environment'].get('vllm', '')}".rstrip(
+        f"atol {report['atol']:.0e} · {report['pair_count']} pairs · {report['environment'].get('vllm', '')}".rstrip(
             " ·"
         ),
         "",
@@ -144,38 +161,45 @@ def _queries(rankings: list[dict]) -> list[str]:
 
 
 def _pair_table(report: dict) -> list[str]:
-    """Every pair for a few; the worst ``SHOWN_PAIRS`` of many (the JSON report keeps them all)."""
-    pairs = report["pairs"]
-    shown = range(len(pairs))
+    """Every pair for a few; the worst ``SHOWN_PAIRS`` of many (the JSON report, or its sidecar, keeps them all)."""
+    shown, n = report["shown_pairs"], report["pair_count"]
     lines = [""]
-    if len(pairs) > SHOWN_PAIRS:
-        shown = sorted(shown, key=lambda i: pairs[i]["abs_delta"], reverse=True)[:SHOWN_PAIRS]
-        lines.append(f"the {SHOWN_PAIRS} pairs of {len(pairs)} with the largest abs Δ:")
-        lines.append("")
+    if n > len(shown):
+        where = f" (every pair: {report['pairs_file']})" if report.get("pairs_file") else ""
+        lines += [f"the {len(shown)} pairs of {n} with the largest abs Δ{where}:", ""]
     with_reference = bool(report.get("reference"))
     header = ("#", "query", "document", *(("reference",) if with_reference else ()), "original path", "converted",
               "abs Δ", "ok")  # fmt: skip
     rows = [
-        (str(i), shorten(pairs[i]["query"]), shorten(pairs[i]["document"]) or "(empty)",
-         *((f"{pairs[i]['reference']:.6f}",) if with_reference else ()), f"{pairs[i]['original']:.6f}",
-         f"{pairs[i]['converted']:.6f}", f"{pairs[i]['abs_delta']:.1e}", "yes" if pairs[i]["ok"] else "NO")
-        for i in shown
+        (str(p["index"]), shorten(p["query"]), shorten(p["document"]) or "(empty)",
+         *((f"{p['reference']:.6f}",) if with_reference else ()), f"{p['original']:.6f}",
+         f"{p['converted']:.6f}", f"{p['abs_delta']:.1e}", "yes" if p["ok"] else "NO")
+        for p in shown
     ]  # fmt: skip
     return [*lines, markdown_table(header, rows)]
 
 
 def write_junit(report: dict, path: Path) -> None:
     """One test case per pair and judged endpoint (the converted side against the reference where there is one,
-    so the XML agrees with the verdict), plus one for the prompt token ids."""
+    so the XML agrees with the verdict), plus one for the prompt token ids. A report whose rows went to a sidecar
+    gets one case per endpoint and one per failed pair instead: CI needs the failures, not 50,000 passes."""
     suite = ET.Element("testsuite", name=f"seqcls.verify.{report['backend']}")
     cases = 0
     failures = 0
     judged = report["reference"]["converted"] if report.get("reference") else report["metrics"]["endpoints"]
+    rows = report.get("pairs")
     for name, endpoint in judged.items():
         failed = set(endpoint["failed_pairs"])
-        for i, pair in enumerate(report["pairs"]):
-            classname = f"parity.{name.strip('/').replace('/', '.').replace(' ', '.')}"
-            case = ET.SubElement(suite, "testcase", classname=classname, name=f"pair {i}: {pair['query'][:60]}")
+        classname = f"parity.{name.strip('/').replace('/', '.').replace(' ', '.')}"
+        if rows is None:
+            passed = ET.SubElement(suite, "testcase", classname=classname, name=f"{report['pair_count']} pairs")
+            cases += 1
+            if failed:
+                failures += 1
+                ET.SubElement(passed, "failure", message=f"{len(failed)} pairs outside {report['atol']:.0e}")
+        for i in sorted(failed) if rows is None else range(len(rows)):
+            label = f"pair {i}" + (f": {rows[i]['query'][:60]}" if rows is not None else "")
+            case = ET.SubElement(suite, "testcase", classname=classname, name=label)
             cases += 1
             if i in failed:
                 failures += 1
@@ -191,8 +215,9 @@ def write_junit(report: dict, path: Path) -> None:
     ET.ElementTree(suite).write(path, encoding="utf-8", xml_declaration=True)
 
 
-def write_plot(report: dict, path: Path) -> bool:
-    """False when matplotlib is missing: the plot is a convenience, the verdict does not depend on it."""
+def write_plot(report: dict, path: Path, original: list[float], converted: list[float]) -> bool:
+    """``original`` and ``converted``: the first endpoint's scores, per pair. False when matplotlib is missing: the
+    plot is a convenience, the verdict does not depend on it."""
     try:
         import matplotlib
 
@@ -200,9 +225,8 @@ def write_plot(report: dict, path: Path) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    original = [p["original"] for p in report["pairs"]]
-    converted = [p["converted"] for p in report["pairs"]]
-    colors = ["tab:blue" if p["ok"] else "tab:red" for p in report["pairs"]]
+    failed = set(report["failed_pairs"])
+    colors = ["tab:red" if i in failed else "tab:blue" for i in range(len(original))]
     fig, (ax, hist) = plt.subplots(1, 2, figsize=(10, 5), dpi=120)
     ax.plot([0, 1], [0, 1], color="0.8", lw=1, zorder=0)
     ax.scatter(original, converted, c=colors, s=18 if len(colors) < 2000 else 2)
@@ -210,7 +234,7 @@ def write_plot(report: dict, path: Path) -> bool:
     ax.set_title(
         f"{report['backend']} · {report['dtype']} · max abs Δ {report['metrics']['max_abs_delta']:.1e}", fontsize=10
     )
-    deltas = [max(p["abs_delta"], 1e-12) for p in report["pairs"]]
+    deltas = [max(abs(a - b), 1e-12) for a, b in zip(original, converted)]
     low, high = math.log10(min(deltas)), math.log10(max(max(deltas), report["atol"]) * 1.01)
     hist.hist(deltas, bins=[10 ** (low + (high - low) * i / 40) for i in range(41)], color="tab:blue")
     hist.axvline(report["atol"], color="tab:red", lw=1, label=f"atol {report['atol']:.0e}")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import heapq
 import platform
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -19,13 +21,17 @@ from ..source import resolve_source
 from . import cache
 from .backends import BACKENDS, BackendRun, Settings, Side, load_tokenizer
 from .metrics import DEFAULT_ATOL, Verdict, compare
-from .outputs import write_json, write_junit, write_plot
+from .outputs import SHOWN_PAIRS, sidecar, write_json, write_jsonl, write_junit, write_plot
 from .processes import DEFAULT_TIMEOUT
 
 DEVICES = ("cpu", "cuda", "npu")
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MAX_LENGTH = 8192
 """Qwen's reference code truncates at 8192 tokens; a longer --max-length is honoured."""
+PAIR_ROWS_INLINE = 10_000
+"""Up to this many pairs the report holds a row per pair (``pairs``). Above, the rows are written to a JSONL file
+beside the report as they are made (``pairs_file``), so that neither memory nor the report grows with the pair
+set."""
 
 
 @dataclass(frozen=True)
@@ -121,11 +127,17 @@ def verify(
     verdict = compare(pairs, run, tolerance, o.dtype, qrels)
     result = _report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
     result["cache"] = cached
+    rows = _pair_rows(pairs, verdict, run)
+    if len(pairs) <= PAIR_ROWS_INLINE:
+        result["pairs"] = list(rows)
+    elif o.report:
+        result["pairs_file"] = str(write_jsonl(rows, sidecar(Path(o.report))))
     if o.report:
         write_json(result, Path(o.report))
     if o.junit:
         write_junit(result, Path(o.junit))
-    if o.plot and not write_plot(result, Path(o.plot)):
+    primary = verdict.endpoints[0]
+    if o.plot and not write_plot(result, Path(o.plot), primary.original, primary.converted):
         print("seqcls: warning: --plot skipped: matplotlib is missing (pip install 'seqcls[plot]')", file=sys.stderr)
     if o.update_card:
         from ..card import update_card as record
@@ -146,7 +158,7 @@ def _score(s: Settings, o: VerifyOptions) -> tuple[BackendRun, dict]:
     if o.reference and o.backend != "transformers":
         device = o.reference_device or _reference_device(o.device)
         on_device = dataclasses.replace(s, device=device)
-        reference, cached["reference"] = _reference(on_device, o, converted.token_ids, folder)
+        reference, cached["reference"] = _reference(on_device, o, backend.used_ids.get("converted"), folder)
     run = BackendRun(original, converted, backend.reference_ids, backend.environment, reference, device)
     return run, cached
 
@@ -265,7 +277,7 @@ def _throughput(run: BackendRun, n: int) -> dict:
         if t.get("score_seconds"):
             t["pairs_per_second"] = n / t["score_seconds"]
             if side.token_ids:
-                t["tokens_per_second"] = sum(map(len, side.token_ids)) / t["score_seconds"]
+                t["tokens_per_second"] = side.token_ids.tokens / t["score_seconds"]
         timings[name] = t
     return timings
 
@@ -337,7 +349,6 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
             "converted": _endpoint_stats(v.converted_vs_reference),
             "original": _endpoint_stats(v.original_vs_reference),
         }
-        first_label = next(iter(run.reference.scores.values()))
     return {
         "tool": "seqcls",
         "verdict": "pass" if v.passed else "fail",
@@ -384,17 +395,40 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
             for name, f in v.input_forms.items()
         },
         "failed_pairs": v.failed_pairs,
-        "pairs": [
-            {
-                "query": p.query,
-                "document": p.document,
-                "instruction": p.instruction,
-                **({"reference": first_label[i]} if reference else {}),
-                "original": primary.original[i],
-                "converted": primary.converted[i],
-                "abs_delta": primary.deltas[i],
-                "ok": i not in v.failed_pairs,
-            }
-            for i, p in enumerate(pairs)
-        ],
+        "pair_count": len(pairs),
+        "shown_pairs": [row for _, row in _shown(pairs, v, run)],
     }
+
+
+def _shown(pairs: Sequence[Pair], v: Verdict, run: BackendRun):
+    """The pairs a summary shows: all of a few, else the ``SHOWN_PAIRS`` with the largest Δ."""
+    deltas, row = v.endpoints[0].deltas, _row_maker(v, run)
+    chosen = range(len(pairs)) if len(pairs) <= SHOWN_PAIRS else heapq.nlargest(SHOWN_PAIRS, range(len(pairs)),
+                                                                                 key=deltas.__getitem__)  # fmt: skip
+    return ((i, row(i, pairs[i])) for i in chosen)
+
+
+def _pair_rows(pairs: Sequence[Pair], v: Verdict, run: BackendRun) -> Iterator[dict]:
+    """A row per pair, made as ``pairs`` are read."""
+    row = _row_maker(v, run)
+    return (row(i, p) for i, p in enumerate(pairs))
+
+
+def _row_maker(v: Verdict, run: BackendRun):
+    primary, failed = v.endpoints[0], set(v.failed_pairs)
+    reference = next(iter(run.reference.scores.values())) if run.reference is not None else None
+
+    def row(i: int, p: Pair) -> dict:
+        return {
+            "index": i,
+            "query": p.query,
+            "document": p.document,
+            "instruction": p.instruction,
+            **({"reference": reference[i]} if reference is not None else {}),
+            "original": primary.original[i],
+            "converted": primary.converted[i],
+            "abs_delta": primary.deltas[i],
+            "ok": i not in failed,
+        }
+
+    return row

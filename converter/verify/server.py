@@ -11,7 +11,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from ..errors import SeqclsError
@@ -99,20 +99,16 @@ def post(url: str, path: str, body: dict) -> dict:
 
 
 def query_server(
-    url: str, recipe: Recipe, pairs: list[Pair], raw: bool = False, prompts: str | None = None,
+    url: str, recipe: Recipe, pairs: Sequence[Pair], raw: bool = False, prompts: str | None = None,
     sample: list[int] | None = None,
 ):  # fmt: skip
-    """Per query: one ``/v1/rerank`` and one ``/score`` request, plus ``/tokenize`` of each official prompt, so
-    token ids can be compared too. The seed formats queries and documents by hand; with ``raw`` the server's score
-    template does it and an instruction travels as ``chat_template_kwargs``. The pairs of ``sample`` are also sent
-    formatted by hand and mixed, as the seed's clients send them to such a server."""
+    """Per query: one ``/v1/rerank`` and one ``/score`` request. The seed formats queries and documents by hand;
+    with ``raw`` the server's score template does it and an instruction travels as ``chat_template_kwargs``. The
+    pairs of ``sample`` are also sent formatted by hand and mixed, as the seed's clients send them to such a server.
+    The token ids come from ``tokenize``."""
     from .backends import MANUAL, Side
 
     scores = _query(url, recipe, pairs, "raw" if raw else "seed-formatted", templated=raw)
-    token_ids = [
-        post(url, "/tokenize", {"prompt": recipe.format_pair(p.query, p.document, p.instruction)})["tokens"]
-        for p in pairs
-    ]
     forms = {}
     if sample:
         chosen = [pairs[i] for i in sample]
@@ -120,7 +116,15 @@ def query_server(
             form: Side(_query(url, recipe, chosen, form, templated=True), prompts=form, indices=sample)
             for form in INPUT_FORMS[1:]
         }
-    return Side(scores, None, token_ids, prompts or MANUAL, forms=forms)
+    return Side(scores, None, None, prompts or MANUAL, forms=forms)
+
+
+def tokenize(url: str, recipe: Recipe, pairs: Sequence[Pair]) -> list[list[int]]:
+    """``/tokenize`` of each official prompt, so that token ids can be compared too."""
+    return [
+        post(url, "/tokenize", {"prompt": recipe.format_pair(p.query, p.document, p.instruction)})["tokens"]
+        for p in pairs
+    ]
 
 
 def _query(url: str, recipe: Recipe, pairs: list[Pair], form: str, templated: bool) -> dict[str, list[float]]:
