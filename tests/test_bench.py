@@ -74,3 +74,21 @@ def test_bench_scoring_quick(workdir):
     rows = [line.split(" | ") for line in text.splitlines() if line.startswith("| ") and "GiB" in line]
     assert [r[0] for r in rows] == ["| model card", "| logits_to_keep=1", "| converted"]
     assert all(float(r[1]) > 0 for r in rows) and rows[0][3] == "1.00"
+
+
+@pytest.mark.xdist_group("bench")
+def test_bench_verify_memory_small(workdir):
+    """scripts/bench_verify_memory.py on one small size: the pair file, a verify in its own process, the table (the
+    numbers are not checked; one size keeps CI short, the growth column needs two)."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_verify_memory.py"), "--sizes", "40", "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len((workdir / "pairs-40.jsonl").read_text().splitlines()) == 40
+    assert json.loads((workdir / "report-40.json").read_text())["pair_count"] == 40
+    rows = [line for line in (workdir / "verify-memory.md").read_text().splitlines() if line.startswith("| 40 |")]
+    assert len(rows) == 1 and " MiB |" in rows[0]
