@@ -94,13 +94,9 @@ def iter_official(
 def _batches(ids: Iterable[list[int]], pad_id: int, side: str, batch_size: int):
     import torch
 
-    ids, since_trim = iter(ids), 0
-    _trim_heap()
+    ids = iter(ids)
     while chunk := list(itertools.islice(ids, batch_size)):
-        since_trim += len(chunk)
-        if since_trim >= CHUNK:
-            _trim_heap()
-            since_trim = 0
+        _trim_heap()
         width = max(len(x) for x in chunk)
         input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(chunk), width), dtype=torch.long)
@@ -123,9 +119,9 @@ def _glibc():
     Each batch's activations differ in size with its longest prompt. By default glibc raises its mmap threshold each
     time a large block is freed, so such blocks come from its heaps afterwards, which then grow with the number of
     batches rather than their size: +170 MiB per 2,000 pairs on the tiny fixture (CPU), for ever. A fixed threshold
-    keeps blocks above 4 MiB in mmap, handed back when freed, and ``malloc_trim`` every ``CHUNK`` pairs returns
-    what the heaps freed. Neither costs measurable time (scripts/bench_verify_memory.py). The threshold is the
-    process's from then on."""
+    keeps blocks above 4 MiB in mmap, handed back when freed, and ``malloc_trim`` before each batch returns what
+    the heaps freed (every 256 pairs was not enough at 50,000). Neither costs measurable time
+    (scripts/bench_verify_memory.py). The threshold is the process's from then on."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)

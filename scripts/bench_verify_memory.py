@@ -128,10 +128,11 @@ a token), and a report row per pair: 829 MiB at 500 pairs, 1,150 MiB at 50,000, 
 With those, peak RSS still grew by about 3.5 KB a pair (880 MiB at 1,000, 1,041 MiB at 50,000). The growth was in
 glibc's heaps, not in Python objects: scoring synthetic ids of varying length in a loop grew by 170 MiB per 2,000
 pairs, and by nothing when every prompt had the same length. glibc raises its mmap threshold each time a large block
-is freed, so each batch's activations (sized by its longest prompt) then come from the heaps, which fragment. A fixed
-threshold of 4 MiB (`mallopt`) and a `malloc_trim` every 256 pairs keep the peak flat; at 20,000 pairs the scoring
-took 60.5 s against 59.9 s without them. Both tokenizers are loaded before the first model, while memory is lowest:
-transformers' load of a 151k-token `tokenizer.json` passes through a peak about 400 MiB above what it keeps.
+is freed, so each batch's activations (sized by its longest prompt) then come from the heaps, which fragment. A
+fixed threshold of 4 MiB (`mallopt`) and a `malloc_trim` before each batch keep the peak flat (a trim every 256
+pairs still left +125 MiB at 50,000); at 20,000 pairs the scoring took 60.5 s against 59.9 s without them. Both
+tokenizers are loaded before the first model, while memory is lowest: transformers' load of a 151k-token
+`tokenizer.json` passes through a peak about 400 MiB above what it keeps.
 
 The `vllm` and `server` backends hand every pair to the engine at once, and keep the converted side's ids for the
 reference scoring: their memory grows with the pair set.
