@@ -120,8 +120,9 @@ def _glibc():
     time a large block is freed, so such blocks come from its heaps afterwards, which then grow with the number of
     batches rather than their size: +170 MiB per 2,000 pairs on the tiny fixture (CPU), for ever. A fixed threshold
     keeps blocks above 4 MiB in mmap, handed back when freed, and ``malloc_trim`` before each batch returns what
-    the heaps freed (every 256 pairs was not enough at 50,000). Neither costs measurable time
-    (scripts/bench_verify_memory.py). The threshold is the process's from then on."""
+    the heaps freed (every 256 pairs was not enough at 50,000). The trims cost the tiny fixture, whose batches take
+    milliseconds, about a fifth of its time (scripts/bench_verify_memory.py). The threshold is the process's from
+    then on."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         libc.mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD)

@@ -130,7 +130,9 @@ glibc's heaps, not in Python objects: scoring synthetic ids of varying length in
 pairs, and by nothing when every prompt had the same length. glibc raises its mmap threshold each time a large block
 is freed, so each batch's activations (sized by its longest prompt) then come from the heaps, which fragment. A
 fixed threshold of 4 MiB (`mallopt`) and a `malloc_trim` before each batch keep the peak flat (a trim every 256
-pairs still left +125 MiB at 50,000); at 20,000 pairs the scoring took 60.5 s against 59.9 s without them. Both
+pairs still left +125 MiB at 50,000). They cost time on this fixture, whose batches take milliseconds: 50,000
+pairs took 365 s against 306 s with a trim every 256 pairs (each trim hands pages back that the next batch faults
+in again); a real model's batch computes far longer per byte it allocates. Both
 tokenizers are loaded before the first model, while memory is lowest: transformers' load of a 151k-token
 `tokenizer.json` passes through a peak about 400 MiB above what it keeps.
 
