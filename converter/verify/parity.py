@@ -31,7 +31,7 @@ DEFAULT_MAX_LENGTH = 8192
 PAIR_ROWS_INLINE = 10_000
 """Up to this many pairs the report holds a row per pair (``pairs``). Above, the rows are written to a JSONL file
 beside the report as they are made (``pairs_file``), so that neither memory nor the report grows with the pair
-set."""
+set; without a report path they are not kept."""
 
 
 @dataclass(frozen=True)
@@ -336,7 +336,7 @@ def _judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | No
     return findings, "; ".join(failures) or None
 
 
-def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[Pair], seconds: float) -> dict:
+def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: Sequence[Pair], seconds: float) -> dict:
     primary, run_env, prompts = v.endpoints[0], run.environment, run.prompts
     findings, failure = _judgement(v, run, len(pairs))
     reference = None
@@ -396,16 +396,16 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: list[
         },
         "failed_pairs": v.failed_pairs,
         "pair_count": len(pairs),
-        "shown_pairs": [row for _, row in _shown(pairs, v, run)],
+        "shown_pairs": _shown(pairs, v, run),
     }
 
 
-def _shown(pairs: Sequence[Pair], v: Verdict, run: BackendRun):
-    """The pairs a summary shows: all of a few, else the ``SHOWN_PAIRS`` with the largest Δ."""
+def _shown(pairs: Sequence[Pair], v: Verdict, run: BackendRun) -> list[dict]:
+    """The rows a summary shows: all of a few pairs, else the ``SHOWN_PAIRS`` with the largest Δ."""
     deltas, row = v.endpoints[0].deltas, _row_maker(v, run)
     chosen = range(len(pairs)) if len(pairs) <= SHOWN_PAIRS else heapq.nlargest(SHOWN_PAIRS, range(len(pairs)),
                                                                                  key=deltas.__getitem__)  # fmt: skip
-    return ((i, row(i, pairs[i])) for i in chosen)
+    return [row(i, pairs[i]) for i in chosen]
 
 
 def _pair_rows(pairs: Sequence[Pair], v: Verdict, run: BackendRun) -> Iterator[dict]:
