@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-import converter.verify.backends as backends
+import converter.verify.backends.vllm as backends
 from converter.verify.processes import EngineWatch, stop_process_group
 
 pytest.importorskip("psutil")

@@ -14,7 +14,7 @@ from converter.errors import SeqclsError
 from converter.pairs import MULTILINGUAL, Pair, PairFile, builtin_pairs, load_pair_set
 from converter.recipes import QWEN3_RERANKER
 from converter.reference import CHUNK, iter_official
-from converter.verify.backends import load_tokenizer
+from converter.verify.backends.base import load_tokenizer
 from converter.verify.digests import PromptDigests
 from converter.verify.outputs import write_junit
 

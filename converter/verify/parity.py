@@ -19,7 +19,8 @@ from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set
 from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
 from . import cache
-from .backends import BACKENDS, BackendRun, Settings, Side, load_tokenizer
+from .backends import BACKENDS, BackendRun, Settings, Side, backend_class
+from .backends.base import load_tokenizer
 from .metrics import DEFAULT_ATOL, Verdict, compare
 from .outputs import SHOWN_PAIRS, sidecar, write_json, write_jsonl, write_junit, write_plot
 from .processes import DEFAULT_TIMEOUT
@@ -52,6 +53,8 @@ class VerifyOptions:
     """None: the dtype's default (``DEFAULT_ATOL``)."""
     max_length: int | None = None
     batch_size: int = 8
+    chunk: int = 2048
+    """Pairs handed to an engine or server at a time (``vllm``, ``server``): memory does not grow with the set."""
     # engines and servers
     prefix_caching: bool | None = None
     memory_fraction: float | None = None
@@ -99,6 +102,8 @@ def verify(
         raise SeqclsError(f"unknown backend {o.backend!r}; choose one of {', '.join(BACKENDS)}")
     if o.device not in DEVICES or o.dtype not in DTYPES:
         raise SeqclsError(f"--device must be one of {DEVICES} and --dtype one of {DTYPES}")
+    if o.chunk < 1:
+        raise SeqclsError(f"the chunk of pairs sent at a time must be at least 1, not {o.chunk}")
     if o.timeout <= 0:
         raise SeqclsError(f"--timeout must be a positive number of seconds, not {o.timeout}")
     if o.reference_device not in (None, *DEVICES):
@@ -120,7 +125,7 @@ def verify(
         original=original, converted=converted, recipe=recipe, pairs=pairs, dtype=o.dtype, device=o.device,
         max_length=limit, batch_size=o.batch_size, prefix_caching=o.prefix_caching, memory_fraction=o.memory_fraction,
         original_url=o.original_url, converted_url=o.converted_url, timeout=o.timeout, log_dir=log_dir,
-        original_overrides=overrides,
+        original_overrides=overrides, chunk=o.chunk,
     )  # fmt: skip
     started = time.monotonic()
     run, cached = _score(settings, o)
@@ -149,7 +154,15 @@ def verify(
 def _score(s: Settings, o: VerifyOptions) -> tuple[BackendRun, dict]:
     """Both sides, the original from the cache where an entry matches, and the reference where asked. Returns the
     run and what the cache did: ``{"original": "hit" | "miss" | "off" | "n/a", "dir", "key"[, "reference"]}``."""
-    backend = BACKENDS[o.backend](s)
+    backend = backend_class(o.backend)(s)
+    try:
+        return _score_with(backend, s, o)
+    finally:
+        if close := getattr(backend, "close", None):
+            close()
+
+
+def _score_with(backend, s: Settings, o: VerifyOptions) -> tuple[BackendRun, dict]:
     folder = Path(o.cache_dir) if o.cache_dir else cache.default_dir()
     original, state, key = _original_side(backend, s, o, folder)
     converted = backend.score("converted")
@@ -183,7 +196,7 @@ def _reference(s: Settings, o: VerifyOptions, ids: list[list[int]] | None, folde
     """The original scored the family's official way in transformers on ``s.device``, on the ids the converted
     path used (so a difference is the model path's, not the tokenization's). Scored after both engines have ended,
     so a GPU or NPU never holds the reference beside an engine; cached like any original side."""
-    from .backends import TransformersBackend
+    from .backends.transformers import TransformersBackend
 
     side, state, _ = _original_side(TransformersBackend(s, original_ids=ids), s, o, folder)
     return dataclasses.replace(side, prompts=REFERENCE_IDS if ids else side.prompts), state

@@ -114,3 +114,11 @@ class EngineWatch:
 
     def expired(self) -> bool:
         return time.monotonic() > self.deadline
+
+
+def last_error(log: Path) -> str:
+    lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if "Error" in line or "error:" in line:
+            return line[-300:]
+    return lines[-1][-300:] if lines else "no output"

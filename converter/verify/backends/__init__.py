@@ -1,0 +1,23 @@
+"""The ways to score a checkpoint, one module each, by name: ``transformers`` in-process, ``vllm``'s offline
+engine, and a vLLM ``server``. A backend is imported only when it is chosen, so that an engine's packages are
+needed only where that engine is used."""
+
+from __future__ import annotations
+
+import importlib
+
+from .base import BackendRun, Settings, Side
+
+BACKENDS = {
+    "transformers": "transformers:TransformersBackend",
+    "vllm": "vllm:VllmBackend",
+    "server": "server:ServerBackend",
+}
+
+
+def backend_class(name: str) -> type:
+    module, cls = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(f".{module}", __name__), cls)
+
+
+__all__ = ["BACKENDS", "BackendRun", "Settings", "Side", "backend_class"]

@@ -1,0 +1,226 @@
+"""A vLLM server per side: started on a free loopback port (and always shut down), or already running
+(``--*-url``); queried the way the seed's request demo does, through ``/v1/rerank`` and ``/score``."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import itertools
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from ...errors import SeqclsError
+from ...pairs import Pair
+from ...recipes import Recipe
+from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
+from ...vllm_compat import EngineSpec, VllmInstall, device_env, require, serve_argv
+from ..digests import PromptDigests
+from ..processes import last_error, stop_process_group
+from .base import MANUAL, TEMPLATE, Settings, Side, SpilledIds, form_sample, official_ids, pairs_digest, prepare_device
+
+HOST = "127.0.0.1"
+START_TIMEOUT = float(os.environ.get("SEQCLS_SERVER_TIMEOUT", "900"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def running_server(
+    spec: EngineSpec,
+    install: VllmInstall,
+    log: Path,
+    device: str,
+    chat_template: str | None = None,
+    timeout: float = START_TIMEOUT,
+) -> Iterator[str]:
+    """Yields the base URL once ``/health`` answers, within ``timeout`` seconds; the whole process group is stopped
+    on the way out."""
+    port = free_port()
+    url = f"http://{HOST}:{port}"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            serve_argv(spec, install, host=HOST, port=port, chat_template=chat_template),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ | device_env(device),
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while not _healthy(url):
+            if proc.poll() is not None:
+                raise SeqclsError(
+                    f"vLLM server for {spec.model} exited ({proc.returncode}): {last_error(log)}; log: {log}"
+                )
+            if time.monotonic() > deadline:
+                raise SeqclsError(f"vLLM server for {spec.model} not healthy after {timeout:.0f}s; log: {log}")
+            time.sleep(1)
+        yield url
+    finally:
+        stop_process_group(proc)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+            return response.status == 200
+    except (urllib.error.URLError, ConnectionError, TimeoutError):
+        return False
+
+
+def post(url: str, path: str, body: dict) -> dict:
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}{path}", data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=600) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        detail = e.read().decode(errors="replace")[:300]
+        raise SeqclsError(f"{url}{path} answered {e.code}: {detail}") from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        raise SeqclsError(f"cannot reach {url}{path}: {e}") from None
+
+
+def query_server(
+    url: str, recipe: Recipe, pairs: Sequence[Pair], raw: bool = False, prompts: str | None = None,
+    sample: list[int] | None = None, chunk: int = 2048,
+):  # fmt: skip
+    """Per query: one ``/v1/rerank`` and one ``/score`` request. The seed formats queries and documents by hand;
+    with ``raw`` the server's score template does it and an instruction travels as ``chat_template_kwargs``. The
+    pairs of ``sample`` are also sent formatted by hand and mixed, as the seed's clients send them to such a server.
+    The token ids come from ``tokenize``."""
+    started = time.perf_counter()
+    scores = _query(url, recipe, pairs, "raw" if raw else "seed-formatted", templated=raw, chunk=chunk)
+    timings = {"score_seconds": time.perf_counter() - started}
+    forms = {}
+    if sample:
+        chosen = [pairs[i] for i in sample]
+        forms = {
+            form: Side(_query(url, recipe, chosen, form, templated=True), prompts=form, indices=sample)
+            for form in INPUT_FORMS[1:]
+        }
+    return Side(scores, None, None, prompts or MANUAL, timings, forms=forms)
+
+
+def tokenize(url: str, recipe: Recipe, pairs: Iterable[Pair], path: Path) -> SpilledIds:
+    """``/tokenize`` of each official prompt, so that token ids can be compared too; written to ``path`` as they
+    come, a JSON array a line."""
+    with open(path, "w", encoding="utf-8") as f:
+        for p in pairs:
+            ids = post(url, "/tokenize", {"prompt": recipe.format_pair(p.query, p.document, p.instruction)})["tokens"]
+            f.write(json.dumps(ids) + "\n")
+    return SpilledIds(path, column=None)
+
+
+def _query(
+    url: str, recipe: Recipe, pairs: Sequence[Pair], form: str, templated: bool, chunk: int = 2048
+) -> dict[str, list[float]]:
+    """Requests per query within each ``chunk`` of pairs, so that what is held does not grow with the pair set; a
+    query whose documents span two chunks is asked twice."""
+    rerank, score = [], []
+    numbered = enumerate(pairs)
+    while batch := list(itertools.islice(numbered, chunk)):
+        offset = len(rerank)
+        groups: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
+        for i, p in batch:
+            query, document = as_sent(recipe, p.query, p.document, p.instruction, form, i)
+            groups.setdefault((query, p.instruction), []).append((i - offset, document))
+        rerank += [0.0] * len(batch)
+        score += [0.0] * len(batch)
+        for (query, instruction), members in groups.items():
+            extra = {"chat_template_kwargs": {"instruction": instruction}} if templated and instruction else {}
+            docs = [d for _, d in members]
+            for r in post(url, "/v1/rerank", {"query": query, "documents": docs, **extra})["results"]:
+                rerank[offset + members[r["index"]][0]] = r["relevance_score"]
+            for d in post(url, "/score", {"queries": query, "documents": docs, **extra})["data"]:
+                score[offset + members[d["index"]][0]] = d["score"]
+    return {"/v1/rerank": rerank, "/score": score}
+
+
+class ServerBackend:
+    """A vLLM server per side, started here (and always stopped), or an already running one (``--*-url``)."""
+
+    name = "server"
+
+    def __init__(self, s: Settings) -> None:
+        if s.recipe.num_labels > 1:
+            raise SeqclsError(
+                f"{s.converted} has {s.recipe.num_labels} labels, and a server's /rerank and /score give one score "
+                "per pair; verify it with --backend transformers or vllm"
+            )
+        self.s = s
+        self.install: VllmInstall | None = require() if not (s.original_url and s.converted_url) else None
+        if self.install:
+            prepare_device(s.device)
+        self.environment = {
+            "backend": self.name,
+            "vllm": self.install.describe() if self.install else "external servers",
+        }
+        if self.install:
+            self.environment["vllm_api"] = self.install.generation.name
+        self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
+        self.used_ids: dict[str, SpilledIds] = {}
+        """Each side's official prompts as its server tokenizes them (in a file of ``spill``): the reference is
+        scored on the converted side's."""
+
+    def close(self) -> None:
+        shutil.rmtree(self.spill, ignore_errors=True)
+
+    @functools.cached_property
+    def reference_ids(self) -> PromptDigests:
+        return PromptDigests.of(official_ids(self.s))
+
+    def _url(self, which: str) -> str | None:
+        return self.s.original_url if which == "original" else self.s.converted_url
+
+    def _template(self, which: str) -> str | None:
+        s = self.s
+        if which == "converted" and not self._url(which) and self.install.generation.score_template:
+            return str(s.converted / SCORE_TEMPLATE_FILE) if s.recipe.has_prompt else None
+        return None
+
+    def cache_inputs(self, which: str) -> dict | None:
+        """None for a server someone else started: what it runs is unknown here."""
+        if self._url(which):
+            return None
+        spec = self.s.spec(which)
+        return {
+            "pairs": pairs_digest(self.s.pairs), "recipe": self.s.recipe.record(), "template": self._template(which),
+            "spec": {k: v for k, v in vars(spec).items() if k != "model"},
+        }  # fmt: skip
+
+    def score(self, which: str) -> Side:
+        s, url = self.s, self._url(which)
+        if url:
+            return self._score(which, url)
+        log = s.log_dir / f"server-{which}.log"
+        limit = min(s.timeout, START_TIMEOUT)
+        starting = time.perf_counter()
+        with running_server(s.spec(which), self.install, log, s.device, self._template(which), limit) as started:
+            load_seconds = time.perf_counter() - starting
+            side = self._score(which, started)
+        return dataclasses.replace(side, timings={"load_seconds": load_seconds, **side.timings})
+
+    def _score(self, which: str, url: str) -> Side:
+        s, template = self.s, self._template(which)
+        sample = form_sample(self.reference_ids, s.max_length) if template else None
+        prompts = TEMPLATE if template else MANUAL
+        side = query_server(url, s.recipe, s.pairs, template is not None, prompts, sample, s.chunk)
+        self.used_ids[which] = tokenize(url, s.recipe, s.pairs, self.spill / f"{which}.ids.jsonl")
+        return dataclasses.replace(side, token_ids=PromptDigests.of(self.used_ids[which]))

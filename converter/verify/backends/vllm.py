@@ -1,0 +1,187 @@
+"""vLLM's offline engine, one process per side (``vllm_engine.py``): the original through the documented
+``hf_overrides``, the converted checkpoint as-is."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from ...errors import SeqclsError
+from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE
+from ...vllm_compat import device_env, engine_kwargs, require
+from ..digests import PromptDigests
+from ..processes import DEFAULT_TIMEOUT, EngineWatch, last_error, stop_process_group
+from .base import (
+    JOINED,
+    MANUAL,
+    TEMPLATE,
+    Settings,
+    Side,
+    SpilledIds,
+    digest,
+    endpoint_names,
+    form_job,
+    form_sample,
+    official_ids,
+    prepare_device,
+)  # fmt: skip
+
+
+class VllmBackend:
+    """The original gets the seed's manual formatting; the converted model gets raw pairs and its shipped template
+    where the installed vLLM renders score templates exactly, else the same manual formatting. A multi-label head
+    (generic, no prompt format) is classified on ``query + document`` on both sides.
+
+    Pairs stream through the engine (``Settings.chunk`` at a time) by way of files in a spill folder: what is sent,
+    and each pair's score and prompt ids as the engine used them. Only scores and the ids' digests are held here;
+    the reference reads the converted side's ids back from its file."""
+
+    name = "vllm"
+
+    def __init__(self, s: Settings) -> None:
+        self.install = require()
+        prepare_device(s.device)
+        self.s = s
+        self.use_template = self.install.generation.score_template and s.recipe.has_prompt
+        self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
+        self.used_ids: dict[str, SpilledIds] = {}
+        """Each side's prompt ids as the engine tokenized them: the reference is scored on the converted side's."""
+        self.environment = {
+            "backend": self.name,
+            "vllm": self.install.describe(),
+            "vllm_api": self.install.generation.name,
+        }
+
+    def close(self) -> None:
+        shutil.rmtree(self.spill, ignore_errors=True)
+
+    @functools.cached_property
+    def reference_ids(self) -> PromptDigests:
+        return PromptDigests.of(official_ids(self.s))
+
+    def _templated(self, which: str) -> bool:
+        return which == "converted" and self.use_template and self.s.recipe.num_labels == 1
+
+    def job(self, which: str) -> dict:
+        """Everything sent to the engine but the pairs (``rows``)."""
+        s = self.s
+        job = {"engine": engine_kwargs(s.spec(which), self.install), "chunk": s.chunk}
+        if s.recipe.num_labels > 1:
+            job["classify"] = True
+        elif self._templated(which):
+            sample = form_sample(self.reference_ids, s.max_length)
+            job |= {
+                "chat_template": (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8"),
+                "forms": {form: form_job(s, sample, form) for form in INPUT_FORMS[1:]},
+            }
+        return job
+
+    def rows(self, which: str) -> Iterator[str]:
+        """The pairs as sent, a JSON line each: ``[query, document, chat_template_kwargs]`` (raw pairs for the score
+        template, else formatted by hand), or the prompt to classify."""
+        s, templated = self.s, self._templated(which)
+        for p in s.pairs:
+            if s.recipe.num_labels > 1:
+                row = p.query + p.document
+            elif templated:
+                row = [p.query, p.document, {"instruction": p.instruction} if p.instruction else None]
+            else:
+                row = [s.recipe.format_query(p.query, p.instruction), s.recipe.format_document(p.document), None]
+            yield json.dumps(row, ensure_ascii=False) + "\n"
+
+    def cache_inputs(self, which: str) -> dict | None:
+        job = self.job(which)
+        job["engine"] = {k: v for k, v in job["engine"].items() if k != "model"}
+        del job["chunk"]  # how the pairs are cut does not change their scores
+        sent = hashlib.sha256()
+        for row in self.rows(which):
+            sent.update(row.encode())
+        return {"job": digest(job), "pairs": sent.hexdigest(), "engine": job["engine"]}
+
+    def score(self, which: str) -> Side:
+        job = self.job(which)
+        job["inputs"], job["outputs"] = str(self.spill / f"{which}.in.jsonl"), str(self.spill / f"{which}.out.jsonl")
+        with open(job["inputs"], "w", encoding="utf-8") as f:
+            f.writelines(self.rows(which))
+        result = run_engine(job, which, self.s.log_dir, self.s.device, self.s.timeout)
+        os.unlink(job["inputs"])
+        names = endpoint_names(self.s.recipe)
+        scores, ids = [], PromptDigests()
+        for score, prompt_ids in SpilledIds(job["outputs"], column=None):
+            scores.append(score)
+            ids.add(prompt_ids)
+        per_label = [list(x) for x in zip(*scores)] if job.get("classify") else [scores]
+        forms = {
+            form: Side(
+                {names[0]: got["scores"]},
+                None,
+                PromptDigests.of(got["prompt_token_ids"]),
+                form,
+                indices=job["forms"][form]["indices"],
+            )
+            for form, got in result.get("forms", {}).items()
+        }
+        self.used_ids[which] = SpilledIds(job["outputs"])
+        prompts = TEMPLATE if "chat_template" in job else JOINED if job.get("classify") else MANUAL
+        return Side(dict(zip(names, per_label)), None, ids, prompts, result.get("timings", {}), forms)
+
+
+ENGINE_GRACE = 15.0
+"""How long a client whose engine is gone may take to exit on its own (it writes its result after shutting the
+engine down)."""
+
+
+def run_engine(job: dict, which: str, log_dir: Path, device: str, timeout: float = DEFAULT_TIMEOUT) -> dict:
+    """Run one engine job in its own process session (see ``vllm_engine.py``); the log goes to ``log_dir``. The whole
+    process group is ended whatever happens, and vLLM's own processes with it."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log = log_dir / f"vllm-{which}.log"
+    with tempfile.TemporaryDirectory(prefix="seqcls-engine-") as tmp:
+        job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job_path.write_text(json.dumps(job))
+        cmd = [sys.executable, "-m", "converter.verify.backends.vllm_engine", str(job_path), str(result_path)]
+        env = os.environ | device_env(device)
+        with open(log, "w") as out:
+            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            watch = EngineWatch(proc, log, timeout)
+            try:
+                code = _wait_for_engine(watch, result_path)
+            finally:
+                stop_process_group(proc, grace=0, known=watch.vllm_processes())
+        if code != 0 or not result_path.exists():
+            status = code if isinstance(code, str) else f"exit {code}"
+            raise SeqclsError(f"vLLM failed on the {which} model ({status}): {last_error(log)}; log: {log}")
+        return json.loads(result_path.read_text())
+
+
+def _wait_for_engine(watch: EngineWatch, result_path: Path) -> int | str:
+    """0 as soon as the result is written (the caller ends the process group; vLLM's own teardown takes seconds),
+    the exit code of an engine that ended without one, or why the engine is taken as dead: vLLM's processes gone
+    (by the process tree, or by what vLLM logs) for longer than ``ENGINE_GRACE``, or the hard timeout."""
+    import time
+
+    dead_since = None
+    while True:
+        try:
+            return watch.proc.wait(timeout=0.5)
+        except subprocess.TimeoutExpired:
+            pass
+        if result_path.exists():
+            return 0
+        if watch.expired():
+            return f"no result after {watch.timeout:.0f} s, the engine timeout"
+        watch.vllm_processes()
+        if not (watch.lost() or watch.log_says_died()):
+            dead_since = None
+            continue
+        dead_since = dead_since or time.monotonic()
+        if time.monotonic() - dead_since > ENGINE_GRACE:
+            return "its engine died"

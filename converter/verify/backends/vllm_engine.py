@@ -1,0 +1,112 @@
+"""One vLLM engine in its own process: ``python -m converter.verify.backends.vllm_engine JOB.json RESULT.json``.
+
+Each model gets a fresh process so that memory is freed in between and a GPU or NPU never holds two models at once.
+vLLM spawns workers, hence the ``__main__`` guard. The pairs stream: they are read from the job's ``inputs`` file a
+chunk at a time, and each pair's score and prompt ids are written to its ``outputs`` file as the chunk is done, so
+that neither this process nor its parent holds the whole set. The result (timings, the input forms) is written
+(whole, by rename) before vLLM's shutdown runs, so the parent can take it and end the process group without waiting
+for vLLM's teardown, which takes seconds and can abort.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+import time
+from collections.abc import Iterator
+
+
+def chunks(path: str, size: int) -> Iterator[list]:
+    """The input rows, ``size`` at a time: ``[query, document, chat_template_kwargs]`` to score, or a prompt to
+    classify."""
+    with open(path, encoding="utf-8") as f:
+        rows = (json.loads(line) for line in f)
+        while chunk := list(itertools.islice(rows, size)):
+            yield chunk
+
+
+def run(llm, job: dict) -> dict:
+    """Scores (or, with ``classify``, classifies) every input row into ``outputs``, a ``[score, ids]`` line per row
+    in input order, and the ``forms`` (a small sample, held whole). ``score_seconds`` is the time spent inside
+    vLLM's calls, front end included (prompt rendering and tokenization), as a bare ``LLM.score`` would take."""
+    engine_seconds, pairs = 0.0, 0
+    with open(f"{job['outputs']}.part", "w", encoding="utf-8") as out:
+        for chunk in chunks(job["inputs"], job["chunk"]):
+            started = time.perf_counter()
+            if job.get("classify"):
+                got = _classify(llm, chunk)
+            else:
+                got = _score_pairs(llm, job, [q for q, _, _ in chunk], [d for _, d, _ in chunk], [k for *_, k in chunk])
+            engine_seconds += time.perf_counter() - started
+            pairs += len(chunk)
+            out.writelines(json.dumps(row) + "\n" for row in zip(*got))
+    os.replace(f"{job['outputs']}.part", job["outputs"])
+    result = {"pairs": pairs, "score_seconds": engine_seconds}
+    if forms := job.get("forms"):
+        result["forms"] = {
+            name: dict(zip(("scores", "prompt_token_ids"), _score_pairs(llm, job, f["queries"], f["documents"],
+                                                                        f["chat_template_kwargs"])))
+            for name, f in forms.items()
+        }  # fmt: skip
+    return result
+
+
+def _classify(llm, prompts: list[str]) -> tuple[list, list]:
+    outputs = llm.classify(prompts, use_tqdm=False)
+    return [list(o.outputs.probs) for o in outputs], [list(o.prompt_token_ids) for o in outputs]
+
+
+def _score_pairs(llm, job: dict, queries: list, documents: list, per_pair: list) -> tuple[list, list]:
+    """One ``LLM.score`` call per group of pairs that share ``chat_template_kwargs`` (an instruction, say),
+    results in the pairs' order."""
+    from vllm import PoolingParams
+
+    groups: dict[str, list[int]] = {}
+    for i, kwargs in enumerate(per_pair):
+        groups.setdefault(json.dumps(kwargs, sort_keys=True), []).append(i)
+    scores, token_ids = [0.0] * len(queries), [[]] * len(queries)
+    for key, members in groups.items():
+        kwargs = json.loads(key)
+        params = PoolingParams(extra_kwargs={"chat_template_kwargs": kwargs}) if kwargs else None
+        outputs = llm.score(
+            [queries[i] for i in members],
+            [documents[i] for i in members],
+            use_tqdm=False,
+            pooling_params=params,
+            chat_template=job.get("chat_template"),
+        )
+        for i, o in zip(members, outputs):
+            scores[i], token_ids[i] = o.outputs.score, list(o.prompt_token_ids)
+    return scores, token_ids
+
+
+def main() -> None:
+    import inspect
+
+    from vllm import LLM
+
+    job_path, result_path = sys.argv[1:3]
+    with open(job_path, encoding="utf-8") as f:
+        job = json.load(f)
+    if job.get("chat_template") and "chat_template" not in inspect.signature(LLM.score).parameters:
+        raise SystemExit("this vLLM's LLM.score takes no chat_template; score templates need a newer vLLM")
+    started = time.perf_counter()
+    llm = LLM(**job["engine"])
+    loaded = time.perf_counter()
+    try:
+        result = run(llm, job)
+        result["timings"] = {"load_seconds": loaded - started, "score_seconds": result.pop("score_seconds")}
+        with open(f"{result_path}.part", "w", encoding="utf-8") as f:
+            json.dump(result, f)
+        os.replace(f"{result_path}.part", result_path)
+    finally:
+        sys.stdout.flush()
+        llm.llm_engine.engine_core.shutdown()  # stops the engine-core and worker processes it spawned
+    sys.stderr.flush()
+    os._exit(0)  # vLLM's interpreter teardown can abort after the work is done; the result is already on disk
+
+
+if __name__ == "__main__":
+    main()
