@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .errors import SeqclsError
 from .recipes import METHODS, PRESET_NAMES
+from .verify.backends import BACKENDS
 from .verify.processes import DEFAULT_TIMEOUT
 
 EXAMPLES = {
@@ -92,7 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--original", required=True, help="original: a folder or a hub id, as for convert")
     p.add_argument("--hub", choices=("hf", "modelscope"), help="hub of a bare ORG/NAME --original")
     p.add_argument("--offline", action="store_true", help="use the local hub cache only")
-    p.add_argument("--backend", choices=("transformers", "vllm", "server"), default="transformers")
+    p.add_argument("--backend", choices=tuple(BACKENDS), default="transformers")
     p.add_argument("--device", choices=("cpu", "cuda", "npu"), default="cpu")
     p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
     p.add_argument(
@@ -104,7 +105,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", dest="run_file", type=Path, help="BEIR: candidates per query, a TREC run file")
     p.add_argument("--atol", type=float, help="max abs score difference (default: 1e-4 for float32)")
     p.add_argument("--max-length", type=int, help="model length for prompts and engines (default: min(config, 8192))")
-    p.add_argument("--batch-size", type=int, default=8, help="transformers batch size")
+    p.add_argument(
+        "--batch-size", type=int, default=8, help="transformers batch size (prompts batched by length, 256 at a time)"
+    )
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=2048,
+        help="pairs handed to a vLLM engine or server at a time; bounds memory (default: %(default)s)",
+    )
     p.add_argument(
         "--no-prefix-caching",
         dest="prefix_caching",

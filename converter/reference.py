@@ -91,21 +91,41 @@ def iter_official(
             yield bos + [i for x in pieces for i in x]
 
 
-def _batches(ids: Iterable[list[int]], pad_id: int, side: str, batch_size: int):
+def _batches(ids: Iterable[list[int]], pad_id: int, side: str, batch_size: int, by_length: bool = True):
+    """Padded batches, each with its prompts' positions in ``ids``. ``by_length``: within each window of ``CHUNK``
+    prompts, batches are cut from the prompts sorted by length, so that a batch pads to a length its prompts
+    share (documents of real data vary by 10x); memory stays bounded by the window."""
     import torch
 
-    ids = iter(ids)
-    while chunk := list(itertools.islice(ids, batch_size)):
-        _trim_heap()
-        width = max(len(x) for x in chunk)
-        input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, x in enumerate(chunk):
-            cols = slice(width - len(x), width) if side == "left" else slice(0, len(x))
-            input_ids[row, cols] = torch.tensor(x)
-            mask[row, cols] = 1
-        last = width - 1 - mask.flip(-1).argmax(-1)
-        yield input_ids, mask, last
+    ids, start = iter(ids), 0
+    while window := list(itertools.islice(ids, CHUNK if by_length else batch_size)):
+        order = sorted(range(len(window)), key=lambda i: len(window[i])) if by_length else list(range(len(window)))
+        for at in range(0, len(order), batch_size):
+            members = order[at : at + batch_size]
+            _trim_heap()
+            chunk = [window[i] for i in members]
+            width = max(len(x) for x in chunk)
+            input_ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, x in enumerate(chunk):
+                cols = slice(width - len(x), width) if side == "left" else slice(0, len(x))
+                input_ids[row, cols] = torch.tensor(x)
+                mask[row, cols] = 1
+            last = width - 1 - mask.flip(-1).argmax(-1)
+            yield input_ids, mask, last, torch.tensor(members, dtype=torch.long) + start
+        start += len(window)
+
+
+def _in_input_order(rows: list, positions: list, labels: int):
+    """The batches' rows put back where their prompts were in the input."""
+    import torch
+
+    if not rows:
+        return torch.zeros((0, labels))
+    stacked, at = torch.cat(rows), torch.cat(positions)
+    ordered = torch.empty_like(stacked)
+    ordered[at] = stacked
+    return ordered
 
 
 M_MMAP_THRESHOLD = -3
@@ -136,15 +156,10 @@ def _trim_heap() -> None:
         libc.malloc_trim(0)
 
 
-def _stacked(rows: list, labels: int):
-    import torch
-
-    return torch.cat(rows) if rows else torch.zeros((0, labels))
-
-
 def score_original(
     folder: Path, ids: Iterable[list[int]], recipe: Recipe, *, pad_id: int, label_ids: tuple[int, ...],
     dtype: str = "float32", padding_side: str = "left", batch_size: int = 8, device: str = "cpu",
+    by_length: bool = True,
 ) -> Scores:  # fmt: skip
     import torch
     from transformers import AutoModelForCausalLM
@@ -152,9 +167,9 @@ def score_original(
     started = time.perf_counter()
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=getattr(torch, dtype), device_map=device).eval()
     loaded = time.perf_counter()
-    rows = []
+    rows, positions = [], []
     with torch.inference_mode():
-        for input_ids, mask, last in _batches(ids, pad_id, padding_side, batch_size):
+        for input_ids, mask, last, at in _batches(ids, pad_id, padding_side, batch_size, by_length):
             keep = torch.unique(last)
             out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), logits_to_keep=keep.to(device))
             at_last = out.logits[torch.arange(len(last)), torch.searchsorted(keep, last)].float()
@@ -162,8 +177,9 @@ def score_original(
             if recipe.method == FROM_2_WAY_SOFTMAX:
                 chosen = chosen[:, 1:] - chosen[:, :1]
             rows.append(chosen.cpu())
+            positions.append(at)
     return Scores(
-        _stacked(rows, len(label_ids) - (recipe.method == FROM_2_WAY_SOFTMAX)),
+        _in_input_order(rows, positions, len(label_ids) - (recipe.method == FROM_2_WAY_SOFTMAX)),
         loaded - started,
         time.perf_counter() - loaded,
     )
@@ -171,7 +187,7 @@ def score_original(
 
 def score_converted(
     folder: Path, ids: Iterable[list[int]], *, pad_id: int, dtype: str = "float32", padding_side: str = "left",
-    batch_size: int = 8, device: str = "cpu",
+    batch_size: int = 8, device: str = "cpu", by_length: bool = True,
 ) -> Scores:  # fmt: skip
     import torch
     from transformers import AutoModelForSequenceClassification
@@ -181,8 +197,10 @@ def score_converted(
         folder, dtype=getattr(torch, dtype), device_map=device
     ).eval()
     loaded = time.perf_counter()
-    rows = []
+    rows, positions = [], []
     with torch.inference_mode():
-        for input_ids, mask, _ in _batches(ids, pad_id, padding_side, batch_size):
+        for input_ids, mask, _, at in _batches(ids, pad_id, padding_side, batch_size, by_length):
             rows.append(model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float().cpu())
-    return Scores(_stacked(rows, model.config.num_labels), loaded - started, time.perf_counter() - loaded)
+            positions.append(at)
+    return Scores(_in_input_order(rows, positions, model.config.num_labels), loaded - started,
+                  time.perf_counter() - loaded)  # fmt: skip

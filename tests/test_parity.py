@@ -56,3 +56,36 @@ def test_planted_faults_are_detected(original, tmp_path, fault, tamper):
     score = load_all(out)["score.weight"]
     rewrite_tensor(out, "score.weight", tamper(score).contiguous())
     assert max_delta(src, out, "left") > TOLERANCE, fault
+
+
+def test_length_batching_keeps_input_order_and_cuts_padding():
+    """Batches are cut from each window's prompts sorted by length, and every prompt's position comes with it."""
+    from converter.reference import _batches
+
+    ids = [[7] * n for n in (30, 2, 17, 3, 29, 1, 16, 4, 31, 5)]
+    padding = {}
+    for by_length in (False, True):
+        batches = list(_batches(ids, 0, "left", 3, by_length))
+        positions = [int(i) for *_, at in batches for i in at]
+        assert sorted(positions) == list(range(len(ids)))
+        for _, mask, _, at in batches:
+            assert [int(m.sum()) for m in mask] == [len(ids[int(i)]) for i in at]
+        padding[by_length] = sum(int((1 - mask).sum()) for _, mask, _, _ in batches)
+        if by_length:
+            assert [max(len(ids[int(i)]) for i in at) for *_, at in batches] == [3, 16, 30, 31]
+        else:
+            assert positions == list(range(len(ids)))
+    assert padding[True] < padding[False] / 3
+
+
+def test_length_batching_gives_each_pair_its_own_score(original):
+    """Scores batched by length, in file order and one pair at a time agree in input order (fp32, mixed lengths)."""
+    src = original("untied-fp32-single")
+    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, PAIRS)
+    kw = {"pad_id": 151643, "label_ids": (2152, 9693)}
+    alone = score_original(src, ids, QWEN3_RERANKER, batch_size=1, **kw).probabilities
+    for by_length in (True, False):
+        got = score_original(src, ids, QWEN3_RERANKER, batch_size=4, by_length=by_length, **kw).probabilities
+        assert max(abs(a - b) for a, b in zip(alone, got)) <= TOLERANCE, by_length
+    by_rank = sorted(alone)
+    assert max(abs(a - b) for a, b in zip(alone, by_rank)) > 100 * TOLERANCE, "a reordering would show"

@@ -79,12 +79,13 @@ def swapped(pair_of, tmp_path):
 
 @pytest.fixture(scope="session")
 def qwen3_vllm(pair_of, tmp_path_factory):
-    """``verify --backend vllm`` of the tied Qwen3 fixture on the built-in pairs, once per session. It leaves the
-    original side in the session's verify cache, so later verifies of that original start one engine, not two."""
+    """``verify --backend vllm`` of the tied Qwen3 fixture on the built-in pairs, once per session, streamed to the
+    engine 5 pairs at a time. It leaves the original side in the session's verify cache, so later verifies of that
+    original start one engine, not two."""
     src, out = pair_of("tied-bf16-single")
     logs = tmp_path_factory.mktemp("qwen3-vllm")
     with mock.patch.dict(os.environ, INPROCESS):
-        return src, out, verify(out, src, backend="vllm", report=logs / "report.json"), logs
+        return src, out, verify(out, src, backend="vllm", report=logs / "report.json", chunk=5), logs
 
 
 def _engine_logs(folder: Path) -> list[str]:
@@ -104,6 +105,11 @@ def test_vllm_backend_tied_fp32(qwen3_vllm):
     assert _engine_logs(logs) == ["vllm-converted.log", "vllm-original.log"]
     assert all(report["timings"][side]["load_seconds"] > 0 for side in ("original", "converted"))
     assert all(report["timings"][side]["tokens_per_second"] > 0 for side in ("original", "converted"))
+    # Streamed: 23 pairs in chunks of 5, an instruction's group split across chunks, every score in its place.
+    assert [report["timings"][side]["chunks"] for side in ("original", "converted")] == [5, 5]
+    assert "inside LLM.score" in report["timing"] and "front end included on both sides" in report["timing"]
+    assert set(report["phases"]) == {"prepare", "official ids", "original side", "converted side", "reference",
+                                     "compare"}  # fmt: skip
     pairs = [Pair(p["query"], p["document"], p["instruction"]) for p in report["pairs"]]
     assert any(p.instruction for p in pairs) and any(p.document.endswith("\n") for p in pairs)
     assert max(len(p.document) for p in pairs) > 10_000
@@ -390,9 +396,10 @@ def test_server_backend_rerank_and_score(original_server, converted_server, pair
     _, converted_url, _ = converted_server
     _, out = pair_of("tied-bf16-single")
     args = ["verify", str(out), "--original", str(src), "--backend", "server", "--original-url", url]
-    args += ["--converted-url", converted_url, "--report", str(tmp_path / "r.json")]
+    args += ["--converted-url", converted_url, "--report", str(tmp_path / "r.json"), "--chunk", "4"]
     assert run(args) == 0, capsys.readouterr()
     report = json.loads((tmp_path / "r.json").read_text())
+    assert report["timings"]["converted"]["chunks"] == 6 and "/v1/rerank and /score" in report["timing"]
     assert set(report["metrics"]["endpoints"]) == {"/v1/rerank", "/score"}
     assert report["metrics"]["max_abs_delta"] <= 1e-4
     assert not report["token_ids"]["mismatched_pairs"]

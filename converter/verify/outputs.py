@@ -89,7 +89,7 @@ def markdown(report: dict) -> str:
         lines.append(f"input through the score template, against raw pairs: {'; '.join(states)}")
     if unofficial := tokens["official_mismatched_pairs"]:
         lines.append(f"note: ids differ from the official formatting in pairs {_some(unofficial)}")
-    lines += _throughput(report.get("timings", {}))
+    lines += _throughput(report.get("timings", {}), report.get("timing"))
     lines += _queries(report["rankings"])
     if len(m["endpoints"]) > 1:
         lines += ["", f"per pair: {next(iter(m['endpoints']))} shown, ok covers every label"]
@@ -122,14 +122,14 @@ def _ranking_lead(summary: dict | None) -> list[str]:
     ]
 
 
-def _throughput(timings: dict) -> list[str]:
+def _throughput(timings: dict, basis: str | None = None) -> list[str]:
     shown = [
         f"{side} {t['pairs_per_second']:.1f} pairs/s"
         + (f", {t['tokens_per_second']:.0f} tokens/s" if "tokens_per_second" in t else "")
         for side, t in timings.items()
         if "pairs_per_second" in t
     ]
-    return [f"scoring: {'; '.join(shown)}"] if shown else []
+    return [f"scoring: {'; '.join(shown)}" + (f" ({basis})" if basis else "")] if shown else []
 
 
 def _queries(rankings: list[dict]) -> list[str]:

@@ -97,6 +97,7 @@ def verify(
 
     Pairs come from ``pairs`` (judged by ``qrels`` where given), else ``options.pairs_file``, else the built-in set.
     ``changes`` replace fields of ``options`` (``verify(out, src, backend="vllm")``)."""
+    entered = time.monotonic()
     o = dataclasses.replace(options or VerifyOptions(), **changes)
     if o.backend not in BACKENDS:
         raise SeqclsError(f"unknown backend {o.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -128,10 +129,13 @@ def verify(
         original_overrides=overrides, chunk=o.chunk,
     )  # fmt: skip
     started = time.monotonic()
-    run, cached = _score(settings, o)
+    phases = {"prepare": started - entered}
+    run, cached = _score(settings, o, phases)
+    compared = time.monotonic()
     verdict = compare(pairs, run, tolerance, o.dtype, qrels)
     result = _report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
     result["cache"] = cached
+    result["phases"] = phases | {"compare": time.monotonic() - compared}
     rows = _pair_rows(pairs, verdict, run)
     if len(pairs) <= PAIR_ROWS_INLINE:
         result["pairs"] = list(rows)
@@ -151,28 +155,40 @@ def verify(
     return result
 
 
-def _score(s: Settings, o: VerifyOptions) -> tuple[BackendRun, dict]:
+def _score(s: Settings, o: VerifyOptions, phases: dict[str, float]) -> tuple[BackendRun, dict]:
     """Both sides, the original from the cache where an entry matches, and the reference where asked. Returns the
     run and what the cache did: ``{"original": "hit" | "miss" | "off" | "n/a", "dir", "key"[, "reference"]}``."""
     backend = backend_class(o.backend)(s)
     try:
-        return _score_with(backend, s, o)
+        return _score_with(backend, s, o, phases)
     finally:
         if close := getattr(backend, "close", None):
             close()
 
 
-def _score_with(backend, s: Settings, o: VerifyOptions) -> tuple[BackendRun, dict]:
+def _score_with(backend, s: Settings, o: VerifyOptions, phases: dict[str, float]) -> tuple[BackendRun, dict]:
+    """``phases``: seconds spent in each step, filled in as they end (where verify's wall time goes)."""
     folder = Path(o.cache_dir) if o.cache_dir else cache.default_dir()
+    clock = time.monotonic()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        phases[name], clock = time.monotonic() - clock, time.monotonic()
+
+    official = backend.reference_ids
+    lap("official ids")
     original, state, key = _original_side(backend, s, o, folder)
+    lap("original side")
     converted = backend.score("converted")
+    lap("converted side")
     cached = {"original": state, "dir": str(folder) if key else None, "key": key}
     reference, device = None, None
     if o.reference and o.backend != "transformers":
         device = o.reference_device or _reference_device(o.device)
         on_device = dataclasses.replace(s, device=device)
         reference, cached["reference"] = _reference(on_device, o, backend.used_ids.get("converted"), folder)
-    run = BackendRun(original, converted, backend.reference_ids, backend.environment, reference, device)
+        lap("reference")
+    run = BackendRun(original, converted, official, backend.environment, reference, device, backend.timing)
     return run, cached
 
 
@@ -375,6 +391,7 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: Seque
         "seconds": round(seconds, 1),
         "prompts": prompts,
         "timings": _throughput(run, len(pairs)),
+        "timing": run.timing,
         "reference": reference,
         "inputs": {
             "original": {

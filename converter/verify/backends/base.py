@@ -100,6 +100,8 @@ class BackendRun:
     """The transformers reference scoring of the original (``vllm`` and ``server`` backends), on the ids the
     converted path used: a third opinion that tells which side is wrong when the two paths disagree."""
     reference_device: str | None = None
+    timing: str = ""
+    """How the backend timed each side's scoring (the same way for both): what its pairs/s include."""
 
     @property
     def prompts(self) -> dict[str, str]:

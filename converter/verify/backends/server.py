@@ -107,7 +107,7 @@ def query_server(
     The token ids come from ``tokenize``."""
     started = time.perf_counter()
     scores = _query(url, recipe, pairs, "raw" if raw else "seed-formatted", templated=raw, chunk=chunk)
-    timings = {"score_seconds": time.perf_counter() - started}
+    timings = {"score_seconds": time.perf_counter() - started, "chunks": -(-len(pairs) // chunk)}
     forms = {}
     if sample:
         chosen = [pairs[i] for i in sample]
@@ -157,6 +157,10 @@ class ServerBackend:
     """A vLLM server per side, started here (and always stopped), or an already running one (``--*-url``)."""
 
     name = "server"
+    timing = (
+        "wall time of the /v1/rerank and /score requests (both endpoints, each pair once to each), server start-up "
+        "and /tokenize excluded"
+    )
 
     def __init__(self, s: Settings) -> None:
         if s.recipe.num_labels > 1:

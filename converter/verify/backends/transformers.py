@@ -15,6 +15,10 @@ class TransformersBackend:
     """The family's reference scoring of the original, and the converted model as a classifier, on the same ids."""
 
     name = "transformers"
+    timing = (
+        "model forward passes with tokenization included (prompts are tokenized as they are scored, 256 at a time), "
+        "model load excluded"
+    )
 
     def __init__(self, s: Settings, original_ids: Iterable[list[int]] | None = None) -> None:
         """``original_ids``: score the original on these ids instead of the official ones (as the reference of

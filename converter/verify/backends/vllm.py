@@ -45,6 +45,11 @@ class VllmBackend:
     the reference reads the converted side's ids back from its file."""
 
     name = "vllm"
+    timing = (
+        "time inside LLM.score (LLM.classify for several labels), vLLM's front end included on both sides: the "
+        "original's prompts formatted by hand, the converted side's rendered from its score template, all tokenized "
+        "by vLLM; engine start-up excluded"
+    )
 
     def __init__(self, s: Settings) -> None:
         self.install = require()

@@ -31,7 +31,7 @@ def run(llm, job: dict) -> dict:
     """Scores (or, with ``classify``, classifies) every input row into ``outputs``, a ``[score, ids]`` line per row
     in input order, and the ``forms`` (a small sample, held whole). ``score_seconds`` is the time spent inside
     vLLM's calls, front end included (prompt rendering and tokenization), as a bare ``LLM.score`` would take."""
-    engine_seconds, pairs = 0.0, 0
+    engine_seconds, pairs, chunked = 0.0, 0, 0
     with open(f"{job['outputs']}.part", "w", encoding="utf-8") as out:
         for chunk in chunks(job["inputs"], job["chunk"]):
             started = time.perf_counter()
@@ -40,10 +40,10 @@ def run(llm, job: dict) -> dict:
             else:
                 got = _score_pairs(llm, job, [q for q, _, _ in chunk], [d for _, d, _ in chunk], [k for *_, k in chunk])
             engine_seconds += time.perf_counter() - started
-            pairs += len(chunk)
+            pairs, chunked = pairs + len(chunk), chunked + 1
             out.writelines(json.dumps(row) + "\n" for row in zip(*got))
     os.replace(f"{job['outputs']}.part", job["outputs"])
-    result = {"pairs": pairs, "score_seconds": engine_seconds}
+    result = {"pairs": pairs, "chunks": chunked, "score_seconds": engine_seconds}
     if forms := job.get("forms"):
         result["forms"] = {
             name: dict(zip(("scores", "prompt_token_ids"), _score_pairs(llm, job, f["queries"], f["documents"],
@@ -97,7 +97,8 @@ def main() -> None:
     loaded = time.perf_counter()
     try:
         result = run(llm, job)
-        result["timings"] = {"load_seconds": loaded - started, "score_seconds": result.pop("score_seconds")}
+        result["timings"] = {"load_seconds": loaded - started, "score_seconds": result.pop("score_seconds"),
+                             "chunks": result.pop("chunks")}  # fmt: skip
         with open(f"{result_path}.part", "w", encoding="utf-8") as f:
             json.dump(result, f)
         os.replace(f"{result_path}.part", result_path)
