@@ -26,6 +26,8 @@ def test_transformers_parity_passes_with_every_output(pair_of, tmp_path, capsys,
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["verdict"] == "pass" and report["metrics"]["max_abs_delta"] <= 1e-4
     assert report["metrics"]["max_abs_logit_delta"] <= 1e-4
+    assert "forward passes with tokenization included" in report["timing"] and "scoring:" in stdout
+    assert set(report["phases"]) == {"prepare", "official ids", "original side", "converted side", "compare"}
     assert report["environment"]["transformers"] and report["environment"]["torch"]
     assert set(report["inputs"]["converted"]["files"]) >= {"config.json", "tokenizer.json"}
     shards = [f for f in report["inputs"]["converted"]["files"] if f.endswith(".safetensors")]
@@ -125,6 +127,7 @@ def test_missing_vllm_is_an_environment_error(pair_of, monkeypatch, capsys):
             "vocabulary",
         ),
         (["--original-overrides", "{}"], "use it with --backend vllm or server"),
+        (["--backend", "vllm", "--chunk", "0"], "the chunk of pairs sent at a time must be at least 1"),
     ],
 )
 def test_bad_original_overrides_are_one_line_before_any_engine(pair_of, tmp_path, capsys, args, message):

@@ -85,6 +85,7 @@ def _score_pairs(llm, job: dict, queries: list, documents: list, per_pair: list)
 def main() -> None:
     import inspect
 
+    started = time.perf_counter()  # start-up counts vLLM's import, which takes seconds
     from vllm import LLM
 
     job_path, result_path = sys.argv[1:3]
@@ -92,7 +93,6 @@ def main() -> None:
         job = json.load(f)
     if job.get("chat_template") and "chat_template" not in inspect.signature(LLM.score).parameters:
         raise SystemExit("this vLLM's LLM.score takes no chat_template; score templates need a newer vLLM")
-    started = time.perf_counter()
     llm = LLM(**job["engine"])
     loaded = time.perf_counter()
     try:
