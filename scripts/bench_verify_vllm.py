@@ -2,15 +2,17 @@
 """Does verify cost what the engine costs? ``seqcls verify --backend vllm`` against bare ``LLM.score`` calls on the
 same pairs, fixture and engine settings.
 
-    .venv/bin/python scripts/bench_verify_vllm.py               # 5,000 pairs, 2 runs (about 12 minutes)
+    .venv/bin/python scripts/bench_verify_vllm.py               # 5,000 pairs, 2 runs (about 14 minutes)
     .venv/bin/python scripts/bench_verify_vllm.py --pairs 500 --runs 1
 
 Per run, each in its own process: the bare original (``LLM`` with the documented ``hf_overrides``, one ``LLM.score``
 call on the pairs formatted by hand, as the seed does), the bare converted checkpoint (``LLM`` as-is, one
-``LLM.score`` call on the raw pairs with its score template), and ``seqcls verify --backend vllm --no-reference
---no-cache`` of the two. Engine arguments are verify's own (``vllm_compat.engine_kwargs``). The order rotates every
-run; medians are reported. The fixture is the tiny untied Qwen3 original (fp32, real vocabulary) and its conversion;
-the pairs are bench_verify_memory.py's synthetic set. What is compared:
+``LLM.score`` call on the raw pairs with its score template; and again on the pairs formatted by hand, without the
+template, which tells the template's share of any difference between the two), and
+``seqcls verify --backend vllm --no-reference --no-cache`` of the two. Engine arguments are verify's own
+(``vllm_compat.engine_kwargs``). The order rotates every run; medians are reported. The fixture is the tiny untied
+Qwen3 original (fp32, real vocabulary) and its conversion; the pairs are bench_verify_memory.py's synthetic set.
+What is compared:
 
 - each side's scoring time in verify (its ``score_seconds``: time inside vLLM's calls) against the bare call's;
 - verify's wall time against its two engine loads plus its scoring, and where the rest goes (verify's ``phases``);
@@ -31,7 +33,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("bare original", "bare converted", "verify")
+KINDS = ("bare original", "bare converted", "bare converted, formatted by hand", "verify")
 
 
 def bare(args: argparse.Namespace) -> None:
@@ -47,9 +49,10 @@ def bare(args: argparse.Namespace) -> None:
     pairs = list(load_pairs(Path(args.pairs_file)).pairs)
     which = args.bare
     model = args.original if which == "original" else args.converted
+    by_hand = which in ("original", "by-hand")
     overrides = QWEN3_RERANKER.vllm_hf_overrides() if which == "original" else None
     spec = EngineSpec(model=str(model), dtype="float32", device="cpu", hf_overrides=overrides, max_model_len=4096)
-    if which == "original":
+    if by_hand:
         queries = [QWEN3_RERANKER.format_query(p.query, p.instruction) for p in pairs]
         documents = [QWEN3_RERANKER.format_document(p.document) for p in pairs]
         template = None
@@ -124,11 +127,12 @@ def main() -> None:
     pairs = write_pairs(args.workdir / f"pairs-{args.pairs}.jsonl", args.pairs)
     results: dict[str, list[dict]] = {k: [] for k in KINDS}
     for run in range(args.runs):
-        for kind in KINDS[run % 3 :] + KINDS[: run % 3]:
+        for kind in KINDS[run % len(KINDS) :] + KINDS[: run % len(KINDS)]:
             if kind == "verify":
                 got = run_verify(args, original, converted, pairs)
             else:
-                got = run_bare(args, kind.split()[1], original, converted, pairs)
+                which = "by-hand" if "by hand" in kind else kind.split()[1]
+                got = run_bare(args, which, original, converted, pairs)
             results[kind].append(got)
             print(f"run {run + 1}/{args.runs}: {kind} {json.dumps(got)}", file=sys.stderr)
     text = report(args, results)
@@ -164,6 +168,7 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> str:
     }
     shown = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
     ratio_bare, ratio_verify = (rate["converted"][i] / rate["original"][i] for i in (0, 1))
+    by_hand = n / med(r["score_seconds"] for r in results["bare converted, formatted by hand"])
     return "\n".join(
         [
             "# verify against the bare engine",
@@ -180,7 +185,8 @@ def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> str:
             f"verify's steps: {shown}.",
             "",
             f"Converted side's pairs/s against the original side's: {ratio_bare:.2f} bare, {ratio_verify:.2f} in "
-            "verify.",
+            f"verify; bare with the original's prompts formatted by hand (no score template) {by_hand:.0f} pairs/s, "
+            f"{by_hand / rate['original'][0]:.2f} of the original's.",
             "",
         ]
     )

@@ -136,3 +136,18 @@ def test_bad_original_overrides_are_one_line_before_any_engine(pair_of, tmp_path
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0], err
     assert not list(tmp_path.glob("*.log")), "no engine was started"
+
+
+def test_timing_note_says_why_the_sides_differ_in_speed():
+    """A converted side slower by more than noise on an engine is explained, a cached original side is not compared."""
+    from converter.verify.parity import _timing_note
+
+    def timings(original: float, converted: float) -> dict:
+        return {"original": {"pairs_per_second": original}, "converted": {"pairs_per_second": converted}}
+
+    assert "25% fewer pairs a second" in _timing_note(timings(400, 300), "vllm", cached=False)
+    assert "nor the template" in _timing_note(timings(400, 300), "server", cached=False)
+    assert _timing_note(timings(400, 370), "vllm", cached=False) is None
+    assert _timing_note(timings(400, 300), "transformers", cached=False) is None
+    assert "verify cache" in _timing_note(timings(400, 300), "transformers", cached=True)
+    assert _timing_note({"original": {}, "converted": {}}, "vllm", cached=False) is None

@@ -90,6 +90,8 @@ def markdown(report: dict) -> str:
     if unofficial := tokens["official_mismatched_pairs"]:
         lines.append(f"note: ids differ from the official formatting in pairs {_some(unofficial)}")
     lines += _throughput(report.get("timings", {}), report.get("timing"))
+    if note := report.get("timing_note"):
+        lines.append(f"note: {note}")
     lines += _queries(report["rankings"])
     if len(m["endpoints"]) > 1:
         lines += ["", f"per pair: {next(iter(m['endpoints']))} shown, ok covers every label"]

@@ -12,6 +12,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -156,6 +157,16 @@ def official_ids(settings: Settings, folder: Path | None = None) -> Iterator[lis
 
     tokenizer = load_tokenizer(folder or settings.original)
     return iter_official(tokenizer, settings.recipe, settings.pairs, settings.max_length)
+
+
+def official_digests_soon(settings: Settings) -> Future:
+    """The official prompts' digests, computed in a thread from now on. An engine backend needs them only after its
+    first engine has started, and that start leaves a core idle for tens of seconds: the tokenizer's pass over the
+    pairs (seconds per thousand; its batches run in Rust, outside the GIL) fits in it."""
+    pool = ThreadPoolExecutor(1, thread_name_prefix="seqcls-official-ids")
+    future = pool.submit(lambda: PromptDigests.of(official_ids(settings)))
+    pool.shutdown(wait=False)
+    return future
 
 
 TOKENIZER_FILES = (

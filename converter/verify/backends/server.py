@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import itertools
 import json
 import os
@@ -26,7 +25,17 @@ from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
 from ...vllm_compat import EngineSpec, VllmInstall, device_env, require, serve_argv
 from ..digests import PromptDigests
 from ..processes import last_error, stop_process_group
-from .base import MANUAL, TEMPLATE, Settings, Side, SpilledIds, form_sample, official_ids, pairs_digest, prepare_device
+from .base import (
+    MANUAL,
+    TEMPLATE,
+    Settings,
+    Side,
+    SpilledIds,
+    form_sample,
+    official_digests_soon,
+    pairs_digest,
+    prepare_device,
+)
 
 HOST = "127.0.0.1"
 START_TIMEOUT = float(os.environ.get("SEQCLS_SERVER_TIMEOUT", "900"))
@@ -178,6 +187,7 @@ class ServerBackend:
         }
         if self.install:
             self.environment["vllm_api"] = self.install.generation.name
+        self._official = official_digests_soon(s)
         self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
         self.used_ids: dict[str, SpilledIds] = {}
         """Each side's official prompts as its server tokenizes them (in a file of ``spill``): the reference is
@@ -186,9 +196,9 @@ class ServerBackend:
     def close(self) -> None:
         shutil.rmtree(self.spill, ignore_errors=True)
 
-    @functools.cached_property
+    @property
     def reference_ids(self) -> PromptDigests:
-        return PromptDigests.of(official_ids(self.s))
+        return self._official.result()
 
     def _url(self, which: str) -> str | None:
         return self.s.original_url if which == "original" else self.s.converted_url

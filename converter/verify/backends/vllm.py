@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -30,7 +29,7 @@ from .base import (
     endpoint_names,
     form_job,
     form_sample,
-    official_ids,
+    official_digests_soon,
     prepare_device,
 )  # fmt: skip
 
@@ -56,6 +55,7 @@ class VllmBackend:
         prepare_device(s.device)
         self.s = s
         self.use_template = self.install.generation.score_template and s.recipe.has_prompt
+        self._official = official_digests_soon(s)
         self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
         self.used_ids: dict[str, SpilledIds] = {}
         """Each side's prompt ids as the engine tokenized them: the reference is scored on the converted side's."""
@@ -68,9 +68,9 @@ class VllmBackend:
     def close(self) -> None:
         shutil.rmtree(self.spill, ignore_errors=True)
 
-    @functools.cached_property
+    @property
     def reference_ids(self) -> PromptDigests:
-        return PromptDigests.of(official_ids(self.s))
+        return self._official.result()
 
     def _templated(self, which: str) -> bool:
         return which == "converted" and self.use_template and self.s.recipe.num_labels == 1
