@@ -76,6 +76,46 @@ def tensor_shapes(s: Shape) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
+def _markers(name: str) -> tuple[str, str]:
+    return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+
+
+def write_section(path: Path, name: str, text: str, title: str = "# Benchmarks") -> None:
+    """Replaces the section ``name`` of a Markdown page (between markers), keeping the rest: several benchmark
+    scripts share one page, each writing its own part."""
+    start, end = _markers(name)
+    old = path.read_text() if path.is_file() else f"{title}\n"
+    block = f"{start}\n{text.rstrip()}\n{end}"
+    if start in old and end in old:
+        new = old[: old.index(start)] + block + old[old.index(end) + len(end) :]
+    else:
+        new = old.rstrip() + "\n\n" + block + "\n"
+    path.write_text(new)
+
+
+def write_keeping_sections(path: Path, text: str) -> None:
+    """Writes ``text`` over ``path``, then the other scripts' marked sections that were in it."""
+    old = path.read_text() if path.is_file() else ""
+    kept, at = [], 0
+    while (start := old.find("<!-- bench:", at)) >= 0:
+        name = old[start + len("<!-- bench:") : old.index(" -->", start)]
+        end = old.index(_markers(name)[1], start) + len(_markers(name)[1])
+        kept.append(old[start:end])
+        at = end
+    path.write_text(text.rstrip() + "".join(f"\n\n{block}" for block in kept) + "\n")
+
+
+def synthesized_conversion(shape: str, workdir: Path) -> tuple[Path, Path]:
+    """The shape's synthesized original and its conversion by seqcls, each made once in ``workdir``."""
+    from converter import convert
+
+    original = synthesize(shape, SHAPES[shape], workdir / shape)
+    converted = workdir / f"{shape}-seq-cls"
+    if not (converted / "config.json").is_file():
+        convert(original, converted)
+    return original, converted
+
+
 def synthesize(name: str, s: Shape, folder: Path) -> Path:
     """Shards of at most 4 GB in model order, lm_head last, as the published checkpoints are laid out."""
     if (folder / "config.json").is_file():
@@ -417,7 +457,7 @@ def write_docs(results: list[dict], verify_rows: list[dict], docs: Path, runs: i
             verify_table(verify_rows),
             "",
         ]
-    (docs / "benchmarks.md").write_text("\n".join(text) + NOTES)
+    write_keeping_sections(docs / "benchmarks.md", "\n".join(text) + NOTES)
 
 
 def main() -> None:

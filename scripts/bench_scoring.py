@@ -114,15 +114,11 @@ def prepare(args: argparse.Namespace) -> tuple[Path, Path, Path, list[int], int]
     import bench_convert
     from transformers import AutoTokenizer
 
-    from converter import convert
     from converter.pairs import RANKING
     from converter.recipes import QWEN3_RERANKER
     from converter.reference import encode_official
 
-    original = bench_convert.synthesize(args.shape, bench_convert.SHAPES[args.shape], args.workdir / args.shape)
-    converted = args.workdir / f"{args.shape}-seq-cls"
-    if not (converted / "config.json").is_file():
-        convert(original, converted)
+    original, converted = bench_convert.synthesized_conversion(args.shape, args.workdir)
     tokenizer = AutoTokenizer.from_pretrained(original)
     filler = " ".join(p.document for p in RANKING)
     pairs = []

@@ -95,18 +95,6 @@ def run_sampled(cmd: list[str], log: Path) -> dict:
     return json.loads(out.strip().splitlines()[-1]) | {"tree_peak_bytes": peak}
 
 
-def write_section(path: Path, backend: str, text: str) -> None:
-    """Replaces the backend's section of ``path`` (between markers), keeping the others."""
-    start, end = f"<!-- bench:{backend} -->", f"<!-- /bench:{backend} -->"
-    old = path.read_text() if path.is_file() else "# verify's memory against the number of pairs\n"
-    block = f"{start}\n{text.rstrip()}\n{end}"
-    if start in old and end in old:
-        new = old[: old.index(start)] + block + old[old.index(end) + len(end) :]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    path.write_text(new)
-
-
 def prepare(workdir: Path) -> tuple[Path, Path]:
     from converter import convert
     from converter.tiny_model import build_tiny_reranker
@@ -149,7 +137,10 @@ def main() -> None:
                   f"{got['tree_peak_bytes'] / 2**20:.0f} MiB), {got['seconds']:.0f} s", file=sys.stderr)  # fmt: skip
     text = report(args, sizes, results)
     out = args.out or (args.workdir / "verify-memory.md" if quick else ROOT / "docs" / "verify-memory.md")
-    write_section(out, args.backend, text)
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from bench_convert import write_section
+
+    write_section(out, args.backend, text, "# verify's memory against the number of pairs")
     print(text)
     print(f"wrote {out}", file=sys.stderr)
 
