@@ -146,7 +146,7 @@ def test_timing_note_says_why_the_sides_differ_in_speed():
         return {"original": {"pairs_per_second": original}, "converted": {"pairs_per_second": converted}}
 
     assert "25% fewer pairs a second" in _timing_note(timings(400, 300), "vllm", cached=False)
-    assert "nor the template" in _timing_note(timings(400, 300), "server", cached=False)
+    assert "not verify's timing" in _timing_note(timings(400, 300), "server", cached=False)
     assert _timing_note(timings(400, 370), "vllm", cached=False) is None
     assert _timing_note(timings(400, 300), "transformers", cached=False) is None
     assert "verify cache" in _timing_note(timings(400, 300), "transformers", cached=True)
