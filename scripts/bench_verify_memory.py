@@ -185,8 +185,12 @@ What still grows is in vLLM's own processes, not in seqcls': verify's own peak i
 process on 2026-12-01 (one run each, 1,000 against 10,000 pairs): vLLM's worker +18 MiB, its engine core +7 MiB, the
 engine's client (seqcls' `vllm_engine` process, which holds one chunk) −10 MiB, verify ±0. It is not the KV cache's
 pages being touched for the first time: 50,000 pairs (about 8 million tokens) pass through its 1.4 GiB (1.5 million
-tokens) several times, and the tree grew by a tenth of that. What it is (the prefix cache's index of the blocks it
-has seen, or heap growth in vLLM's processes, which seqcls' allocator settings do not reach) is not yet measured.
+tokens) several times, and the tree grew by a tenth of that. Nor is it the prefix cache: with `--no-prefix-caching`
+the tree still grew by 114 MiB at 50,000 pairs, the worker by 83. It is glibc's heap in vLLM's worker, as it was in
+verify's own process (above): since 2026-12-01 verify starts its engines and servers with
+`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=262144` (unless that variable is set already), and the tree then grew by
+27 MiB at 50,000 pairs against 1,000 (7,722 and 7,749 MiB, one run each, sampled per process; the table above was
+measured before). What the fixed threshold costs in time is not measured yet.
 """
 
 

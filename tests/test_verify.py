@@ -142,12 +142,14 @@ def test_timing_note_says_why_the_sides_differ_in_speed():
     """A converted side slower by more than noise on an engine is explained, a cached original side is not compared."""
     from converter.verify.parity import _timing_note
 
-    def timings(original: float, converted: float) -> dict:
-        return {"original": {"pairs_per_second": original}, "converted": {"pairs_per_second": converted}}
+    def timings(original: float, converted: float, seconds: float = 10.0) -> dict:
+        return {side: {"pairs_per_second": rate, "score_seconds": seconds}
+                for side, rate in (("original", original), ("converted", converted))}  # fmt: skip
 
     assert "25% fewer pairs a second" in _timing_note(timings(400, 300), "vllm", cached=False)
     assert "not verify's timing" in _timing_note(timings(400, 300), "server", cached=False)
     assert _timing_note(timings(400, 370), "vllm", cached=False) is None
+    assert _timing_note(timings(400, 300, seconds=0.5), "vllm", cached=False) is None, "too short to tell"
     assert _timing_note(timings(400, 300), "transformers", cached=False) is None
     assert "verify cache" in _timing_note(timings(400, 300), "transformers", cached=True)
     assert _timing_note({"original": {}, "converted": {}}, "vllm", cached=False) is None

@@ -314,6 +314,8 @@ def _throughput(run: BackendRun, n: int) -> dict:
 
 SLOWER = 0.9
 """Below this share of the original side's pairs/s, the report says why the converted side is slower."""
+TIMED_ENOUGH = 5.0
+"""Seconds of scoring per side below which a difference in pairs/s is this machine's noise, not worth a note."""
 
 
 def _timing_note(timings: dict, backend: str, cached: bool) -> str | None:
@@ -324,7 +326,8 @@ def _timing_note(timings: dict, backend: str, cached: bool) -> str | None:
         return None
     if cached:
         return "the original side's pairs/s come from the verify cache: another run, so not comparable"
-    if backend == "transformers" or rates[1] >= SLOWER * rates[0]:
+    timed = min(timings[side].get("score_seconds", 0.0) for side in ("original", "converted"))
+    if backend == "transformers" or rates[1] >= SLOWER * rates[0] or timed < TIMED_ENOUGH:
         return None
     return (
         f"the converted side scored {1 - rates[1] / rates[0]:.0%} fewer pairs a second than the original side on "
