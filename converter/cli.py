@@ -8,6 +8,8 @@ import traceback
 from pathlib import Path
 
 from .errors import SeqclsError
+from .export.gguf import DEFAULT_TYPES as GGUF_DEFAULT_TYPES
+from .export.gguf import TYPES as GGUF_TYPES
 from .recipes import METHODS, PRESET_NAMES
 from .verify.backends import BACKENDS
 from .verify.processes import DEFAULT_TIMEOUT
@@ -27,6 +29,11 @@ EXAMPLES = {
       --dtype bfloat16 --report report.json --junit junit.xml --update-card
   seqcls verify converted/Qwen3-Reranker-8B-seq-cls --original ./Qwen3-Reranker-8B --backend server \\
       --original-url http://127.0.0.1:8000 --pairs pairs.jsonl""",
+    "export": """
+  seqcls export gguf converted/Qwen3-Reranker-0.6B-seq-cls
+  seqcls export gguf converted/Qwen3-Reranker-8B-seq-cls --type f16 q8_0 q4_k_m -o gguf/Qwen3-Reranker-8B
+  seqcls verify gguf/Qwen3-Reranker-8B/Qwen3-Reranker-8B-Q4_K_M.gguf --original Qwen/Qwen3-Reranker-8B \\
+      --backend llamacpp""",
     "serve": """
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device cuda --port 8000
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device npu --vllm-version 0.9.2 --print
@@ -224,6 +231,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(run=_inspect)
 
     p = sub.add_parser(
+        "export", help="export a converted checkpoint to another engine's format", epilog=_epilog("export"), **raw
+    )
+    formats = p.add_subparsers(dest="format", required=True)
+    g = formats.add_parser(
+        "gguf", help="GGUF files that llama.cpp serves as a reranker (--reranking)", epilog=_epilog("export"), **raw
+    )
+    g.add_argument("converted", type=Path, help="a checkpoint folder written by seqcls convert")
+    g.add_argument("-o", "--out", type=Path, help="output folder (default: CONVERTED-GGUF beside it)")
+    g.add_argument(
+        "--type", nargs="+", default=list(GGUF_DEFAULT_TYPES), metavar="TYPE", dest="types",
+        help=f"one file per type: {', '.join(GGUF_TYPES)} (default: f16)",
+    )  # fmt: skip
+    g.add_argument("--instruction", help="the instruction the rerank template carries (default: the family's)")
+    g.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
+    g.add_argument("--threads", type=int, help="quantizer threads (default: all cores)")
+    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    g.set_defaults(run=_export_gguf)
+
+    p = sub.add_parser(
         "demo", help="offline demo: build a tiny original, convert it, check parity", epilog=_epilog("demo"), **raw
     )
     p.add_argument("--workdir", type=Path, default=Path("converted"), help="where the demo checkpoints go")
@@ -262,6 +288,16 @@ def _verify(args: argparse.Namespace) -> int:
     report = verify(args.converted, args.original, options)
     print(markdown(report))
     return 0 if report["verdict"] == "pass" else 1
+
+
+def _export_gguf(args: argparse.Namespace) -> int:
+    from .export import export_gguf
+
+    types = [t for item in args.types for t in item.split(",") if t]
+    for e in export_gguf(args.converted, args.out, types=types, instruction=args.instruction,
+                         overwrite=args.overwrite, threads=args.threads):  # fmt: skip
+        print(f"{e.type:7} {e.path.stat().st_size / 2**20:10.1f} MiB  {e.path}")
+    return 0
 
 
 def _serve(args: argparse.Namespace) -> int:

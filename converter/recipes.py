@@ -25,6 +25,17 @@ VLLM_CONVERSION_KEYS = ("classifier_from_token", "method", "is_original_qwen3_re
 
 
 @dataclass(frozen=True)
+class LlamaCpp:
+    """How llama.cpp scores a family: its architecture name, its pre-tokenizer, and the head's row labels. Its rank
+    pooling takes a softmax over the head's rows and returns the first, so a one-logit head ``w`` is written as
+    the rows ``[w; 0]``: ``softmax([h·w, 0])[0] = sigmoid(h·w)``."""
+
+    arch: str
+    pre_tokenizer: str
+    labels: tuple[str, str] = ("yes", "no")
+
+
+@dataclass(frozen=True)
 class Recipe:
     name: str
     title: str
@@ -58,6 +69,9 @@ class Recipe:
         default=(*VLLM_CONVERSION_KEYS, "sbert_ce_default_activation_function", "sentence_transformers")
     )
     """Keys that make vLLM convert again at load time or switch off its sigmoid."""
+    llamacpp: LlamaCpp | None = None
+    """How llama.cpp scores the family; None: it cannot (``llamacpp_refusal`` says why)."""
+    llamacpp_refusal: str = "llama.cpp knows no rank-pooling setup for this family"
 
     @property
     def num_labels(self) -> int:
@@ -127,6 +141,7 @@ QWEN3_RERANKER = Recipe(
     document_from=2,
     default_instruction="Given a web search query, retrieve relevant passages that answer the query",
     vllm_flag="is_original_qwen3_reranker",
+    llamacpp=LlamaCpp(arch="qwen3", pre_tokenizer="qwen2"),
 )
 """Qwen's reference tokenizes prefix, body and suffix; the body is split here at ``<Document>``, which gives the same
 ids: Qwen's pre-tokenizer never joins a newline with the ``<`` after it (tests check this on the built-in pairs)."""
@@ -160,6 +175,10 @@ MXBAI_RERANK_V2 = Recipe(
     ),
     name_hints=("mxbai-rerank",),
     tie_default=False,
+    llamacpp_refusal=(
+        "mxbai-rerank-v2 is a qwen2 model, and llama.cpp's rank pooling reads the first token of a qwen2 model, "
+        "not the last one the family scores"
+    ),
 )
 """From mixedbread-ai/mxbai-rerank ``mxbai_rerank_v2.py``: no instruction unless one is given."""
 
@@ -182,6 +201,10 @@ BGE_RERANKER_V2_GEMMA = Recipe(
     bos=True,
     name_hints=("bge-reranker-v2-gemma",),
     tie_default=True,
+    llamacpp_refusal=(
+        "bge-reranker-v2-gemma scores one vocabulary logit without a sigmoid, and llama.cpp's rank pooling of a "
+        "gemma model reads the first token, not the last"
+    ),
 )
 """From FlagEmbedding's ``FlagLLMReranker``: BOS, then each piece tokenized alone; score = logit of ``Yes``."""
 
@@ -256,6 +279,7 @@ def generic_recipe(architecture: str, tokens: tuple[str, ...], method: str, tie_
         method=method,
         label_tokens=tuple(tokens),
         tie_default=tie_default,
+        llamacpp_refusal="a --tokens/--method conversion has no prompt format for llama.cpp's rerank template",
     )
 
 

@@ -38,8 +38,8 @@ def write_plan(
     out = Path(out)
     _check_output(plan, out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out)
-    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
+    remove_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "tmp"), dir=out.parent))
     tmp.chmod(0o755)
     report = WriteReport(out=out)
     try:
@@ -59,20 +59,20 @@ def write_plan(
         if plan.index is not None:
             _write_json(tmp / INDEX, plan.index)
         _check_written(plan, tmp)
-        _fsync_all(tmp)
-        _publish(tmp, out)
+        fsync_all(tmp)
+        publish_folder(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return report
 
 
-def _temp_prefix(out: Path, kind: str) -> str:
+def temp_prefix(out: Path, kind: str) -> str:
     """Names the writing host and process, so a later run can tell an abandoned folder from a live one."""
     return f".{out.name}.seqcls-{kind}-{socket.gethostname()}-{os.getpid()}-"
 
 
-def _remove_stale(out: Path) -> None:
+def remove_stale(out: Path) -> None:
     """Remove what a killed run on this host left beside ``out`` (never another host's or a live run's)."""
     for kind in ("tmp", "old"):
         head = f".{out.name}.seqcls-{kind}-{socket.gethostname()}-"
@@ -142,7 +142,7 @@ def _check_written(plan: Plan, folder: Path) -> None:
                         raise SeqclsError(f"{e.name} in {shard.name} reads back different bytes")
 
 
-def _fsync_all(folder: Path) -> None:
+def fsync_all(folder: Path) -> None:
     """Make the files durable before the rename publishes them; done last so the kernel's writeback of early
     files overlaps the copying of later ones (per-file fsync made --copy 1.24x slower than cp -r at 8B)."""
     for path in [*sorted(folder.iterdir()), folder]:
@@ -153,14 +153,14 @@ def _fsync_all(folder: Path) -> None:
             os.close(fd)
 
 
-def _publish(tmp: Path, out: Path) -> None:
+def publish_folder(tmp: Path, out: Path) -> None:
     """Swap the finished folder into place. There is never a partial folder at ``out``."""
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
     if not out.exists():
         os.rename(tmp, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "old"), dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=out.parent))
     os.rename(out, old / "previous")
     os.rename(tmp, out)
     shutil.rmtree(old, ignore_errors=True)

@@ -103,14 +103,15 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: 0 if "vllm" in item.keywords else 1 if "slow" in item.keywords else 2)
     has = {
         "vllm": importlib.util.find_spec("vllm") is not None,
+        "llamacpp": importlib.util.find_spec("llama_cpp") is not None,
         "cuda": _cuda(),
         "npu": importlib.util.find_spec("torch_npu") is not None,
     }
     for item in items:
         for marker, available in has.items():
             if marker in item.keywords and not available:
-                if marker == "vllm" and os.environ.get("CI"):
-                    raise pytest.UsageError("CI must run the vLLM tests, but vLLM is not installed")
+                if marker in ("vllm", "llamacpp") and os.environ.get("CI"):
+                    raise pytest.UsageError(f"CI must run the {marker} tests, but it is not installed")
                 item.add_marker(pytest.mark.skip(reason=f"needs {marker}"))
 
 

@@ -35,5 +35,8 @@ def sha256_file(path: Path) -> str:
 
 
 def fingerprint(folder: Path) -> dict[str, str]:
+    """A checkpoint folder's files, or one file (a GGUF)."""
+    if Path(folder).is_file():
+        return {Path(folder).name: sha256_file(Path(folder))}
     files = sorted({p for pattern in FINGERPRINTED for p in Path(folder).glob(pattern) if p.is_file()})
     return {p.name: sha256_file(p) for p in files}

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..pairs import Pair, Qrels
 from .backends import BackendRun
-from .rankings import QueryRanking, rank_queries, summarize
+from .rankings import QueryRanking, RankingGate, rank_queries, summarize
 
 DEFAULT_ATOL = {"float32": 1e-4, "bfloat16": 2e-2, "float16": 5e-3}
 """fp32 is the contract. The half-precision bounds cover the original path's rounding of each logit to the model
@@ -71,12 +71,17 @@ class Verdict:
         return bool(self.ranking_summary) and self.ranking_summary.get("ndcg_ok") is False
 
     @property
+    def gate_failed(self) -> bool:
+        return bool(self.ranking_summary) and self.ranking_summary.get("gate_ok") is False
+
+    @property
     def passed(self) -> bool:
         return (
             not self.token_mismatches
             and not any(e.failed for e in self.judged)
             and not self.forms_failed
             and not self.ndcg_failed
+            and not self.gate_failed
         )
 
     @property
@@ -107,9 +112,11 @@ def _against_reference(side, reference, atol: float) -> list[EndpointComparison]
 
 
 def compare(
-    pairs: list[Pair], run: BackendRun, atol: float, dtype: str = "float32", qrels: Qrels | None = None
-) -> Verdict:
-    """``dtype`` sets the ranking tolerance (``NDCG_ATOL``) where ``qrels`` judge the rankings."""
+    pairs: list[Pair], run: BackendRun, atol: float, dtype: str = "float32", qrels: Qrels | None = None,
+    gate: RankingGate | None = None,
+) -> Verdict:  # fmt: skip
+    """``dtype`` sets the ranking tolerance (``NDCG_ATOL``) where ``qrels`` judge the rankings; a ``gate`` (a lossy
+    file's) replaces it and judges τ and top-1 agreement too."""
     endpoints = [
         _compare(name, before, run.converted.scores[name], atol) for name, before in run.original.scores.items()
     ]
@@ -137,7 +144,7 @@ def compare(
         }
     forms = {name: _compare_form(run.converted, side, atol) for name, side in run.converted.forms.items()}
     return Verdict(
-        atol, endpoints, max(logit_deltas, default=None), rankings, summarize(rankings, dtype), token_mismatches,
+        atol, endpoints, max(logit_deltas, default=None), rankings, summarize(rankings, dtype, gate), token_mismatches,
         official, **against,
         input_forms=forms,
     )  # fmt: skip

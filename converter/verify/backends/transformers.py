@@ -32,10 +32,11 @@ class TransformersBackend:
         prepare_device(s.device)
         self.s = s
         self.original_ids = original_ids
-        self.pad_id = read_config(s.converted)["pad_token_id"]
+        self.pad_id = _pad_id(s)
         if original_ids is None:
-            for folder in (s.original, s.converted):
-                load_tokenizer(folder)  # now, while memory is lowest: a load's passing peak is ~400 MiB at 151k tokens
+            # now, while memory is lowest: a load's passing peak is ~400 MiB at 151k tokens
+            for folder in [f for f in (s.original, s.converted) if f.is_dir()]:
+                load_tokenizer(folder)
         self.environment = {"backend": self.name, "transformers": transformers.__version__, "torch": torch.__version__}
 
     @functools.cached_property
@@ -89,6 +90,14 @@ class TransformersBackend:
         need = estimate(folder, s.dtype, min(s.batch_size, len(prompts)), max(prompts.longest, 1), width)
         what = "the original" if which == "original" else "the converted checkpoint"
         check(f"{what} ({folder.name})", need, s.dtype, s.device)
+
+
+def _pad_id(s: Settings) -> int:
+    """The converted checkpoint's pad id; beside a GGUF (no config), the original's, else its tokenizer's."""
+    if s.converted.is_dir():
+        return read_config(s.converted)["pad_token_id"]
+    pad = read_config(s.original).get("pad_token_id")
+    return pad if pad is not None else load_tokenizer(s.original).pad_token_id
 
 
 def _label_ids(s: Settings) -> tuple[int, ...]:

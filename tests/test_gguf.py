@@ -1,0 +1,170 @@
+"""``seqcls export gguf`` and ``seqcls verify FILE.gguf --backend llamacpp``, through llama.cpp's real library: the
+exported files load as rerankers, score like the original (float types per pair, quantized ones on rankings), and
+a GGUF with its head's rows swapped or cut to one row fails."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+from conftest import SHARED, _shared
+from helpers import load_all
+from test_bad_input import refuse
+from test_rankings import beir_folder
+
+from converter.cli import run
+from converter.export import gguf as exporter
+from converter.export.gguf import export_gguf, file_name, read_exported
+from converter.export.llamacpp import GgufFile, RankModel
+from converter.recipes import QWEN3_RERANKER
+
+pytestmark = [pytest.mark.llamacpp, pytest.mark.xdist_group("gguf")]
+TYPES = ["f32", "f16", "q8_0", "q4_k_m"]
+
+
+@pytest.fixture(scope="module")
+def exported(pair_of):
+    """The tied fp32 fixture exported to four types once per run: (original, converted, {type: path})."""
+    src, converted = pair_of("tied-fp32-single")
+    folder = _shared(SHARED / "gguf" / "tied-fp32", lambda out: export_gguf(converted, out, types=TYPES))
+    return src, converted, {t: folder / file_name(converted, t) for t in TYPES}
+
+
+def sha256(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_every_type_is_a_reranker_that_llama_cpp_loads(exported):
+    """The metadata llama.cpp reads (rank pooling, labels, the rerank template), the head as ``[w; 0]`` in float32
+    in every type, the weights in the type asked for, and the official prompt from the template token for token."""
+    src, converted, files = exported
+    w = load_all(converted)["score.weight"][0].numpy()
+    template = QWEN3_RERANKER.format_pair("{query}", "{document}")
+    sizes = {}
+    for type_, path in files.items():
+        info = read_exported(path)
+        assert (info.type, info.recipe, info.rerank_template) == (type_, QWEN3_RERANKER, template)
+        with GgufFile(path) as g:
+            kind, _, _ = g.tensors["cls.output.weight"]
+            head = np.frombuffer(g.read("cls.output.weight"), "<f4").reshape(2, -1)
+            embedding = g.tensors["token_embd.weight"][0]
+            assert g.string("general.architecture") == "qwen3" and g.u32("qwen3.pooling_type") == 4
+        assert kind == 0 and np.array_equal(head[0], w) and not head[1].any()
+        floats = {"f32": 0, "f16": 1}
+        assert embedding == floats[type_] if type_ in floats else embedding not in (0, 1, 30), (type_, embedding)
+        sizes[type_] = path.stat().st_size
+    assert sizes["f32"] > sizes["f16"] > sizes["q8_0"] >= sizes["q4_k_m"]
+    pair = ("What is the capital of China?", "The capital of China is Beijing.")
+    with RankModel(files["f32"], n_ctx=256) as model:
+        ids = model.tokenize(model.rerank_template().replace("{query}", pair[0]).replace("{document}", pair[1]))
+        assert model.outputs == 2
+    from transformers import AutoTokenizer
+
+    official = AutoTokenizer.from_pretrained(src).encode(QWEN3_RERANKER.format_pair(*pair), add_special_tokens=False)
+    assert ids == official
+
+
+def test_a_rerun_is_byte_identical(exported, tmp_path):
+    _, converted, files = exported
+    again = export_gguf(converted, tmp_path / "again", types=["q4_k_m", "f16"])
+    assert [e.type for e in again] == ["f16", "q4_k_m"]
+    for e in again:
+        assert sha256(e.path) == sha256(files[e.type]), e.type
+    assert sorted(p.name for p in (tmp_path / "again").iterdir()) == sorted(e.path.name for e in again)
+
+
+@pytest.mark.slow
+def test_verify_float_types_per_pair_and_quantized_on_rankings(exported, tmp_path, capsys):
+    """f32 within 5e-4 of the reference on every built-in pair, with the same token ids; q8_0 on a BEIR folder
+    judged by its ranking gate, its |Δ| reported but not gated."""
+    src, _, files = exported
+    report = tmp_path / "f32.json"
+    assert run(["verify", str(files["f32"]), "--original", str(src), "--backend", "llamacpp", "--report",
+                str(report)]) == 0  # fmt: skip
+    text = capsys.readouterr().out
+    r = json.loads(report.read_text())
+    assert r["verdict"] == "pass" and r["gguf_type"] == "f32" and r["atol"] == 5e-4
+    assert 0 < r["metrics"]["max_abs_delta"] < 5e-4 and r["token_ids"]["mismatched_pairs"] == []
+    assert r["environment"]["llama-cpp-python"] == "0.3.36" and "llama-server fills it" in r["prompts"]["converted"]
+    assert r["reference"] is None and r["inputs"]["converted"]["files"] == {files["f32"].name: sha256(files["f32"])}
+    assert "seqcls verify: PASS" in text
+
+    folder = beir_folder(tmp_path / "beir", queries=6)
+    report = tmp_path / "q8.json"
+    assert run(["verify", str(files["q8_0"]), "--original", str(src), "--backend", "llamacpp", "--pairs",
+                str(folder), "--report", str(report)]) == 0  # fmt: skip
+    r = json.loads(report.read_text())
+    summary = r["ranking_summary"]
+    assert r["gguf_type"] == "q8_0" and summary["gate"]["median_tau"] == 0.95 and summary["gate_ok"]
+    assert summary["ndcg_atol"] == 0.01 and summary["judged_queries"] == 6 and summary["ndcg_ok"]
+    assert r["metrics"]["max_abs_delta"] > 1e-3, "a quantized file differs per pair; it is judged on rankings"
+    assert "q8_0 judged on rankings (median τ ≥ 0.95" in capsys.readouterr().out
+
+
+def _planted(converted, tmp_path, monkeypatch, head):
+    """An f32 export whose head is ``head(w)`` instead of ``[w; 0]``, with as many labels as rows (llama.cpp refuses
+    a file whose head and labels disagree), and the export's own check switched off."""
+    import gguf
+
+    class Planted(exporter._Head):
+        def __init__(self, t):
+            super().__init__(t)
+            self.array = np.ascontiguousarray(head(self.array[0]), dtype=np.float32)
+            self.shape, self.nbytes = self.array.shape, self.array.nbytes
+
+    labels = gguf.GGUFWriter.add_classifier_output_labels
+    rows = len(head(np.zeros(4)))
+    monkeypatch.setattr(gguf.GGUFWriter, "add_classifier_output_labels", lambda w, names: labels(w, names[:rows]))
+    monkeypatch.setattr(exporter, "_Head", Planted)
+    monkeypatch.setattr(exporter, "_check_written", lambda made, head: None)
+    return export_gguf(converted, tmp_path / "planted", types=["f32"])[0].path
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "head",
+    [lambda w: np.stack([np.zeros_like(w), w]), lambda w: w[None, :]],
+    ids=["rows-swapped", "one-row"],
+)
+def test_a_wrong_head_fails(exported, tmp_path, monkeypatch, capsys, head):
+    """Planted faults: rows swapped score 1 − p; one row scores 1.0 for every pair (llama.cpp softmaxes the rows)."""
+    src, converted, _ = exported
+    path = _planted(converted, tmp_path, monkeypatch, head)
+    assert run(["verify", str(path), "--original", str(src), "--backend", "llamacpp"]) == 1
+    assert "seqcls verify: FAIL: the converted checkpoint deviates" in capsys.readouterr().out
+
+
+def test_bad_input(exported, original, pair_of, tmp_path, capsys):
+    src, converted, files = exported
+    refuse(["export", "gguf", str(src)], capsys, "is not a checkpoint converted by seqcls; run seqcls convert")
+    refuse(["export", "gguf", str(converted), "--type", "q3_k"], capsys, "unknown GGUF type q3_k; choose from f32")
+    refuse(["export", "gguf", str(converted), "-o", str(converted / "gguf")], capsys, "overlaps the checkpoint")
+    _, mxbai = pair_of("tiny-mxbai-rerank-base-v2")
+    refuse(["export", "gguf", str(mxbai), "-o", str(tmp_path / "m")], capsys, "rank pooling reads the first token")
+    assert not (tmp_path / "m").exists()
+    truncated = tmp_path / "t.gguf"
+    truncated.write_bytes(files["q8_0"].read_bytes()[:-4096])
+    verify = ["verify", "--original", str(src), "--backend", "llamacpp"]
+    refuse([verify[0], str(truncated), *verify[1:]], capsys, "is truncated; export it again")
+    (tmp_path / "n.gguf").write_bytes(b"not a gguf file")
+    refuse([verify[0], str(tmp_path / "n.gguf"), *verify[1:]], capsys, "is not a GGUF file")
+    refuse(["verify", str(files["f16"]), "--original", str(src)], capsys, "verify it with --backend llamacpp")
+
+
+def test_a_failed_export_leaves_nothing(exported, tmp_path, monkeypatch, capsys):
+    """Killed between files (here: the quantizer fails): neither the output folder nor a temporary one remains."""
+    from converter.errors import SeqclsError
+    from converter.export import llamacpp
+
+    def fail(*args):
+        raise SeqclsError("llama.cpp could not quantize (planted)")
+
+    monkeypatch.setattr(llamacpp, "quantize", fail)
+    out = tmp_path / "out"
+    refuse(["export", "gguf", str(exported[1]), "-o", str(out), "--type", "f16", "q8_0"], capsys, "(planted)")
+    assert os.listdir(tmp_path) == []
+    shutil.rmtree(out, ignore_errors=True)
