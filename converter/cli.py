@@ -37,7 +37,8 @@ EXAMPLES = {
     "serve": """
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device cuda --port 8000
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device npu --vllm-version 0.9.2 --print
-  seqcls serve ./Qwen3-Reranker-8B --print -- --max-num-seqs 64""",
+  seqcls serve ./Qwen3-Reranker-8B --print -- --max-num-seqs 64
+  seqcls serve converted/Qwen3-Reranker-8B-seq-cls-GGUF/Qwen3-Reranker-8B-seq-cls-Q8_0.gguf --print""",
     "publish": """
   seqcls publish converted/Qwen3-Reranker-8B-seq-cls --repo-id ORG/Qwen3-Reranker-8B-seq-cls --dry-run
   seqcls publish converted/Qwen3-Reranker-8B-seq-cls --repo-id ORG/Qwen3-Reranker-8B-seq-cls --hub modelscope
@@ -176,7 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_epilog("serve"),
         **raw,
     )
-    p.add_argument("checkpoint", type=Path, help="converted checkpoint folder (or an original, served with overrides)")
+    p.add_argument(
+        "checkpoint", type=Path,
+        help="converted checkpoint folder (or an original, served with overrides), or a GGUF from seqcls export gguf",
+    )  # fmt: skip
     p.add_argument("--device", choices=("cpu", "cuda", "npu"), default="cpu")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--host", help="address to bind (default: vLLM's)")
@@ -304,6 +308,8 @@ def _serve(args: argparse.Namespace) -> int:
     from .serve import run, serve_command
     from .vllm_compat import detect
 
+    if args.checkpoint.suffix == ".gguf":
+        return _serve_gguf(args)
     extra = args.extra
     options = {k: getattr(args, k) for k in ("device", "port", "host", "dtype", "vllm_version", "max_model_len")}
     options |= {"memory_fraction": args.memory_fraction, "prefix_caching": args.prefix_caching, "extra": extra}
@@ -320,6 +326,27 @@ def _serve(args: argparse.Namespace) -> int:
             "add --print to only print the command"
         )
     print(f"seqcls: running {command.shell()}", file=sys.stderr, flush=True)
+    run(command)
+    return 0
+
+
+def _serve_gguf(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .serve import LLAMA_SERVER, llama_server_command, run
+
+    command, request = llama_server_command(
+        args.checkpoint, port=args.port, host=args.host, max_model_len=args.max_model_len, extra=args.extra
+    )
+    for note in command.notes:
+        print(f"seqcls: {note}", file=sys.stderr)
+    if args.print:
+        print(command.shell())
+        print(request)
+        return 0
+    if shutil.which(LLAMA_SERVER) is None:
+        raise SeqclsError(f"{LLAMA_SERVER} is not on PATH; install llama.cpp's server, or add --print")
+    print(f"seqcls: running {command.shell()}; then: {request}", file=sys.stderr, flush=True)
     run(command)
     return 0
 

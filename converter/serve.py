@@ -7,6 +7,7 @@ vllm-ascend prefix-caching caveat applies by version. ``--vllm-version`` builds 
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ DEFAULT_PORT = 8000
 class ServeCommand:
     argv: list[str]
     env: dict[str, str]
-    install: VllmInstall
+    install: VllmInstall | None
+    """None: not a vLLM command (llama-server)."""
     notes: list[str]
 
     def shell(self) -> str:
@@ -90,6 +92,42 @@ def serve_command(
         spec, install, host=host, port=port, chat_template=str(template) if templated else None, extra=extra
     )
     return ServeCommand(argv, device_env(device), install, notes)
+
+
+LLAMA_SERVER = "llama-server"
+
+
+def llama_server_command(
+    gguf_file: str | Path, *, port: int = DEFAULT_PORT, host: str | None = None, max_model_len: int | None = None,
+    extra: list[str] | None = None,
+) -> tuple[ServeCommand, str]:  # fmt: skip
+    """``llama-server`` for a GGUF written by ``seqcls export gguf``, and a ``/v1/rerank`` request for it.
+
+    Rank pooling needs a whole prompt in one micro-batch, and one slot's share of the context must hold it: the
+    context, batch and micro-batch are all the family's longest prompt (its reference truncates there), with one
+    slot. More slots need a context that many times larger."""
+    from .export.gguf import read_exported
+
+    exported = read_exported(gguf_file)
+    longest = max_model_len or MAX_PROMPT_TOKENS
+    argv = [LLAMA_SERVER, "-m", str(gguf_file), "--reranking", "--ctx-size", str(longest), "--batch-size",
+            str(longest), "--ubatch-size", str(longest), "--parallel", "1", "--port", str(port)]  # fmt: skip
+    if host:
+        argv += ["--host", host]
+    notes = [
+        f"{exported.type} GGUF of {exported.recipe.title}: llama-server fills its rerank template, instruction "
+        f"{exported.instruction or '(none)'!r}; to serve several requests at once, raise --parallel and --ctx-size "
+        "together (the context is shared by the slots)"
+    ]
+    documents = ["The capital of China is Beijing.", "Gravity attracts two bodies."]
+    request = json.dumps({"query": "What is the capital of China?", "documents": documents})
+    where = f"http://{host or '127.0.0.1'}:{port}/v1/rerank"
+    curl = f"curl -s {where} -H 'Content-Type: application/json' -d {shlex.quote(request)}"
+    return ServeCommand([*argv, *(extra or [])], {}, None, notes), curl
+
+
+MAX_PROMPT_TOKENS = 8192
+"""The longest prompt the text families' reference code scores (it truncates there)."""
 
 
 def run(command: ServeCommand) -> None:
