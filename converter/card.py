@@ -106,7 +106,9 @@ def source_license(folder: Path, config: dict) -> str | None:
     return data.get("license") or config.get("license")
 
 
-def render_card(facts: CardFacts, model_ref: str, parity: list[dict] | None = None) -> str:
+def render_card(
+    facts: CardFacts, model_ref: str, parity: list[dict] | None = None, gguf: list[dict] | None = None
+) -> str:
     from huggingface_hub import ModelCard, ModelCardData
 
     data = ModelCardData(
@@ -116,8 +118,9 @@ def render_card(facts: CardFacts, model_ref: str, parity: list[dict] | None = No
         pipeline_tag="text-ranking",
         tags=[*TAGS, facts.recipe.name],
     )
-    state = json.dumps({"model_ref": model_ref, "parity": parity or []}, ensure_ascii=True).replace(">", "\\u003e")
-    body = _body(facts, model_ref, parity or [])
+    state = {"model_ref": model_ref, "parity": parity or [], "gguf": gguf or []}
+    state = json.dumps(state, ensure_ascii=True).replace(">", "\\u003e")
+    body = _body(facts, model_ref, parity or []) + _gguf_section(gguf or [])
     return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}\n<!-- seqcls-card {state} -->\n"))
 
 
@@ -129,21 +132,25 @@ def read_state(folder: Path) -> dict:
 
 
 def card_for(
-    folder: Path, report: dict | None = None, model_ref: str | None = None, *, hub_base_only: bool = False
-) -> str:
+    folder: Path, report: dict | None = None, model_ref: str | None = None, *, hub_base_only: bool = False,
+    gguf_reports: list[dict] = (),
+) -> str:  # fmt: skip
     """The card re-rendered with a verify report's parity row (replacing the row of the same backend, device and
     dtype) and/or a new model reference. ``hub_base_only`` drops a ``base_model`` that is no hub id (a local path
     means nothing on a hub, and the Hub rejects it)."""
     folder = Path(folder)
     state = read_state(folder)
-    rows = state.get("parity", [])
-    if report is not None:
+    rows, gguf = state.get("parity", []), state.get("gguf", [])
+    for verified in [*gguf_reports, *([report] if report and report["backend"] == "llamacpp" else [])]:
+        row = gguf_row(verified)
+        gguf = sorted([r for r in gguf if r["file"] != row["file"]] + [row], key=lambda r: r["file"])
+    if report is not None and report["backend"] != "llamacpp":
         row = parity_row(report)
         rows = [r for r in rows if _row_key(r) != _row_key(row)] + [row]
     facts = facts_from_folder(folder)
     if hub_base_only and facts.base_model and not is_hub_id(facts.base_model):
         facts = dataclasses.replace(facts, base_model=None)
-    return render_card(facts, model_ref or state.get("model_ref") or str(folder), rows)
+    return render_card(facts, model_ref or state.get("model_ref") or str(folder), rows, gguf)
 
 
 def update_card(folder: Path, report: dict | None = None, model_ref: str | None = None) -> Path:
@@ -185,6 +192,65 @@ def parity_row(report: dict) -> dict:
         "environment": ", ".join([*stack, f"Python {env.get('python', '?')}", env.get("platform", "")]).rstrip(", "),
         "date": datetime.now(UTC).date().isoformat(),
     }
+
+
+def gguf_row(report: dict) -> dict:
+    """A GGUF's entry in the card, from its ``verify --backend llamacpp`` report."""
+    path = Path(report["inputs"]["converted"]["path"])
+    summary = report.get("ranking_summary") or {}
+    gate = summary.get("gate")
+    return {
+        "file": path.name,
+        "type": report["gguf_type"],
+        "bytes": path.stat().st_size,
+        "sha256": report["inputs"]["converted"]["files"][path.name],
+        "verdict": report["verdict"],
+        "pairs": report["pair_count"],
+        "max_abs_delta": report["metrics"]["max_abs_delta"],
+        "kendall_tau_median": (summary.get("kendall_tau") or {}).get("median"),
+        "top1_agreement": summary.get("top1_agreement"),
+        "delta_ndcg10": summary.get("delta_ndcg10"),
+        "judged": (f"rankings: median τ ≥ {gate['median_tau']}, top-1 ≥ {gate['top1_agreement']}, "
+                   f"|ΔNDCG@10| ≤ {gate['ndcg_atol']}") if gate else f"per pair: |Δ| ≤ {report['atol']:.0e}",
+        "llama_cpp": report["environment"].get("llama-cpp-python", "?"),
+        "date": datetime.now(UTC).date().isoformat(),
+    }  # fmt: skip
+
+
+def _gguf_section(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+
+    def number(value, spec):
+        return "n/a" if value is None else format(value, spec)
+
+    table = markdown_table(
+        ("file", "type", "size", "sha256", "max abs Δ", "median τ", "top-1", "ΔNDCG@10", "judged on", "verdict"),
+        [
+            (f"`{r['file']}`", r["type"], f"{r['bytes'] / 2**20:.1f} MiB", f"`{r['sha256'][:16]}…`",
+             f"{r['max_abs_delta']:.1e}", number(r["kendall_tau_median"], ".3f"), number(r["top1_agreement"], ".2f"),
+             number(r["delta_ndcg10"], "+.1e"), r["judged"], r["verdict"].upper())
+            for r in rows
+        ],
+    )  # fmt: skip
+    first = rows[0]["file"]
+    return f"""
+## GGUF for llama.cpp
+
+Exported by `seqcls export gguf` and scored through llama.cpp's library as `llama-server --reranking` scores
+`/v1/rerank`, against the transformers reference of the original on {rows[0]["pairs"]} pairs (`seqcls verify FILE.gguf
+--backend llamacpp`). The head is written as the two float32 rows `[w; 0]` in every type: llama.cpp's rank pooling
+takes a softmax over the rows and returns the first, `sigmoid(h · w)`. Float types are judged pair by pair;
+quantized ones on rankings, their |Δ| reported.
+
+{table}
+
+```bash
+llama-server -m {first} --reranking --ctx-size 8192 --batch-size 8192 --ubatch-size 8192 --parallel 1
+```
+
+The file carries the prompt as its `rerank` template (the instruction baked in), so `/v1/rerank` takes raw text.
+"""
 
 
 def _row_key(row: dict) -> tuple:

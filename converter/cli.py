@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", type=Path, help="write a PNG scatter plot here (needs matplotlib)")
     p.add_argument("--log-dir", type=Path, help="where vLLM logs go (default: beside the report)")
     p.add_argument("--update-card", action="store_true", help="record the result in the converted model card")
+    p.add_argument("--card", type=Path, help="with a GGUF: the converted checkpoint whose card records it")
     p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
     p.set_defaults(run=_verify)
 
@@ -210,6 +211,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print what would be uploaded; touch no network")
     p.add_argument("--report", action="append", type=Path, help="verify report to use (default: found beside)")
     p.add_argument("--skip-verify", action="store_true", help="publish without a matching passing verify report")
+    p.add_argument(
+        "--gguf", nargs="+", type=Path, metavar="FILE",
+        help="also upload these GGUF files (seqcls export gguf), each with a passing verify --backend llamacpp report",
+    )  # fmt: skip
+    p.add_argument("--gguf-repo", metavar="ORG/NAME", help="upload the GGUF files to this repo (default: --repo-id)")
     p.add_argument(
         "--include",
         action="append",
@@ -357,6 +363,7 @@ def _publish(args: argparse.Namespace) -> int:
     plan = publish(
         args.checkpoint, args.repo_id, hub=args.hub, private=args.private, revision=args.revision,
         dry_run=args.dry_run, skip_verify=args.skip_verify, reports=args.report, include=args.include,
+        gguf=args.gguf, gguf_repo=args.gguf_repo,
     )  # fmt: skip
     print(render_plan(plan))
     if args.dry_run:

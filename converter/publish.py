@@ -44,6 +44,10 @@ class PublishPlan:
     credentials: str
     """Where the token comes from ("environment", "login store") or "none"; never the token."""
     notes: list[str] = field(default_factory=list)
+    gguf: list[dict] = field(default_factory=list)
+    """GGUF files: name, path, bytes, sha256, repo (where it goes) and report (its passing llamacpp verify)."""
+    gguf_card: str | None = None
+    """The card of a separate GGUF repo (``--gguf-repo``)."""
 
 
 def publish(
@@ -57,9 +61,13 @@ def publish(
     skip_verify: bool = False,
     reports: list[str | Path] | None = None,
     include: list[str] | None = None,
+    gguf: list[str | Path] | None = None,
+    gguf_repo: str | None = None,
 ) -> PublishPlan:
     """Plan, and unless ``dry_run`` carry out, the upload of exactly the checkpoint (``contents``) plus the files
-    ``include`` patterns name. Raises ``SeqclsError`` on every refusal, before any network access."""
+    ``include`` patterns name, and the ``gguf`` files (to the same repo, or to ``gguf_repo``), each only with a
+    passing ``verify --backend llamacpp`` report (``--skip-verify`` does not cover them). Raises ``SeqclsError`` on
+    every refusal, before any network access."""
     from huggingface_hub import ModelCard
 
     from .inspection import inspect_checkpoint
@@ -88,8 +96,12 @@ def publish(
         notes.append("--skip-verify: publishing without a parity check")
     else:
         report_path, report = find_report(folder, reports)
+    if gguf_repo is not None and not REPO_ID.match(gguf_repo):
+        raise SeqclsError(f"--gguf-repo {gguf_repo!r} must look like ORG/NAME")
+    ggufs = [_gguf_file(Path(p), reports, gguf_repo or repo_id) for p in gguf or []]
     token, credentials = _token(hub)
-    card = card_for(folder, report, model_ref=repo_id, hub_base_only=True)
+    gguf_reports = [g.pop("verified") for g in ggufs]
+    card = card_for(folder, report, model_ref=repo_id, hub_base_only=True, gguf_reports=gguf_reports)
     card_data = ModelCard(card).data.to_dict()
     if "base_model" not in card_data:
         notes.append("the card names no base_model (the source was a local path); convert with --base-model ORG/NAME")
@@ -104,6 +116,8 @@ def publish(
         report=str(report_path) if report_path else None,
         credentials=credentials,
         notes=notes,
+        gguf=ggufs,
+        gguf_card=gguf_card(card, repo_id) if gguf_repo and ggufs else None,
     )
     if dry_run:
         return plan
@@ -115,6 +129,7 @@ def publish(
     write_card(folder, card)
     try:
         (_upload_hf if hub == "hf" else _upload_modelscope)(plan, folder, token)
+        _upload_gguf(plan, token)
     except SeqclsError:
         raise
     except Exception as e:  # the libraries raise many types; the token must not travel in the message
@@ -123,6 +138,29 @@ def publish(
             f"{_hub_name(hub)} upload of {repo_id} failed: {message[:300]}; run again to resume"
         ) from None
     return plan
+
+
+def _gguf_file(path: Path, reports: list[str | Path] | None, repo: str) -> dict:
+    from .export.gguf import read_exported
+
+    read_exported(path)
+    report_path, report = find_report(path, reports)
+    if report.get("backend") != "llamacpp":
+        raise SeqclsError(f"the report {report_path} is not a verify --backend llamacpp report of {path.name}")
+    return {"name": path.name, "path": str(path), "bytes": path.stat().st_size, "sha256": sha256_file(path),
+            "repo": repo, "report": str(report_path), "verified": report}  # fmt: skip
+
+
+def gguf_card(card: str, repo_id: str) -> str:
+    """A GGUF repo's card: the converted checkpoint's GGUF section, with metadata pointing at it as the base."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    section = card[card.index("## GGUF for llama.cpp") :].split("<!-- seqcls-card", 1)[0]
+    data = ModelCardData(base_model=repo_id, pipeline_tag="text-ranking",
+                         tags=["seqcls", "gguf", "llama.cpp", "reranker", "text-ranking"])  # fmt: skip
+    name = repo_id.split("/")[-1]
+    body = f"# {name}-GGUF\n\nGGUF files of [{repo_id}](https://huggingface.co/{repo_id}) for llama.cpp.\n\n{section}"
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
 
 
 def find_report(folder: Path, reports: list[str | Path] | None = None) -> tuple[Path, dict]:
@@ -223,6 +261,34 @@ def _upload_hf(plan: PublishPlan, folder: Path, token: str) -> None:
     )
 
 
+def _upload_gguf(plan: PublishPlan, token: str) -> None:
+    """Each GGUF file from where it lies, by exact name; a separate GGUF repo gets its card first."""
+    if not plan.gguf:
+        return
+    if plan.hub == "hf":
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        repo = plan.gguf[0]["repo"]
+        if repo != plan.repo_id:
+            api.create_repo(repo, private=plan.private, exist_ok=True)
+            api.upload_file(path_or_fileobj=plan.gguf_card.encode(), path_in_repo=CARD_FILE, repo_id=repo)
+        for g in plan.gguf:
+            api.upload_file(path_or_fileobj=g["path"], path_in_repo=g["name"], repo_id=repo,
+                            revision=plan.branch if repo == plan.repo_id else None)  # fmt: skip
+        return
+    from modelscope.hub.api import HubApi
+
+    api = HubApi(token=token)
+    repo = plan.gguf[0]["repo"]
+    if repo != plan.repo_id:
+        api.create_repo(repo, visibility="private" if plan.private else "public", exist_ok=True)
+        api.upload_file(path_or_fileobj=plan.gguf_card.encode(), path_in_repo=CARD_FILE, repo_id=repo)
+    for g in plan.gguf:
+        api.upload_file(path_or_fileobj=g["path"], path_in_repo=g["name"], repo_id=repo,
+                        revision=plan.branch if repo == plan.repo_id else DEFAULT_BRANCH["modelscope"])  # fmt: skip
+
+
 def _upload_modelscope(plan: PublishPlan, folder: Path, token: str) -> None:
     """ModelScope keeps its resume state in ``.ms_upload_cache`` inside the folder by default; it lives in a cache
     folder of ours instead, and a stray one is removed whatever happens."""
@@ -270,6 +336,12 @@ def render_plan(plan: PublishPlan) -> str:
         markdown_table(("file", "bytes", "sha256"), [(f["name"], f"{f['bytes']:,}", f["sha256"]) for f in plan.files]),
         "",
     ]
+    if plan.gguf:
+        lines += [
+            markdown_table(("GGUF file", "bytes", "sha256", "to", "verify report"),
+                           [(g["name"], f"{g['bytes']:,}", g["sha256"], g["repo"], g["report"]) for g in plan.gguf]),
+            "",
+        ]  # fmt: skip
     if plan.left_out:
         lines += [
             f"left out (not part of the checkpoint; --include GLOB adds one): {', '.join(plan.left_out)}",

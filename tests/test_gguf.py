@@ -168,3 +168,40 @@ def test_a_failed_export_leaves_nothing(exported, tmp_path, monkeypatch, capsys)
     refuse(["export", "gguf", str(exported[1]), "-o", str(out), "--type", "f16", "q8_0"], capsys, "(planted)")
     assert os.listdir(tmp_path) == []
     shutil.rmtree(out, ignore_errors=True)
+
+
+def test_card_and_publish_carry_verified_gguf_files(original, tmp_path, capsys):
+    """verify --update-card records a GGUF in its converted checkpoint's card (found where export puts it by
+    default); publish uploads GGUF files only with a passing llamacpp report each, to the repo or a GGUF repo."""
+    from converter import convert
+    from converter.card import read_state
+
+    src = original("tied-fp32-single")
+    converted = tmp_path / "Tiny-seq-cls"
+    convert(src, converted)
+    assert run(["export", "gguf", str(converted), "--type", "f16"]) == 0
+    gguf_file = tmp_path / "Tiny-seq-cls-GGUF" / "Tiny-seq-cls-F16.gguf"
+    assert "f16" in capsys.readouterr().out and gguf_file.is_file()
+    report = gguf_file.with_suffix(".verify.json")
+    assert run(["verify", str(gguf_file), "--original", str(src), "--backend", "llamacpp", "--report", str(report),
+                "--update-card"]) == 0  # fmt: skip
+    (row,) = read_state(converted)["gguf"]
+    assert row["file"] == gguf_file.name and row["type"] == "f16" and row["sha256"] == sha256(gguf_file)
+    assert row["verdict"] == "pass" and row["max_abs_delta"] < 5e-3 and row["judged"] == "per pair: |Δ| ≤ 5e-03"
+    card = (converted / "README.md").read_text()
+    assert "## GGUF for llama.cpp" in card and f"| `{gguf_file.name}` | f16  |" in card and "llama-server -m" in card
+
+    capsys.readouterr()
+    args = ["publish", str(converted), "--repo-id", "org/Tiny-seq-cls", "--dry-run", "--skip-verify"]
+    assert run([*args, "--gguf", str(gguf_file), "--gguf-repo", "org/Tiny-seq-cls-GGUF"]) == 0
+    text = capsys.readouterr().out
+    assert f"| {gguf_file.name} |" in text and "org/Tiny-seq-cls-GGUF" in text and str(report) in text
+    unverified = tmp_path / "other" / gguf_file.name
+    unverified.parent.mkdir()
+    shutil.copy(gguf_file, unverified)
+    unverified.with_suffix(".gguf.part").write_bytes(b"")
+    with open(unverified, "r+b") as f:  # same size, one byte off: its report no longer matches
+        f.seek(-1, 2)
+        f.write(b"\x01")
+    refuse([*args, "--gguf", str(unverified)], capsys, "no passing verify report beside")
+    refuse([*args, "--gguf", str(gguf_file), "--gguf-repo", "not a repo"], capsys, "--gguf-repo 'not a repo' must")

@@ -81,6 +81,9 @@ class VerifyOptions:
     log_dir: Path | None = None
     """vLLM logs; None: beside the report, else ``CONVERTED/../verify-logs``."""
     update_card: bool = False
+    card: Path | None = None
+    """The converted checkpoint whose card records a GGUF's result; None: the one the GGUF names, beside the GGUF's
+    folder (``seqcls export gguf``'s default layout)."""
     # where the original comes from
     hub: str | None = None
     offline: bool = False
@@ -113,6 +116,7 @@ def verify(
         raise SeqclsError(f"--reference-device must be one of {DEVICES}")
     converted, original = Path(converted), resolve_source(original, hub=o.hub, offline=o.offline).folder
     recipe, config, gguf_type = _check_inputs(converted, original, o.backend)
+    card = (o.card or _gguf_card(converted) if gguf_type else converted) if o.update_card else None
     overrides = _original_overrides(o, original, config)
     limit = o.max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
     if pairs is None and o.pairs_file:
@@ -152,11 +156,23 @@ def verify(
     primary = verdict.endpoints[0]
     if o.plot and not write_plot(result, Path(o.plot), primary.original, primary.converted):
         print("seqcls: warning: --plot skipped: matplotlib is missing (pip install 'seqcls[plot]')", file=sys.stderr)
-    if o.update_card:
+    if card is not None:
         from ..card import update_card as record
 
-        record(converted, result)
+        record(card, result)
     return result
+
+
+def _gguf_card(gguf_file: Path) -> Path:
+    """The converted checkpoint a GGUF was exported from, where ``seqcls export gguf`` leaves it by default."""
+    from ..export.llamacpp import GgufFile
+
+    with GgufFile(gguf_file) as f:
+        source = f.string("seqcls.source")
+    folder = gguf_file.resolve().parent.parent / (source or "")
+    if not source or not (folder / "config.json").is_file():
+        raise SeqclsError(f"cannot find the converted checkpoint {source!r} of {gguf_file}; name it with --card")
+    return folder
 
 
 def _score(s: Settings, o: VerifyOptions, phases: dict[str, float]) -> tuple[BackendRun, dict]:
