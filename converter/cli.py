@@ -37,7 +37,6 @@ EXAMPLES = {
     "serve": """
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device cuda --port 8000
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device npu --vllm-version 0.9.2 --print
-  seqcls serve ./Qwen3-Reranker-8B --print -- --max-num-seqs 64
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls-GGUF/Qwen3-Reranker-8B-seq-cls-Q8_0.gguf --print""",
     "publish": """
   seqcls publish converted/Qwen3-Reranker-8B-seq-cls --repo-id ORG/Qwen3-Reranker-8B-seq-cls --dry-run

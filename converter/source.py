@@ -120,7 +120,7 @@ def _from_hugging_face(repo_id: str, revision: str | None, offline: bool) -> tup
         raise SeqclsError(f"Hugging Face refused {where}: {_first_line(e)}") from None
     except OSError as e:
         raise SeqclsError(f"cannot download {where} from Hugging Face: {_first_line(e)}") from None
-    return folder, _cache_root(folder)
+    return folder, snapshot_root(folder)
 
 
 def _from_modelscope(repo_id: str, revision: str | None, offline: bool) -> tuple[Path, Path]:
@@ -152,10 +152,10 @@ def _from_modelscope(repo_id: str, revision: str | None, offline: bool) -> tuple
         raise SeqclsError(f"cannot reach ModelScope for {where}: {_first_line(e)}") from None
     except (ms.HubError, requests.RequestException) as e:
         raise SeqclsError(f"ModelScope refused {where}: {_first_line(e)}") from None
-    return folder, _cache_root(folder)
+    return folder, snapshot_root(folder)
 
 
-def _cache_root(snapshot: Path) -> Path:
+def snapshot_root(snapshot: Path) -> Path:
     """The repo's cache folder (``.../snapshots/<rev>`` -> its grandparent), where the blobs live."""
     return snapshot.parent.parent if snapshot.parent.name == "snapshots" else snapshot
 

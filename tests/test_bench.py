@@ -92,3 +92,23 @@ def test_bench_verify_memory_small(workdir):
     assert json.loads((workdir / "report-40.json").read_text())["pair_count"] == 40
     rows = [line for line in (workdir / "verify-memory.md").read_text().splitlines() if line.startswith("| 40 |")]
     assert len(rows) == 1 and " MiB |" in rows[0]
+
+
+@pytest.mark.slow
+@pytest.mark.llamacpp
+@pytest.mark.xdist_group("bench")
+def test_bench_gguf_quick(workdir):
+    """scripts/bench_gguf.py --quick: export against cp -r and the five scoring engines on the tiny shape (numbers
+    not checked), nothing written to docs/."""
+    docs = ROOT / "docs" / "benchmarks.md"
+    before = docs.read_bytes()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_gguf.py"), "--quick", "--workdir", str(workdir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((workdir / "gguf-results.json").read_text())
+    assert set(data["export"][0]["methods"]) == {"seqcls export gguf --type f16", "cp -r"}
+    assert set(data["scoring"]["seconds"]) == {"llama.cpp f16", "llama.cpp q8_0", "llama.cpp q4_k_m",
+                                               "transformers float32", "transformers bfloat16"}  # fmt: skip
+    assert "| llama.cpp q4_k_m |" in (workdir / "benchmarks.md").read_text() and docs.read_bytes() == before

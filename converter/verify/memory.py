@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import SeqclsError
 from ..io.checkpoint import open_checkpoint
+from ..source import snapshot_root
 
 ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2}
 LIMIT_ENV = "SEQCLS_MEMORY_LIMIT"
@@ -32,7 +33,7 @@ class Need:
 def estimate(folder: Path, dtype: str, batch_size: int, longest: int, logits_width: int = 1) -> Need:
     """``longest``: tokens of the longest prompt; ``logits_width``: output columns per row (the vocabulary for an
     original scored at its last position, the labels for a classifier)."""
-    checkpoint = open_checkpoint(folder)
+    checkpoint = open_checkpoint(folder, snapshot_root(Path(folder)))
     config = checkpoint.config.get("text_config", checkpoint.config)
     numel = 0
     for info in checkpoint.tensors.values():
