@@ -28,7 +28,9 @@ from ..write import fsync_all, publish_folder, remove_stale, temp_prefix
 SLICE_BYTES = 32 << 20
 """What one tensor holds in memory at a time while it is converted."""
 FLOAT_TYPES = {"f32": "F32", "f16": "F16", "bf16": "BF16"}
-QUANTIZED_TYPES = {"q8_0": "MOSTLY_Q8_0", "q6_k": "MOSTLY_Q6_K", "q5_k_m": "MOSTLY_Q5_K_M", "q4_k_m": "MOSTLY_Q4_K_M"}
+"""Written here, each 2-D weight in that ggml type (1-D norms stay F32)."""
+QUANTIZED_TYPES = ("q8_0", "q6_k", "q5_k_m", "q4_k_m")
+"""Made by llama.cpp's quantizer."""
 TYPES = (*FLOAT_TYPES, *QUANTIZED_TYPES)
 DEFAULT_TYPES = ("f16",)
 SOURCE_FLOAT = {"F32": "f32", "F16": "f16", "BF16": "bf16"}
@@ -137,11 +139,8 @@ def _write_all(
         if type_ in types:
             made.append(Exported(floats[type_], type_))
     for type_ in quantized:
-        import gguf
-
         path = tmp / file_name(converted, type_)
-        ftype = int(getattr(gguf.LlamaFileType, QUANTIZED_TYPES[type_]))
-        llamacpp.quantize(floats[source_float], path, ftype, threads)
+        llamacpp.quantize(floats[source_float], path, file_type(type_), threads)
         made.append(Exported(path, type_))
     for path in tmp.glob(".intermediate-*"):
         path.unlink()
@@ -160,7 +159,7 @@ def _write_float(
     writer = gguf.GGUFWriter(path, family.arch)
     writer.add_type(gguf.GGUFType.MODEL)
     writer.add_name(converted.name)
-    writer.add_file_type(int(getattr(gguf.LlamaFileType, "ALL_F32" if type_ == "f32" else f"MOSTLY_{type_.upper()}")))
+    writer.add_file_type(file_type(type_))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _add_hyperparameters(writer, config)
     writer.add_pooling_type(gguf.PoolingType.RANK)
@@ -191,6 +190,13 @@ def _write_float(
     for _, data in tensors:
         writer.write_tensor_data(data)
     writer.close()
+
+
+def file_type(type_: str) -> int:
+    """The type's ``general.file_type`` (llama.cpp's ``llama_ftype``), as the ``gguf`` package names them."""
+    import gguf
+
+    return int(getattr(gguf.LlamaFileType, "ALL_F32" if type_ == "f32" else f"MOSTLY_{type_.upper()}"))
 
 
 def rerank_template(recipe: Recipe, instruction: str | None) -> str:
@@ -367,7 +373,7 @@ def read_exported(path: str | Path) -> GgufReranker:
         raise SeqclsError(f"{path} is not a reranker GGUF (no rank pooling, head or rerank template)")
     if name is None:
         raise SeqclsError(f"{path} was not exported by seqcls export gguf; export the converted checkpoint with it")
-    types = {int(getattr(gguf.LlamaFileType, "ALL_F32" if t == "f32" else f"MOSTLY_{t.upper()}")): t for t in TYPES}
+    types = {file_type(t): t for t in TYPES}
     if ftype not in types:
         raise SeqclsError(f"{path} has a GGUF file type ({ftype}) that seqcls does not verify; choose one of {TYPES}")
     return GgufReranker(path, types[ftype], preset(name), instruction or None, template)
