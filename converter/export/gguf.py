@@ -309,20 +309,15 @@ class _Head:
 
 
 def convert_bytes(data: bytes, source: str, target: str) -> bytes:
-    """Little-endian tensor bytes from one float type to another, rounding as ggml does (bf16: nearest even)."""
+    """Little-endian tensor bytes from one float type to another, rounding to nearest even as ggml does. torch
+    converts with SIMD kernels: numpy's float16 cast took 35 of the 55 s of a 0.6B export."""
     if source == target:
         return data
-    if source == "BF16":
-        values = (np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16).view(np.float32)
-    else:
-        values = np.frombuffer(data, dtype={"F32": "<f4", "F16": "<f2"}[source]).astype(np.float32)
-    if target == "F32":
-        return values.tobytes()
-    if target == "F16":
-        return values.astype("<f2").tobytes()
-    import gguf
+    import torch
 
-    return gguf.quants.quantize(values, gguf.GGMLQuantizationType.BF16).tobytes()
+    names = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+    values = torch.frombuffer(bytearray(data), dtype=names[source])
+    return values.to(names[target]).view(torch.uint8).numpy().tobytes()
 
 
 def _check_written(made: list[Exported], head: np.ndarray) -> None:
