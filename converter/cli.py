@@ -343,14 +343,14 @@ def _serve_gguf(args: argparse.Namespace) -> int:
     command, request = llama_server_command(
         args.checkpoint, port=args.port, host=args.host, max_model_len=args.max_model_len, extra=args.extra
     )
+    if not args.print and shutil.which(LLAMA_SERVER) is None:
+        raise SeqclsError(f"{LLAMA_SERVER} is not on PATH; install llama.cpp's server, or add --print")
     for note in command.notes:
         print(f"seqcls: {note}", file=sys.stderr)
     if args.print:
         print(command.shell())
         print(request)
         return 0
-    if shutil.which(LLAMA_SERVER) is None:
-        raise SeqclsError(f"{LLAMA_SERVER} is not on PATH; install llama.cpp's server, or add --print")
     print(f"seqcls: running {command.shell()}; then: {request}", file=sys.stderr, flush=True)
     run(command)
     return 0

@@ -205,3 +205,19 @@ def test_card_and_publish_carry_verified_gguf_files(original, tmp_path, capsys):
         f.write(b"\x01")
     refuse([*args, "--gguf", str(unverified)], capsys, "no passing verify report beside")
     refuse([*args, "--gguf", str(gguf_file), "--gguf-repo", "not a repo"], capsys, "--gguf-repo 'not a repo' must")
+
+
+def test_serve_prints_the_llama_server_command(exported, capsys, monkeypatch):
+    """--print: llama-server with rank pooling on, context, batch and micro-batch of the family's longest prompt
+    (rank pooling needs a whole prompt in one micro-batch), one slot; and a /v1/rerank request. Without
+    llama-server on PATH, running it is refused in one line."""
+    path = exported[2]["q8_0"]
+    assert run(["serve", str(path), "--print", "--port", "8081"]) == 0
+    out = capsys.readouterr()
+    command, request = out.out.strip().splitlines()
+    want = f"llama-server -m {path} --reranking --ctx-size 8192 --batch-size 8192 --ubatch-size 8192 --parallel 1"
+    assert command == f"{want} --port 8081" and "q8_0 GGUF of Qwen3-Reranker" in out.err
+    body = json.loads(request.split(" -d ", 1)[1].strip("'"))
+    assert request.startswith("curl -s http://127.0.0.1:8081/v1/rerank") and len(body["documents"]) == 2
+    monkeypatch.setenv("PATH", "/nonexistent")
+    refuse(["serve", str(path)], capsys, "llama-server is not on PATH; install llama.cpp's server, or add --print")
