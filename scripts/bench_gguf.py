@@ -147,7 +147,8 @@ def main() -> None:
     shapes, runs, scored = (["tiny"], 1, "tiny") if args.quick else (args.export_shapes, args.runs, "0.6B")
     args.workdir.mkdir(parents=True, exist_ok=True)
     exports = [bench_export(s, args.workdir, runs if s != "8B" else 1) for s in shapes]
-    scoring = bench_scoring(scored, args.workdir, runs, 4 if args.quick else args.pairs, args.words)
+    n_pairs, words = (4, 40) if args.quick else (args.pairs, args.words)
+    scoring = bench_scoring(scored, args.workdir, runs, n_pairs, words)
     (args.workdir / "gguf-results.json").write_text(json.dumps({"export": exports, "scoring": scoring}, indent=2))
     text = f"""## GGUF export and llama.cpp scoring (scripts/bench_gguf.py)
 

@@ -20,6 +20,7 @@ RUN_MARKER = f"SEQCLS_TEST_RUN={uuid.uuid4().hex}"
 os.environ["SEQCLS_TEST_RUN"] = RUN_MARKER.split("=", 1)[1]
 os.environ.setdefault("SEQCLS_ENGINE_TIMEOUT", "600")
 os.environ.setdefault("SEQCLS_SERVER_TIMEOUT", "600")
+os.environ.setdefault("SEQCLS_LLAMA_THREADS", "1")  # two workers share the cores; ggml's spinning threads would fight
 os.environ["SEQCLS_CACHE"] = tempfile.mkdtemp(prefix="seqcls-test-cache-")
 if not os.environ.get("SEQCLS_TEST_SHARED"):
     os.environ["SEQCLS_TEST_SHARED"] = tempfile.mkdtemp(prefix="seqcls-test-shared-")

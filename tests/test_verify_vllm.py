@@ -35,7 +35,8 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 INPROCESS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
 """vLLM's engine core (and its worker) in the engine process itself: a start takes ~18 s here instead of ~40 s, and
 scores are the same. Tests marked ``vllm_processes`` keep vLLM's default layout, because they check it (an engine
-that dies, processes that must not outlive verify) or run exactly what users run (the CI script, the servers)."""
+that dies, processes that must not outlive verify) or run exactly what users run (the servers). The CI script runs
+in-process: it drives the same backend as the vLLM tests, and the default layout is covered by those."""
 
 
 @pytest.fixture(autouse=True)
@@ -150,22 +151,11 @@ def test_vllm_backend_other_presets_against_vllms_online_conversion(pair_of, tmp
     assert report["reference"]["converted"]["score"]["max_abs_delta"] <= 1e-4, "the reference on vLLM's own ids"
 
 
-def test_vllm_backend_generic_conversion(original, tmp_path):
-    """--tokens/--method: the original through vLLM's generic overrides (method, not the Qwen3 flag), raw pairs;
-    an untied, sharded original."""
-    src = original("untied-fp32-sharded")
-    out = tmp_path / "generic"
-    convert(src, out, tokens=["no", "yes"], method="from_2_way_softmax")
-    report = verify(out, src, backend="vllm", pairs=list(SEED_PAIRS), report=tmp_path / "r.json", reference=False)
-    assert report["verdict"] == "pass", report["failed_pairs"]
-    assert report["prompts"] == {"original": MANUAL, "converted": MANUAL}
-    assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
-    assert report["reference"] is None and "reference" not in report["cache"], "--no-reference"
-
-
 def test_vllm_backend_multi_label_generic_conversion(original, tmp_path, capsys):
-    """N labels: vLLM's classifier on both sides, the original through its online conversion with N tokens."""
-    src = original("untied-fp32-single")
+    """--tokens/--method with N labels: vLLM's classifier on both sides, the original (untied, sharded) through its
+    generic online conversion (``method``, not the Qwen3 flag) with N tokens, raw pairs. (The two-label generic
+    method's overrides are mxbai-rerank-v2's, tested above.)"""
+    src = original("untied-fp32-sharded")
     out = tmp_path / "generic3"
     convert(src, out, tokens=["no", "yes", "Ġmaybe"], method="no_post_processing")
     report = verify(out, src, backend="vllm", pairs=list(SEED_PAIRS))
@@ -231,12 +221,14 @@ def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(
     thread.join(timeout=300)
     assert not thread.is_alive(), "verify hung after its engine died"
     assert "vLLM failed on the original model (its engine died)" in outcome["error"]
-    for process in [client, *vllm_processes]:
-        assert not process.is_running() or process.status() == "zombie", f"{process} outlived the failure"
+    # SIGKILLed by now; a process freeing gigabytes can take a moment to go, more so on a loaded machine.
+    import psutil
+
+    _, alive = psutil.wait_procs([client, *vllm_processes], timeout=30)
+    assert all(p.status() == "zombie" for p in alive if p.is_running()), f"{alive} outlived the failure"
 
 
 @pytest.mark.xdist_group("qwen3-vllm")
-@pytest.mark.vllm_processes
 def test_ci_parity_script(qwen3_vllm, tmp_path):
     """The script a GPU or Ascend CI job runs, here on CPU: convert, verify with vLLM, leave the artifacts. The
     original was verified before in this session: its side comes from the cache, and only one engine starts."""

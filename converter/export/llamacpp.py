@@ -20,6 +20,12 @@ KEEP_F32 = ("cls\\.output\\.weight",)
 _initialised = False
 
 
+def default_threads() -> int:
+    """``SEQCLS_LLAMA_THREADS``, else every core. ggml's threads spin while they wait for each other, so on a machine
+    whose cores are busy with other work (a test suite's other worker, say) fewer threads are faster."""
+    return int(os.environ.get("SEQCLS_LLAMA_THREADS") or os.cpu_count() or 1)
+
+
 def library():
     """``llama_cpp.llama_cpp``, its backend initialised once and its log quiet (it writes to stderr per call)."""
     global _initialised
@@ -54,7 +60,7 @@ def quantize(src: Path, dst: Path, ftype: int, threads: int | None = None) -> No
     lib = library()
     params = lib.llama_model_quantize_default_params()
     params.ftype = ftype
-    params.nthread = threads or os.cpu_count() or 1
+    params.nthread = threads or default_threads()
     overrides = (lib.llama_model_tensor_override * (len(KEEP_F32) + 1))()
     for slot, pattern in zip(overrides, KEEP_F32):
         slot.pattern, slot.type = pattern.encode(), lib.GGML_TYPE_F32
@@ -170,7 +176,7 @@ class RankModel:
         ctx_params.embeddings = True
         ctx_params.pooling_type = lib.LLAMA_POOLING_TYPE_RANK
         ctx_params.kv_unified = True
-        ctx_params.n_threads = ctx_params.n_threads_batch = threads or os.cpu_count() or 1
+        ctx_params.n_threads = ctx_params.n_threads_batch = threads or default_threads()
         self.ctx = lib.llama_init_from_model(self.model, ctx_params)
         if not self.ctx:
             lib.llama_model_free(self.model)
