@@ -171,6 +171,14 @@ def test_bad_input(exported, original, pair_of, tmp_path, capsys):
     refuse([verify[0], str(truncated), *verify[1:]], capsys, "is truncated; export it again")
     (tmp_path / "n.gguf").write_bytes(b"not a gguf file")
     refuse([verify[0], str(tmp_path / "n.gguf"), *verify[1:]], capsys, "is not a GGUF file")
+    import gguf
+
+    plain = gguf.GGUFWriter(tmp_path / "llm.gguf", "qwen3")  # an LLM's GGUF: no rank pooling, no head
+    plain.write_header_to_file()
+    plain.write_kv_data_to_file()
+    plain.write_ti_data_to_file()
+    plain.close()
+    refuse([verify[0], str(tmp_path / "llm.gguf"), *verify[1:]], capsys, "is not a reranker GGUF (no rank pooling")
     refuse(["verify", str(files["f16"]), "--original", str(src)], capsys, "verify it with --backend llamacpp")
 
 
