@@ -48,11 +48,12 @@ class Exported:
 
 
 def default_output(converted: Path) -> Path:
+    converted = Path(converted).resolve()
     return converted.parent / f"{converted.name}-GGUF"
 
 
 def file_name(converted: Path, type_: str) -> str:
-    return f"{converted.name}-{type_.upper()}.gguf"
+    return f"{Path(converted).resolve().name}-{type_.upper()}.gguf"
 
 
 def export_gguf(
@@ -77,6 +78,7 @@ def export_gguf(
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale(target)
     tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target, "tmp"), dir=target.parent))
+    tmp.chmod(0o755)
     try:
         made = _write_all(checkpoint, recipe, converted, tmp, types, instruction, threads)
         fsync_all(tmp)
@@ -158,7 +160,7 @@ def _write_float(
     family = recipe.llamacpp
     writer = gguf.GGUFWriter(path, family.arch)
     writer.add_type(gguf.GGUFType.MODEL)
-    writer.add_name(converted.name)
+    writer.add_name(converted.resolve().name)
     writer.add_file_type(file_type(type_))
     writer.add_quantization_version(gguf.GGML_QUANT_VERSION)
     _add_hyperparameters(writer, config)
@@ -169,7 +171,7 @@ def _write_float(
     writer.add_chat_template([{"name": "rerank", "template": rerank_template(recipe, chosen)}])
     writer.add_string(KEY_RECIPE, recipe.name)
     writer.add_string(KEY_INSTRUCTION, chosen or "")
-    writer.add_string(KEY_SOURCE, converted.name)
+    writer.add_string(KEY_SOURCE, converted.resolve().name)
 
     names = gguf.TensorNameMap(gguf.MODEL_ARCH[family.arch.upper()], int(config["num_hidden_layers"]))
     tensors = []

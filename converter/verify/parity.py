@@ -313,7 +313,8 @@ def _check_inputs(converted: Path, original: Path, backend: str) -> tuple[Recipe
 
 GGUF_ATOL = {"f32": 5e-4, "f16": 5e-3, "bf16": 2e-2}
 """Per-pair tolerance of a float GGUF against the reference: llama.cpp's kernels accumulate differently from
-torch's, 1.8e-4 at most in float32 on the tiny fixtures (docs/gguf.md); half-precision weights as for the dtypes."""
+torch's, 2.5e-4 at most in float32 on the tiny fixtures' built-in pairs (docs/gguf.md); half-precision weights as for
+the dtypes."""
 LOSSY_ATOL = 1.0
 """A quantized GGUF is judged on rankings (``RANKING_GATES``); |Δscore| is reported, and no pair fails on it."""
 
