@@ -69,6 +69,12 @@ def export_gguf(
     into the rerank template (default: the family's). Raises ``SeqclsError`` for bad input, leaving nothing."""
     converted = Path(converted)
     types = _check_types(types)
+    try:
+        import gguf  # noqa: F401  (the writer; llama.cpp's library is checked when first used)
+    except ImportError:
+        from .llamacpp import INSTALL_HINT
+
+        raise SeqclsError(f"GGUF export needs the gguf package: {INSTALL_HINT}") from None
     checkpoint = _open_converted(converted)
     recipe = recipe_for_converted(checkpoint.config)
     if recipe.llamacpp is None:
