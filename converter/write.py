@@ -11,6 +11,8 @@ import shutil
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,13 +38,9 @@ def write_plan(
     plan: Plan, out: Path, *, copy: bool = False, overwrite: bool = False, progress: bool | None = None
 ) -> WriteReport:
     out = Path(out)
-    _check_output(plan, out, overwrite)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(out)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "tmp"), dir=out.parent))
-    tmp.chmod(0o755)
+    check_output(plan.source.folder, out, overwrite, "the source folder")
     report = WriteReport(out=out)
-    try:
+    with staged_folder(out) as tmp:
         with _progress(plan, copy, progress) as bar:
 
             def on_bytes(n: int) -> None:
@@ -59,20 +57,45 @@ def write_plan(
         if plan.index is not None:
             _write_json(tmp / INDEX, plan.index)
         _check_written(plan, tmp)
-        fsync_all(tmp)
-        publish_folder(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
-def temp_prefix(out: Path, kind: str) -> str:
+def check_output(source: Path, out: Path, overwrite: bool, what: str) -> None:
+    """Refuse an output that is, holds or sits inside ``source`` (``what`` names it), a file, or a folder with
+    contents unless ``overwrite``."""
+    src, target = Path(source).resolve(), out.resolve()
+    if target == src or target in src.parents or src in target.parents:
+        raise SeqclsError(f"output {out} overlaps {what}; choose an output outside it")
+    if out.exists() and not out.is_dir():
+        raise SeqclsError(f"output {out} exists and is a file; choose another -o")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise SeqclsError(f"output {out} exists and is not empty; pass --overwrite or choose another -o")
+
+
+@contextmanager
+def staged_folder(out: Path) -> Iterator[Path]:
+    """A temporary folder beside ``out`` for the block to fill. When the block ends, its files are made durable and
+    it becomes ``out`` by one rename; if the block raises (or is interrupted), it is removed. What a killed run on
+    this host left beside ``out`` is removed first."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out)
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "tmp"), dir=out.parent))
+    tmp.chmod(0o755)
+    try:
+        yield tmp
+        _fsync_all(tmp)
+        _publish_folder(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _temp_prefix(out: Path, kind: str) -> str:
     """Names the writing host and process, so a later run can tell an abandoned folder from a live one."""
     return f".{out.name}.seqcls-{kind}-{socket.gethostname()}-{os.getpid()}-"
 
 
-def remove_stale(out: Path) -> None:
+def _remove_stale(out: Path) -> None:
     """Remove what a killed run on this host left beside ``out`` (never another host's or a live run's)."""
     for kind in ("tmp", "old"):
         head = f".{out.name}.seqcls-{kind}-{socket.gethostname()}-"
@@ -90,17 +113,6 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
-
-
-def _check_output(plan: Plan, out: Path, overwrite: bool) -> None:
-    src = plan.source.folder.resolve()
-    target = out.resolve()
-    if target == src or target in src.parents or src in target.parents:
-        raise SeqclsError(f"output {out} overlaps the source folder; choose an output outside it")
-    if out.exists() and not out.is_dir():
-        raise SeqclsError(f"output {out} exists and is a file; choose another -o")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SeqclsError(f"output {out} exists and is not empty; pass --overwrite or choose another -o")
 
 
 def _write_shard(shard, dst: Path, copy: bool, on_bytes, report: WriteReport) -> None:
@@ -142,7 +154,7 @@ def _check_written(plan: Plan, folder: Path) -> None:
                         raise SeqclsError(f"{e.name} in {shard.name} reads back different bytes")
 
 
-def fsync_all(folder: Path) -> None:
+def _fsync_all(folder: Path) -> None:
     """Make the files durable before the rename publishes them; done last so the kernel's writeback of early
     files overlaps the copying of later ones (per-file fsync made --copy 1.24x slower than cp -r at 8B)."""
     for path in [*sorted(folder.iterdir()), folder]:
@@ -153,14 +165,14 @@ def fsync_all(folder: Path) -> None:
             os.close(fd)
 
 
-def publish_folder(tmp: Path, out: Path) -> None:
+def _publish_folder(tmp: Path, out: Path) -> None:
     """Swap the finished folder into place. There is never a partial folder at ``out``."""
     if out.is_dir() and not any(out.iterdir()):
         out.rmdir()
     if not out.exists():
         os.rename(tmp, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=temp_prefix(out, "old"), dir=out.parent))
+    old = Path(tempfile.mkdtemp(prefix=_temp_prefix(out, "old"), dir=out.parent))
     os.rename(out, old / "previous")
     os.rename(tmp, out)
     shutil.rmtree(old, ignore_errors=True)

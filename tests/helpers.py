@@ -78,16 +78,15 @@ def rewrite_tensor(folder: Path, name: str, value: torch.Tensor) -> None:
 def official_scores(src: Path, pairs: list, recipe=None, rendered: bool = False) -> list[float]:
     """The original's probabilities on the family's reference token ids (default: Qwen3-Reranker); ``rendered``:
     on the ids of the prompt rendered as one string, as templates and vLLM tokenize it (see test_presets)."""
-    from transformers import AutoTokenizer
-
     from converter.io.checkpoint import read_config
     from converter.recipes import QWEN3_RERANKER
     from converter.reference import encode_official, score_original
     from converter.tokenizer import read_tokenizer_config, read_vocabulary
+    from converter.verify.backends.base import load_tokenizer
 
     recipe = recipe or QWEN3_RERANKER
     vocab = read_vocabulary(src, recipe.label_tokens, read_config(src), read_tokenizer_config(src))
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer = load_tokenizer(src)
     if rendered:
         ids = tokenizer([recipe.format_pair(p.query, p.document, p.instruction) for p in pairs])["input_ids"]
     else:

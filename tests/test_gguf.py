@@ -21,6 +21,7 @@ from converter.export import gguf as exporter
 from converter.export.gguf import export_gguf, file_name, read_exported
 from converter.export.llamacpp import GgufFile, RankModel
 from converter.recipes import QWEN3_RERANKER
+from converter.verify.backends.base import load_tokenizer
 
 pytestmark = [pytest.mark.llamacpp, pytest.mark.xdist_group("gguf")]
 TYPES = ["f32", "f16", "q8_0", "q4_k_m"]
@@ -73,9 +74,7 @@ def test_every_type_is_a_reranker_that_llama_cpp_loads(exported):
     with RankModel(files["f32"], n_ctx=256) as model:
         ids = model.tokenize(model.rerank_template().replace("{query}", pair[0]).replace("{document}", pair[1]))
         assert model.outputs == 2
-    from transformers import AutoTokenizer
-
-    official = AutoTokenizer.from_pretrained(src).encode(QWEN3_RERANKER.format_pair(*pair), add_special_tokens=False)
+    official = load_tokenizer(src).encode(QWEN3_RERANKER.format_pair(*pair), add_special_tokens=False)
     assert ids == official
 
 

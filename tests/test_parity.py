@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import pytest
 from helpers import load_all, rewrite_tensor
-from transformers import AutoTokenizer
 
 from converter import convert
 from converter.pairs import DEMO_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER
 from converter.reference import encode_official, score_converted, score_original
+from converter.verify.backends.base import load_tokenizer
 
 TOLERANCE = 1e-5
 PAIRS = [
@@ -24,7 +24,7 @@ PAIRS = [
 
 
 def max_delta(src, out, side: str) -> float:
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer = load_tokenizer(src)
     ids = encode_official(tokenizer, QWEN3_RERANKER, PAIRS)
     assert len({len(x) for x in ids}) > 3, "the batches must mix lengths"
     kw = {"pad_id": 151643, "padding_side": side, "batch_size": 4}
@@ -81,7 +81,7 @@ def test_length_batching_keeps_input_order_and_cuts_padding():
 def test_length_batching_gives_each_pair_its_own_score(original):
     """Scores batched by length, in file order and one pair at a time agree in input order (fp32, mixed lengths)."""
     src = original("untied-fp32-single")
-    ids = encode_official(AutoTokenizer.from_pretrained(src), QWEN3_RERANKER, PAIRS)
+    ids = encode_official(load_tokenizer(src), QWEN3_RERANKER, PAIRS)
     kw = {"pad_id": 151643, "label_ids": (2152, 9693)}
     alone = score_original(src, ids, QWEN3_RERANKER, batch_size=1, **kw).probabilities
     for by_length in (True, False):

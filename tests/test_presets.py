@@ -28,6 +28,7 @@ from converter.recipes import (
 )
 from converter.reference import encode_official
 from converter.verify import verify
+from converter.verify.backends.base import load_tokenizer
 
 PAIRS = builtin_pairs("A long document about rerankers. " * 40)
 
@@ -45,7 +46,7 @@ def test_each_preset_is_recognised_and_its_head_is_exact(pair_of, family):
     assert config["seqcls"] == {"recipe": family, "method": recipe.method, "label_tokens": list(recipe.label_tokens)}
     assert not {"method", "classifier_from_token", "is_original_qwen3_reranker"} & set(config)
     assert recipe_for_converted(config) == recipe
-    ids = AutoTokenizer.from_pretrained(src).convert_tokens_to_ids(list(recipe.label_tokens))
+    ids = load_tokenizer(src).convert_tokens_to_ids(list(recipe.label_tokens))
     w = load_all(src)["model.embed_tokens.weight"].float()
     expected = w[ids[1]] - w[ids[0]] if recipe.method == "from_2_way_softmax" else w[ids]
     score = load_all(out)["score.weight"]
@@ -56,9 +57,9 @@ def test_each_preset_is_recognised_and_its_head_is_exact(pair_of, family):
 def test_the_label_ids_are_the_real_ones(pair_of):
     """Qwen's real vocabulary: '0' = 15 and '1' = 16 for mxbai; Gemma's 'Yes' is one token, spelled so."""
     src, _ = pair_of("tiny-mxbai-rerank-base-v2")
-    assert AutoTokenizer.from_pretrained(src).convert_tokens_to_ids(["0", "1"]) == [15, 16]
+    assert load_tokenizer(src).convert_tokens_to_ids(["0", "1"]) == [15, 16]
     src, _ = pair_of("tiny-bge-reranker-v2-gemma")
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer = load_tokenizer(src)
     assert len(tokenizer.encode("Yes", add_special_tokens=False)) == 1
     assert tokenizer.encode("x")[0] == tokenizer.bos_token_id, "Gemma's tokenizer adds BOS"
 
@@ -121,7 +122,7 @@ def qwen3_reference_ids(tokenizer, query, document, instruction=None):
 )
 def test_official_ids_follow_each_reference(original, family, reference):
     src = original(FAMILY_ORIGINALS[family])
-    tokenizer = AutoTokenizer.from_pretrained(src)
+    tokenizer = load_tokenizer(src)
     recipe = preset(family)
     ours = encode_official(tokenizer, recipe, PAIRS)
     for pair, ids in zip(PAIRS, ours):
@@ -246,7 +247,7 @@ def test_a_head_from_the_wrong_rows_fails_verify(pair_of, tmp_path, capsys, fami
     bad = tmp_path / "bad"
     shutil.copytree(good, bad)
     w = load_all(src)["model.embed_tokens.weight"].float()
-    ids = AutoTokenizer.from_pretrained(src).convert_tokens_to_ids(list(preset(family).label_tokens))
+    ids = load_tokenizer(src).convert_tokens_to_ids(list(preset(family).label_tokens))
     wrong = w[ids[-1] + 1] - w[ids[0]] if len(ids) == 2 else w[ids[0] + 1]
     rewrite_tensor(bad, "score.weight", wrong.reshape(1, -1).contiguous())
     assert run(["verify", str(bad), "--original", str(src)]) == 1

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pytest
 from conftest import FAMILY_ORIGINALS
-from transformers import AutoTokenizer
 
 from converter.pairs import Pair, builtin_pairs
 from converter.recipes import QWEN3_RERANKER, preset
 from converter.reference import encode_official
 from converter.templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent, half_marks, score_template
+from converter.verify.backends.base import load_tokenizer
 
 PAIRS = [
     *builtin_pairs("A long document. " * 200),
@@ -31,7 +31,7 @@ def test_every_converted_checkpoint_carries_the_template(pair_of):
 
 def test_rendered_template_tokenizes_to_the_official_ids(pair_of):
     _, out = pair_of("tied-bf16-single")
-    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer = load_tokenizer(out)
     template = (out / SCORE_TEMPLATE_FILE).read_text()
     official = encode_official(tokenizer, QWEN3_RERANKER, PAIRS)
     for p, want in zip(PAIRS, official):
@@ -48,7 +48,7 @@ def test_seed_formatted_and_mixed_input_is_not_wrapped_twice(pair_of, family):
     differ from its piecewise reference at two newlines, see test_presets, and equal the raw form's)."""
     recipe = preset(family)
     _, out = pair_of(FAMILY_ORIGINALS[family])
-    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer = load_tokenizer(out)
     pairs = [*PAIRS, Pair("instruction given", "second document", "Retrieve passages that contradict the query")]
     for for_tokenizer in (False, True):
         _check_forms(tokenizer, recipe, pairs, score_template(recipe, for_tokenizer=for_tokenizer), for_tokenizer)
@@ -76,7 +76,7 @@ def test_formatting_is_recognised_only_whole(pair_of, family):
     ambiguity (opening and closing both) is the documented one."""
     recipe = preset(family)
     _, out = pair_of(FAMILY_ORIGINALS[family])
-    tokenizer = AutoTokenizer.from_pretrained(out)
+    tokenizer = load_tokenizer(out)
     template = score_template(recipe)
     halves = recipe.pieces[: recipe.document_from], recipe.pieces[recipe.document_from :]
     (q_open, q_close), (d_open, d_close) = map(half_marks, halves)

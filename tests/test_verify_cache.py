@@ -99,3 +99,24 @@ def test_default_folder_is_under_the_users_cache(monkeypatch, tmp_path):
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     assert default_dir() == tmp_path / "home" / ".cache" / "seqcls" / "verify"
+
+
+def test_tokenizers_are_kept_by_content_and_reloaded_when_a_file_changes(original, tmp_path):
+    """The in-process tokenizer cache: a copy of a folder (or another original with the same vocabulary) gets the
+    same tokenizer; a changed chat template, which AutoTokenizer reads too, gets a fresh one."""
+    import shutil
+
+    from converter.verify.backends.base import TOKENIZER_FILES, load_tokenizer
+
+    src, other = original("tied-fp32-single"), original("untied-fp32-single")
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for pattern in TOKENIZER_FILES:
+        for path in src.glob(pattern):
+            shutil.copy(path, copy / path.name)
+    kept = load_tokenizer(src)
+    assert load_tokenizer(copy) is kept and load_tokenizer(other) is kept
+    (copy / "chat_template.jinja").write_text("{{ 'changed' }}")
+    fresh = load_tokenizer(copy)
+    assert fresh is not kept and fresh.chat_template == "{{ 'changed' }}"
+    assert load_tokenizer(src) is kept

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -229,30 +228,6 @@ def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(
 
 
 @pytest.mark.xdist_group("qwen3-vllm")
-def test_ci_parity_script(qwen3_vllm, tmp_path):
-    """The script a GPU or Ascend CI job runs, here on CPU: convert, verify with vLLM, leave the artifacts. The
-    original was verified before in this session: its side comes from the cache, and only one engine starts."""
-    src = qwen3_vllm[0]
-    out = tmp_path / "out"
-    env = os.environ | {"SEQCLS": f"{sys.executable} -m converter", "DEVICE": "cpu"}
-    result = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "ci_parity.sh"), str(src), str(out)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    artifacts = tmp_path / "out-parity"
-    report = json.loads((artifacts / "report.json").read_text())
-    assert report["verdict"] == "pass" and report["backend"] == "vllm"
-    assert report["cache"]["original"] == "hit" and _engine_logs(artifacts) == ["vllm-converted.log"]
-    assert (artifacts / "junit.xml").read_text().count("<failure") == 0
-    assert (artifacts / "parity.png").is_file()
-    assert "seqcls verify: PASS" in result.stdout
-
-
-@pytest.mark.xdist_group("qwen3-vllm")
 def test_vllm_backend_catches_swapped_tokens(qwen3_vllm, swapped, tmp_path, capsys):
     """Planted fault. The original's side comes from the cache: one engine."""
     src, bad = swapped
@@ -282,30 +257,40 @@ BROKEN_ORIGINAL_PATH = {
 for a regression of that conversion (vLLM #27857 returned 0.5 for every pair)."""
 
 
-@pytest.mark.xdist_group("qwen3-vllm")
-def test_a_broken_original_path_is_a_finding_and_the_verdict_a_pass(qwen3_vllm, tmp_path, capsys):
-    """The original path deviates from the reference while the converted checkpoint matches it: exit 0, the finding
-    printed first and kept in the report and the card, and publish accepts the report."""
-    src, out = qwen3_vllm[0], tmp_path / "tiny-seq-cls"
-    shutil.copytree(qwen3_vllm[1], out)
-    report_path = tmp_path / "tiny-seq-cls.verify.json"
-    args = ["verify", str(out), "--original", str(src), "--backend", "vllm", "--report", str(report_path)]
-    args += ["--original-overrides", json.dumps(BROKEN_ORIGINAL_PATH), "--update-card", "--log-dir", str(tmp_path)]
-    assert run([*args, "--junit", str(tmp_path / "junit.xml")]) == 0
-    stdout = capsys.readouterr().out
-    assert (tmp_path / "junit.xml").read_text().count("<failure") == 0, "the XML agrees with the verdict"
+def test_ci_parity_script_reports_a_broken_original_path_as_a_finding_and_passes(original, tmp_path, capsys):
+    """The script a GPU or Ascend CI job runs, here on CPU: convert, verify with vLLM, leave the artifacts. Its
+    original path is broken (EXTRA_ARGS carries the overrides): the original path deviates from the reference while
+    the converted checkpoint matches it, so the job passes (exit 0) with the finding printed first and kept in the
+    report, the JUnit XML and the card, and publish accepts the report."""
+    src, out = original("tied-bf16-single"), tmp_path / "tiny-seq-cls"
+    artifacts = tmp_path / "tiny-seq-cls-parity"
+    overrides = json.dumps(BROKEN_ORIGINAL_PATH, separators=(",", ":"))  # EXTRA_ARGS is split on spaces
+    env = os.environ | {"SEQCLS": f"{sys.executable} -m converter", "DEVICE": "cpu",
+                        "EXTRA_ARGS": f"--update-card --original-overrides {overrides}"}  # fmt: skip
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "ci_parity.sh"), str(src), str(out)],
+        env=env, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
     finding = "online conversion of the original deviates from the reference by"
-    assert stdout.startswith("FINDING: vllm") and finding in stdout.splitlines()[0]
-    assert "the converted checkpoint does not" in stdout.splitlines()[0]
-    report = json.loads(report_path.read_text())
-    assert report["verdict"] == "pass" and len(report["findings"]) == 1 and finding in report["findings"][0]
+    verified = result.stdout[result.stdout.index("FINDING: vllm") :]  # convert's lines come before
+    first = verified.splitlines()[0]
+    assert finding in first and "the converted checkpoint does not" in first
+    assert "seqcls verify: PASS" in verified
+    report = json.loads((artifacts / "report.json").read_text())
+    assert report["verdict"] == "pass" and report["backend"] == "vllm"
+    assert len(report["findings"]) == 1 and finding in report["findings"][0]
     assert report["inputs"]["original"]["hf_overrides"] == BROKEN_ORIGINAL_PATH
     assert report["cache"]["original"] == "miss", "other overrides are another original path"
+    assert _engine_logs(artifacts) == ["vllm-converted.log", "vllm-original.log"]
     assert report["metrics"]["max_abs_delta"] > 1e-2, "the two paths disagree"
     assert report["reference"]["converted"]["score"]["max_abs_delta"] <= 1e-4
+    assert (artifacts / "junit.xml").read_text().count("<failure") == 0, "the XML agrees with the verdict"
+    assert (artifacts / "parity.png").is_file()
     assert "**Finding** (vllm / cpu / float32):" in (out / "README.md").read_text()
-    assert run(["publish", str(out), "--repo-id", "me/x", "--dry-run"]) == 0
-    assert f"verify report: {report_path}" in capsys.readouterr().out
+    publish = ["publish", str(out), "--repo-id", "me/x", "--dry-run", "--report", str(artifacts / "report.json")]
+    assert run(publish) == 0
+    assert f"verify report: {artifacts / 'report.json'}" in capsys.readouterr().out
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,6 @@ appear together, or none does.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +21,7 @@ from ..errors import SeqclsError
 from ..io.checkpoint import Checkpoint, open_checkpoint
 from ..io.safetensors_format import DTYPE_BYTES, TensorInfo
 from ..recipes import CONFIG_KEY, Recipe, recipe_for_converted
-from ..write import fsync_all, publish_folder, remove_stale, temp_prefix
+from ..write import check_output, staged_folder
 
 SLICE_BYTES = 32 << 20
 """What one tensor holds in memory at a time while it is converted."""
@@ -80,18 +78,9 @@ def export_gguf(
     if recipe.llamacpp is None:
         raise SeqclsError(f"llama.cpp cannot score {recipe.title} as its authors do: {recipe.llamacpp_refusal}")
     target = Path(out) if out is not None else default_output(converted)
-    _check_output(converted, target, overwrite)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(target)
-    tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(target, "tmp"), dir=target.parent))
-    tmp.chmod(0o755)
-    try:
+    check_output(converted, target, overwrite, f"the checkpoint folder {converted}")
+    with staged_folder(target) as tmp:
         made = _write_all(checkpoint, recipe, converted, tmp, types, instruction, threads)
-        fsync_all(tmp)
-        publish_folder(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return [Exported(target / e.path.name, e.type) for e in made]
 
 
@@ -114,16 +103,6 @@ def _open_converted(converted: Path) -> Checkpoint:
     if recipe.num_labels != 1 or head.shape[0] != 1 or head.dtype != "F32":
         raise SeqclsError(f"{converted}: {HEAD} is {head.dtype} {list(head.shape)}, not one float32 row")
     return checkpoint
-
-
-def _check_output(converted: Path, out: Path, overwrite: bool) -> None:
-    src, target = converted.resolve(), out.resolve()
-    if target == src or src in target.parents or target in src.parents:
-        raise SeqclsError(f"output {out} overlaps the checkpoint folder {converted}; choose an output outside it")
-    if out.exists() and not out.is_dir():
-        raise SeqclsError(f"output {out} exists and is a file; choose another -o")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise SeqclsError(f"output {out} exists and is not empty; pass --overwrite or choose another -o")
 
 
 def _write_all(

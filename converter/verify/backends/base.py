@@ -176,22 +176,48 @@ TOKENIZER_FILES = (
     "added_tokens.json",
     "vocab.json",
     "merges.txt",
+    "chat_template*",
 )
-_tokenizers: dict[tuple, object] = {}
+"""What ``AutoTokenizer.from_pretrained`` reads from a folder."""
+TOKENIZERS_KEPT = 4
+"""A real 151k vocabulary takes about 110 MiB."""
+_tokenizers: dict[str, object] = {}
+_digests: dict[tuple, str] = {}
 
 
 def load_tokenizer(folder: Path):
-    """``AutoTokenizer.from_pretrained``, kept while the tokenizer's files are unchanged: a verify needs the
-    original's tokenizer more than once, and loading a real 151k vocabulary takes seconds."""
+    """``AutoTokenizer.from_pretrained``, kept while the tokenizer's files are unchanged. Loading a real 151k
+    vocabulary takes about two seconds, and a verify needs the original's tokenizer more than once. Kept by the
+    files' contents, so copies of a folder (and the converted checkpoints of originals that share a vocabulary)
+    share one tokenizer; callers must not change it."""
     from transformers import AutoTokenizer
 
-    files = sorted({p for pattern in TOKENIZER_FILES for p in Path(folder).glob(pattern) if p.is_file()})
-    key = (str(Path(folder).resolve()), *((p.name, *_stamp(p)) for p in files))
-    if key not in _tokenizers:
-        if len(_tokenizers) >= 4:
+    key = _tokenizer_digest(Path(folder))
+    if key in _tokenizers:
+        _tokenizers[key] = _tokenizers.pop(key)  # most recently used last
+    else:
+        if len(_tokenizers) >= TOKENIZERS_KEPT:
             _tokenizers.pop(next(iter(_tokenizers)))
         _tokenizers[key] = AutoTokenizer.from_pretrained(folder)
     return _tokenizers[key]
+
+
+def _tokenizer_digest(folder: Path) -> str:
+    """The tokenizer files' names and contents, hashed once per file version (by inode, size and mtime)."""
+    files = sorted({p for pattern in TOKENIZER_FILES for p in folder.glob(pattern) if p.is_file()})
+    stamps = tuple((str(p.resolve()), *_stamp(p)) for p in files)
+    if stamps not in _digests:
+        h = hashlib.sha256()
+        for p in files:
+            data = p.read_bytes()
+            if p.name == "config.json":  # its other fields (dtype, tying, layers) do not change the tokenizer
+                config = json.loads(data)
+                data = json.dumps([config.get("model_type"), config.get("tokenizer_class")]).encode()
+            h.update(p.name.encode() + b"\0" + hashlib.sha256(data).digest())
+        if len(_digests) >= 64:
+            _digests.pop(next(iter(_digests)))
+        _digests[stamps] = h.hexdigest()
+    return _digests[stamps]
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:

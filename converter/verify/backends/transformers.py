@@ -46,6 +46,15 @@ class TransformersBackend:
         return PromptDigests.of(official_ids(self.s))
 
     @functools.cached_property
+    def label_ids(self) -> tuple[int, ...]:
+        """The original's label token ids, read from its tokenizer.json once (the file is megabytes of JSON)."""
+        from ...tokenizer import read_tokenizer_config, read_vocabulary
+
+        s = self.s
+        config, tokenizer_config = read_config(s.original), read_tokenizer_config(s.original)
+        return read_vocabulary(s.original, s.recipe.label_tokens, config, tokenizer_config).label_ids
+
+    @functools.cached_property
     def _given(self) -> PromptDigests | None:
         return None if self.original_ids is None else PromptDigests.of(self.original_ids)
 
@@ -62,7 +71,7 @@ class TransformersBackend:
     def cache_inputs(self, which: str) -> dict | None:
         s = self.s
         return {
-            "token_ids": self._prompts(which).key(), "label_ids": list(_label_ids(s)), "method": s.recipe.method,
+            "token_ids": self._prompts(which).key(), "label_ids": list(self.label_ids), "method": s.recipe.method,
             "pad_id": self.pad_id, "dtype": s.dtype, "batch_size": s.batch_size,
         }  # fmt: skip
 
@@ -74,7 +83,7 @@ class TransformersBackend:
         ids = seen.recording(self._ids(which))
         common = {"pad_id": self.pad_id, "dtype": s.dtype, "batch_size": s.batch_size, "device": s.device}
         if which == "original":
-            scores = score_original(s.original, ids, s.recipe, label_ids=_label_ids(s), **common)
+            scores = score_original(s.original, ids, s.recipe, label_ids=self.label_ids, **common)
         else:
             scores = score_converted(s.converted, ids, **common)
         timings = {"load_seconds": scores.load_seconds, "score_seconds": scores.score_seconds}
@@ -98,10 +107,3 @@ def _pad_id(s: Settings) -> int:
         return read_config(s.converted)["pad_token_id"]
     pad = read_config(s.original).get("pad_token_id")
     return pad if pad is not None else load_tokenizer(s.original).pad_token_id
-
-
-def _label_ids(s: Settings) -> tuple[int, ...]:
-    from ...tokenizer import read_tokenizer_config, read_vocabulary
-
-    config, tokenizer_config = read_config(s.original), read_tokenizer_config(s.original)
-    return read_vocabulary(s.original, s.recipe.label_tokens, config, tokenizer_config).label_ids
