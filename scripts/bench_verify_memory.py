@@ -187,10 +187,7 @@ engine's client (seqcls' `vllm_engine` process, which holds one chunk) −10 MiB
 pages being touched for the first time: 50,000 pairs (about 8 million tokens) pass through its 1.4 GiB (1.5 million
 tokens) several times, and the tree grew by a tenth of that. Nor is it the prefix cache: with `--no-prefix-caching`
 the tree still grew by 114 MiB at 50,000 pairs, the worker by 83. It is glibc's heap in vLLM's worker, as it was in
-verify's own process (above): since 2026-12-01 verify starts its engines and servers with
-`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=262144` (unless that variable is set already), and the tree then grew by
-27 MiB at 50,000 pairs against 1,000 (7,722 and 7,749 MiB, one run each, sampled per process; the table above was
-measured before). What the fixed threshold costs in time is not measured yet.
+verify's own process (above); docs/verify-memory.md says what a fixed glibc mmap threshold changes, and costs.
 """
 
 

@@ -96,14 +96,3 @@ def test_stop_ends_the_group_and_its_shared_memory(tmp_path):
     assert not os.path.exists(name)
     _, alive = psutil.wait_procs(children, timeout=10)  # SIGKILL is delivered, not awaited
     assert not [c for c in alive if c.status() != psutil.STATUS_ZOMBIE]
-
-
-def test_engines_get_a_fixed_mmap_threshold_unless_the_user_chose(monkeypatch):
-    """vLLM's worker heap grew with the pairs under glibc's moving mmap threshold (docs/verify-memory.md)."""
-    from converter.verify.processes import ENGINE_TUNABLES, engine_env
-
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    assert engine_env() == {"GLIBC_TUNABLES": ENGINE_TUNABLES}
-    assert "glibc.malloc.mmap_threshold=" in ENGINE_TUNABLES
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
-    assert engine_env() == {}

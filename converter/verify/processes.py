@@ -15,19 +15,6 @@ VLLM_PREFIX = "VLLM::"
 """vLLM renames its engine core and worker processes (``VLLM::EngineCore``, ``VLLM::Worker``)."""
 ENGINE_DIED = ("died unexpectedly", "EngineCore encountered a fatal error")
 """What vLLM logs when a worker or its engine core dies; its client can then wait forever for a reply."""
-ENGINE_TUNABLES = "glibc.malloc.mmap_threshold=262144"
-"""glibc's allocator for verify's engines and servers, and the vLLM processes they spawn: a fixed mmap threshold,
-so that blocks above 256 KiB (a batch's activations) are mapped and handed back when freed. With glibc's default,
-which raises the threshold as large blocks are freed, vLLM's worker grew with the number of pairs scored: the
-process tree +114 MiB at 50,000 pairs against 1,000; with this, +27 MiB (scripts/bench_verify_memory.py)."""
-
-
-def engine_env() -> dict[str, str]:
-    """What an engine's or server's process gets on top of verify's environment: ``ENGINE_TUNABLES``, unless the user
-    set ``GLIBC_TUNABLES`` themselves."""
-    return {} if "GLIBC_TUNABLES" in os.environ else {"GLIBC_TUNABLES": ENGINE_TUNABLES}
-
-
 DEFAULT_TIMEOUT = float(os.environ.get("SEQCLS_ENGINE_TIMEOUT", "7200"))
 """Hard limit on one engine job or server, start-up included (seconds)."""
 

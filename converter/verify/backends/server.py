@@ -24,7 +24,7 @@ from ...recipes import Recipe
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
 from ...vllm_compat import EngineSpec, VllmInstall, device_env, require, serve_argv
 from ..digests import PromptDigests
-from ..processes import engine_env, last_error, stop_process_group
+from ..processes import last_error, stop_process_group
 from .base import (
     MANUAL,
     TEMPLATE,
@@ -66,7 +66,7 @@ def running_server(
             serve_argv(spec, install, host=HOST, port=port, chat_template=chat_template),
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=os.environ | device_env(device) | engine_env(),
+            env=os.environ | device_env(device),
             start_new_session=True,
         )
     try:

@@ -17,7 +17,7 @@ from ...errors import SeqclsError
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE
 from ...vllm_compat import device_env, engine_kwargs, require
 from ..digests import PromptDigests
-from ..processes import DEFAULT_TIMEOUT, EngineWatch, engine_env, last_error, stop_process_group
+from ..processes import DEFAULT_TIMEOUT, EngineWatch, last_error, stop_process_group
 from .base import (
     JOINED,
     MANUAL,
@@ -153,7 +153,7 @@ def run_engine(job: dict, which: str, log_dir: Path, device: str, timeout: float
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_path.write_text(json.dumps(job))
         cmd = [sys.executable, "-m", "converter.verify.backends.vllm_engine", str(job_path), str(result_path)]
-        env = os.environ | device_env(device) | engine_env()
+        env = os.environ | device_env(device)
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             watch = EngineWatch(proc, log, timeout)
