@@ -211,8 +211,11 @@ def _tokenizer_digest(folder: Path) -> str:
         for p in files:
             data = p.read_bytes()
             if p.name == "config.json":  # its other fields (dtype, tying, layers) do not change the tokenizer
-                config = json.loads(data)
-                data = json.dumps([config.get("model_type"), config.get("tokenizer_class")]).encode()
+                try:
+                    config = json.loads(data)
+                    data = json.dumps([config.get("model_type"), config.get("tokenizer_class")]).encode()
+                except (ValueError, AttributeError):
+                    pass  # not a JSON object: AutoTokenizer says what is wrong with it
             h.update(p.name.encode() + b"\0" + hashlib.sha256(data).digest())
         if len(_digests) >= 64:
             _digests.pop(next(iter(_digests)))
