@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
-from .recipes import FROM_2_WAY_SOFTMAX, Recipe, recipe_for_converted
+from .recipes import CONFIG_KEY, FROM_2_WAY_SOFTMAX, Recipe, recipe_for_converted
 from .report import markdown_table
 from .source import REPO_ID
 from .templates import SCORE_TEMPLATE_FILE, half_marks
@@ -61,7 +61,7 @@ def facts_from_plan(plan: Plan, name: str, base_model: str | None) -> CardFacts:
         dtype=config_dtype(config),
         pad_token=plan.vocabulary.pad_token,
         pad_token_id=plan.vocabulary.pad_token_id,
-        hidden_size=config.get("hidden_size"),
+        hidden_size=plan.recipe.language_settings(config).get("hidden_size"),
         base_model=base_model or plan.source.repo_id or default_base_model(plan.source.spec, plan.source.folder),
         license=source_license(plan.source.folder, config),
     )
@@ -83,14 +83,21 @@ def facts_from_folder(folder: Path) -> CardFacts:
         name=folder.resolve().name,
         recipe=recipe,
         label_ids=vocab.label_ids,
-        tied=bool(config.get("tie_word_embeddings", recipe.tie_default)),
+        tied=_was_tied(config, recipe),
         dtype=config_dtype(config),
         pad_token=vocab.pad_token,
         pad_token_id=vocab.pad_token_id,
-        hidden_size=config.get("hidden_size"),
+        hidden_size=recipe.language_settings(config).get("hidden_size"),
         base_model=data.get("base_model"),
         license=data.get("license") or config.get("license"),
     )
+
+
+def _was_tied(config: dict, recipe: Recipe) -> bool:
+    """Whether the head came from the embeddings: the conversion's record says (a multimodal output is untied
+    whatever the original was); older outputs kept the original's ``tie_word_embeddings``."""
+    head_from = (config.get(CONFIG_KEY) or {}).get("head_from")
+    return head_from == recipe.embed_tensor if head_from else recipe.tied(config)
 
 
 def default_base_model(spec: str, folder: Path) -> str:
@@ -114,7 +121,7 @@ def render_card(
     data = ModelCardData(
         base_model=facts.base_model,
         license=facts.license,
-        library_name="sentence-transformers",
+        library_name="transformers" if facts.recipe.multimodal else "sentence-transformers",
         pipeline_tag="text-ranking",
         tags=[*TAGS, facts.recipe.name],
     )
@@ -310,11 +317,22 @@ def _prompt_section(r: Recipe) -> str:
     if "{instruction}" in "".join(r.pieces):
         default = f'defaults to "{r.default_instruction}"' if r.default_instruction else "is left out unless given"
         instruction = (
-            f"\nThe instruction {default}. Pass one as `instruction` (vLLM's `chat_template_kwargs`, "
-            "`apply_chat_template`) or as sentence-transformers' `prompt`.\n"
+            f"\nThe instruction {default}. Pass one as `instruction` (vLLM's `chat_template_kwargs`"
+            + (")." if r.multimodal else ", `apply_chat_template`) or as sentence-transformers' `prompt`.")
+            + "\n"
         )
     notes = "\nThe tokenizer adds the BOS token in front, as the reference does.\n" if r.bos else ""
     notes += f"\n{r.prompt_note}\n" if r.prompt_note else ""
+    if r.multimodal:
+        return f"""Scores are close to random without the official prompt. The checkpoint carries it as
+`{SCORE_TEMPLATE_FILE}` for vLLM's score and rerank APIs, which put a side's image and video placeholders before
+its text. The processor's own chat template is kept as it was: it is what turns image parts into placeholders in
+transformers. Rendered, a pair reads (an empty side reads `{r.empty_side}`):
+
+```
+{_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
+```
+{instruction}{notes}"""
     return f"""Scores are close to random without the official prompt. The checkpoint carries it as
 `{SCORE_TEMPLATE_FILE}` (also the tokenizer's chat template and sentence-transformers' template), so raw
 `(query, document)` pairs work in every loader below. Rendered, a pair reads:
@@ -441,6 +459,66 @@ print(scores)
 """
 
 
+def _multimodal_usage(f: CardFacts, ref: str) -> str:
+    """transformers has no sequence-classification class for Qwen3-VL: its base model and this head score as Qwen's
+    own script does (the tests run this snippet)."""
+    r = f.recipe
+    model_dir = ref if not is_hub_id(ref) else f"./{f.name}"
+    download_hint = "" if not is_hub_id(ref) else f": hf download {ref} --local-dir {model_dir}"
+    system = r.pieces[0].split("system\n", 1)[1].split("<|im_end|>", 1)[0]
+    instruction, empty = r.default_instruction, r.empty_side
+    return f"""
+### vLLM with images
+
+`/v1/rerank` and `/score` take a document (or query) as `{{"content": [parts]}}`, with OpenAI-style parts:
+`{{"type": "image_url", "image_url": {{"url": "data:image/png;base64,..."}}}}` (or an `https://` URL) and
+`{{"type": "text", "text": "..."}}`. Offline: `LLM(model=..., runner="pooling").score(query, [{{"content": [...]}}],
+chat_template=open("{SCORE_TEMPLATE_FILE}").read())`.
+
+### transformers
+
+transformers has no `{r.target_architecture}` class. Its base model (vision tower and language model) and
+`score.weight` give the same score, as Qwen's own scorer computes it:
+
+```python
+import json, os
+import torch
+from PIL import Image
+from safetensors import safe_open
+from transformers import AutoModel, AutoProcessor
+
+folder = "{model_dir}"  # a local copy{download_hint}
+processor = AutoProcessor.from_pretrained(folder, padding_side="left")
+model = AutoModel.from_pretrained(folder, dtype="auto").eval()
+index = os.path.join(folder, "model.safetensors.index.json")
+shard = json.load(open(index))["weight_map"]["score.weight"] if os.path.exists(index) else "model.safetensors"
+with safe_open(os.path.join(folder, shard), "pt") as f:
+    head = f.get_tensor("score.weight").float()
+
+SYSTEM = {system!r}
+def messages(query, document, instruction={instruction!r}):
+    def side(mark, parts):  # a side: text, an image, or a list of both; images go before text, as Qwen's do
+        parts = parts if isinstance(parts, list) else [parts]
+        images = [{{"type": "image", "image": p}} for p in parts if isinstance(p, Image.Image)]
+        texts = [{{"type": "text", "text": p}} for p in parts if isinstance(p, str) and p]
+        return [{{"type": "text", "text": mark}}, *(images + texts or [{{"type": "text", "text": {empty!r}}}])]
+    user = [{{"type": "text", "text": "<Instruct>: " + instruction}}, *side("<Query>:", query),
+            *side("\\n<Document>:", document)]
+    return [{{"role": "system", "content": [{{"type": "text", "text": SYSTEM}}]}}, {{"role": "user", "content": user}}]
+
+query = "Which picture shows a red circle?"
+documents = [Image.new("RGB", (256, 256), "red"), "A blue square on a white background."]
+pairs = [messages(query, d) for d in documents]
+texts = processor.apply_chat_template(pairs, tokenize=False, add_generation_prompt=True)
+images = [d for d in documents if isinstance(d, Image.Image)] or None
+batch = processor(text=texts, images=images, padding=True, return_tensors="pt")
+with torch.no_grad():
+    hidden = model(**batch).last_hidden_state[:, -1].float()
+print(torch.sigmoid(hidden @ head.T)[:, 0].tolist())
+```
+"""
+
+
 def _parity(rows: list[dict], ref: str) -> str:
     if not rows:
         return (
@@ -488,6 +566,8 @@ def _python_usage(f: CardFacts, ref: str) -> str:
         return ""
     if not r.has_prompt:
         return _generic_st_usage(ref)
+    if r.multimodal:
+        return _multimodal_usage(f, ref)
     prompt_hint = ""
     if "{instruction}" in "".join(r.pieces):
         prompt_hint = (

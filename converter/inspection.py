@@ -36,7 +36,7 @@ def inspect_checkpoint(path: str | Path, preset: str | None = None, include: tup
         "kind": kind,
         "family": recipe.name if recipe else None,
         "architectures": archs,
-        "tied": bool(config.get("tie_word_embeddings", recipe.tie_default if recipe else False)),
+        "tied": recipe.tied(config) if recipe else bool(config.get("tie_word_embeddings", False)),
         "dtype": config.get("dtype") or config.get("torch_dtype"),
         "tensor_dtypes": dict(Counter(t.dtype for t in ckpt.tensors.values())),
         "shards": [
@@ -77,7 +77,7 @@ def inspect_checkpoint(path: str | Path, preset: str | None = None, include: tup
 
 def _check_converted(folder: Path, config: dict, recipe, info: dict) -> None:
     chat = folder / CHAT_TEMPLATE_FILE
-    if recipe.has_prompt:
+    if recipe.has_prompt and not recipe.multimodal:
         expected = score_template(recipe, for_tokenizer=True)
         info["chat_template_is_score_template"] = chat.is_file() and chat.read_text(encoding="utf-8") == expected
     if info["card"]:

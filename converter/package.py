@@ -41,17 +41,18 @@ def loader_files(recipe: Recipe, vocab: Vocabulary, tokenizer_config: dict | Non
     """File name -> text, for every file the converter writes besides weights, config and index.
 
     A recipe without a prompt format (generic) gets no templates: the original's chat template is dropped all the
-    same, as it would format pairs as a chat, and the card says the prompt is the user's to supply."""
+    same, as it would format pairs as a chat, and the card says the prompt is the user's to supply. A multimodal
+    recipe keeps its processor's chat template (see ``plan.PROCESSOR_FILES``) and gets no sentence-transformers files:
+    transformers has no sequence-classification class for it to load."""
     st_config: dict = {"model_type": "CrossEncoder", "activation_fn": SIGMOID}
     if recipe.default_instruction:
         st_config |= {"prompts": {DEFAULT_PROMPT: recipe.default_instruction}, "default_prompt_name": DEFAULT_PROMPT}
-    files = {TOKENIZER_CONFIG: _json(_tokenizer_config(tokenizer_config or {}, vocab))}
+    files = {TOKENIZER_CONFIG: _json(_tokenizer_config(tokenizer_config or {}, vocab, recipe.multimodal))}
     if recipe.has_prompt:
-        files |= {
-            SCORE_TEMPLATE_FILE: score_template(recipe),
-            CHAT_TEMPLATE_FILE: score_template(recipe, for_tokenizer=True),
-        }
-    if recipe.num_labels == 1:
+        files[SCORE_TEMPLATE_FILE] = score_template(recipe)
+    if recipe.has_prompt and not recipe.multimodal:
+        files[CHAT_TEMPLATE_FILE] = score_template(recipe, for_tokenizer=True)
+    if recipe.num_labels == 1 and not recipe.multimodal:
         files |= {
             "modules.json": _json(ST_MODULES),
             "sentence_bert_config.json": _json(ST_TRANSFORMER),
@@ -60,9 +61,9 @@ def loader_files(recipe: Recipe, vocab: Vocabulary, tokenizer_config: dict | Non
     return files
 
 
-def _tokenizer_config(source: dict, vocab: Vocabulary) -> dict:
+def _tokenizer_config(source: dict, vocab: Vocabulary, keep_chat_template: bool) -> dict:
     """Left padding keeps the scored last token real in every batch row, as the reference code pads."""
-    config = {k: v for k, v in source.items() if k != "chat_template"}
+    config = {k: v for k, v in source.items() if keep_chat_template or k != "chat_template"}
     config.update(padding_side="left", pad_token=vocab.pad_token)
     return config
 

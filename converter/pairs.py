@@ -10,12 +10,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SeqclsError
+from .media import SideValue, has_media, parse_side
 
 
 @dataclass(frozen=True, slots=True)
 class Pair:
-    query: str
-    document: str
+    query: SideValue
+    document: SideValue
+    """Text, or (multimodal families) parts with images: see ``media``."""
     instruction: str | None = None
     query_id: str | None = None
     """Groups pairs into one query's ranking (BEIR, or ``query_id`` in JSONL); None: the query text does."""
@@ -31,6 +33,8 @@ class PairSet:
     pairs: Sequence[Pair]
     qrels: Qrels | None = None
     """Judgements for ranking metrics (NDCG@10, MRR@10); None: there are none."""
+    media_at: str | None = None
+    """Where the first pair with an image or video is (``file:line``); None: text only."""
 
 
 SEED_PAIRS = (
@@ -112,6 +116,70 @@ def builtin_pairs(long_document: str) -> list[Pair]:
     ]
 
 
+def drawn_images() -> dict[str, str]:
+    """The built-in images, drawn here (the same bytes on every run) as PNG ``data:`` URLs: shapes in colours, a
+    bar chart, a photo-like gradient. Sizes are multiples of 32 within Qwen3-VL's pixel bounds, so that no loader
+    resizes them and every path sees the same pixels."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    def png(image: Image.Image) -> str:
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", optimize=False, compress_level=6)
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+    images = {}
+    for name, (shape, colour, size) in {
+        "red-circle": ("ellipse", (220, 30, 30), (256, 256)),
+        "blue-square": ("rectangle", (30, 60, 220), (256, 256)),
+        "green-triangle": ("polygon", (30, 170, 60), (320, 256)),
+    }.items():
+        image = Image.new("RGB", size, "white")
+        draw = ImageDraw.Draw(image)
+        w, h = size
+        box = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
+        if shape == "polygon":
+            draw.polygon([(w // 2, h // 5), (w // 5, 4 * h // 5), (4 * w // 5, 4 * h // 5)], fill=colour)
+        else:
+            getattr(draw, shape)(box, fill=colour)
+        images[name] = png(image)
+    chart = Image.new("RGB", (384, 256), "white")
+    draw = ImageDraw.Draw(chart)
+    draw.line((32, 224, 360, 224), fill="black", width=2)
+    for i, (value, colour) in enumerate(zip((60, 150, 110, 190), ("#4c72b0", "#dd8452", "#55a868", "#c44e52"))):
+        draw.rectangle((56 + 76 * i, 224 - value, 104 + 76 * i, 224), fill=colour)
+    images["bar-chart"] = png(chart)
+    ramp = Image.linear_gradient("L").resize((256, 320))
+    across = ramp.transpose(Image.Transpose.ROTATE_90).resize((256, 320))
+    images["gradient"] = png(Image.merge("RGB", (ramp, across, ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM))))
+    return images
+
+
+def vision_pairs() -> list[Pair]:
+    """Pairs with images for multimodal families: an image as the document, as the query, on both sides, with text
+    beside it, and against text; with the drawn images (``drawn_images``)."""
+    from .media import Part
+
+    img = {name: (Part("image", url),) for name, url in drawn_images().items()}
+
+    def text(value: str):
+        return (Part("text", value),)
+
+    return [
+        Pair("Which picture shows a red circle?", img["red-circle"]),
+        Pair("Which picture shows a red circle?", img["blue-square"]),
+        Pair("Which picture shows a red circle?", "A red circle drawn on a white background."),
+        Pair("What does the chart show?", img["bar-chart"] + text("Quarterly sales: the fourth quarter is highest.")),
+        Pair(img["green-triangle"], "A green triangle."),
+        Pair(img["green-triangle"], img["gradient"]),
+        Pair(img["blue-square"] + text("Find the same shape in another colour."), img["red-circle"]),
+        Pair("", img["gradient"]),
+        Pair("a picture with nothing but colour", img["gradient"], "Given a description, retrieve matching images"),
+    ]
+
+
 def load_pair_set(path: Path, split: str = "test", run: Path | None = None) -> PairSet:
     """A JSONL file of pairs, or a BEIR-layout folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
     A folder's candidates are ``run`` (TREC run format, or ``query-id<TAB>corpus-id``) where given, else each
@@ -129,9 +197,11 @@ def load_pairs(path: Path) -> PairSet:
     ``relevance`` (a graded judgement; given on any line, it makes qrels of the lines that have one). Every line is
     checked now; the pairs themselves are read again from the file when they are used (``PairFile``)."""
     path = Path(path)
-    offsets, qrels = array("Q"), {}
+    offsets, qrels, media_at = array("Q"), {}, None
     for where, offset, row in _jsonl(path):
-        pair = _pair(row, where)
+        pair = _pair(row, where, path.parent)
+        if media_at is None and (has_media(pair.query) or has_media(pair.document)):
+            media_at = where
         if "relevance" in row:
             if not isinstance(row["relevance"], int) or pair.document_id is None:
                 raise SeqclsError(f"{where}: 'relevance' must be an integer, on a line with a 'document_id'")
@@ -139,7 +209,8 @@ def load_pairs(path: Path) -> PairSet:
         offsets.append(offset)
     if not offsets:
         raise SeqclsError(f"{path} holds no pairs")
-    return PairSet(PairFile(path, offsets, lambda row, i: _pair(row, f"{path}: pair {i}")), qrels or None)
+    make = lambda row, i: _pair(row, f"{path}: pair {i}", path.parent, check=False)  # noqa: E731
+    return PairSet(PairFile(path, offsets, make), qrels or None, media_at)
 
 
 class PairFile(Sequence[Pair]):
@@ -179,14 +250,14 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _pair(row: dict, where: str) -> Pair:
-    if not (isinstance(row.get("query"), str) and isinstance(row.get("document"), str)):
-        raise SeqclsError(f"{where}: each line needs string fields 'query' and 'document'")
+def _pair(row: dict, where: str, base: Path, check: bool = True) -> Pair:
+    if "query" not in row or "document" not in row:
+        raise SeqclsError(f"{where}: each line needs the fields 'query' and 'document'")
+    query, document = (parse_side(row[k], f"{where} ({k})", base, check) for k in ("query", "document"))
     instruction = row.get("instruction")
     if instruction is not None and not isinstance(instruction, str):
         raise SeqclsError(f"{where}: 'instruction' must be a string")
-    return Pair(row["query"], row["document"], instruction, _id(row.get("query_id"), where),
-                _id(row.get("document_id"), where))  # fmt: skip
+    return Pair(query, document, instruction, _id(row.get("query_id"), where), _id(row.get("document_id"), where))
 
 
 def load_beir(folder: Path, split: str = "test", run: Path | None = None) -> PairSet:

@@ -39,6 +39,15 @@ CARRIED_FILES = (
     "LICENSE.txt",
     "NOTICE",
 )
+PROCESSOR_FILES = (
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "processor_config.json",
+    "chat_template.json",
+    "chat_template.jinja",
+)
+"""What a multimodal model's processor reads, carried as they are: its chat template is the one that turns image
+and video parts into placeholders, which the score template cannot replace."""
 FLOAT_DTYPES = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}
 
 
@@ -84,16 +93,16 @@ def make_plan(
     ckpt = open_checkpoint(source.folder, source.root)
     _check_not_converted(ckpt)
     recipe = choose_recipe(ckpt.config, source, preset_name, tokens, method)
-    carried = _carried_files(source)
+    carried = _carried_files(source, recipe)
     tokenizer_config = read_tokenizer_config(source.folder)
     vocab = read_vocabulary(source.folder, recipe.label_tokens, ckpt.config, tokenizer_config)
-    tied = bool(ckpt.config.get("tie_word_embeddings", recipe.tie_default))
+    tied = recipe.tied(ckpt.config)
     head = _head_tensor(ckpt, recipe, tied)
     score = _score(head, vocab.label_ids, recipe)
     return Plan(
         source=source,
         recipe=recipe,
-        config=_new_config(ckpt.config, recipe, vocab),
+        config=_new_config(ckpt.config, recipe, vocab, head.name),
         shards=_output_shards(ckpt, drop={recipe.head_tensor}, score=score),
         carried_files=carried,
         new_files=loader_files(recipe, vocab, tokenizer_config),
@@ -174,7 +183,7 @@ def _head_tensor(ckpt: Checkpoint, recipe: Recipe, tied: bool) -> TensorInfo:
         )
     if head.dtype not in FLOAT_DTYPES or len(head.shape) != 2:
         raise SeqclsError(f"{name} is {head.dtype} {list(head.shape)}; expected a 2-D float matrix")
-    hidden = ckpt.config.get("hidden_size")
+    hidden = recipe.language_settings(ckpt.config).get("hidden_size")
     if hidden is not None and head.shape[1] != hidden:
         raise SeqclsError(f"{name} has width {head.shape[1]} but config.json says hidden_size {hidden}")
     return head
@@ -205,17 +214,23 @@ def _score(head: TensorInfo, label_ids: tuple[int, ...], recipe: Recipe) -> NewT
     return NewTensor(recipe.score_tensor, "F32", matrix.shape, matrix.tobytes())
 
 
-def _new_config(config: dict, recipe: Recipe, vocab: Vocabulary) -> dict:
+def _new_config(config: dict, recipe: Recipe, vocab: Vocabulary, head_name: str) -> dict:
+    """A multimodal model's language config gets the labels too, and both levels are untied: vLLM builds its
+    classifier from the language config's ``num_labels`` and would tie a head to the embeddings."""
     new = {k: v for k, v in config.items() if k not in recipe.drop_config_keys}
     labels = ["LABEL_0"] if recipe.num_labels == 1 else list(recipe.label_tokens)
-    new.update(
-        architectures=[recipe.target_architecture],
-        id2label={str(i): label for i, label in enumerate(labels)},
-        label2id={label: i for i, label in enumerate(labels)},
-        pad_token_id=vocab.pad_token_id,
-        use_sep_token=False,
-    )
-    new[CONFIG_KEY] = recipe.record()
+    label_keys = {
+        "id2label": {str(i): label for i, label in enumerate(labels)},
+        "label2id": {label: i for i, label in enumerate(labels)},
+    }
+    new.update(label_keys, architectures=[recipe.target_architecture], pad_token_id=vocab.pad_token_id)
+    new["use_sep_token"] = False
+    if recipe.multimodal:
+        inner = {k: v for k, v in recipe.language_settings(config).items() if k not in recipe.drop_config_keys}
+        new[recipe.language_config] = inner | label_keys | {"num_labels": len(labels), "tie_word_embeddings": False}
+        new["num_labels"] = len(labels)
+        new["tie_word_embeddings"] = False
+    new[CONFIG_KEY] = recipe.record() | {"head_from": head_name}
     return new
 
 
@@ -240,11 +255,12 @@ def _output_shards(ckpt: Checkpoint, drop: set[str], score: NewTensor) -> tuple[
     return tuple(OutputShard(name, entries, link) for name, (entries, link) in zip(names, kept))
 
 
-def _carried_files(source: Source) -> tuple[Path, ...]:
+def _carried_files(source: Source, recipe: Recipe) -> tuple[Path, ...]:
     """The files copied as they are. Also checks the files that are read but not carried (the tokenizer config, and
     the source's card for its license) for links out of the source."""
     read_only = (TOKENIZER_CONFIG, "README.md")
-    found = tuple(p for name in (*CARRIED_FILES, *read_only) if (p := source.folder / name).is_file())
+    carried = (*CARRIED_FILES, *(PROCESSOR_FILES if recipe.multimodal else ()))
+    found = tuple(p for name in (*carried, *read_only) if (p := source.folder / name).is_file())
     for p in found:
         if not p.resolve().is_relative_to(source.root.resolve()):
             raise SeqclsError(f"{p.name} is a link that leads outside {source.root}; refusing to read it")

@@ -72,6 +72,11 @@ class Recipe:
     llamacpp: LlamaCpp | None = None
     """How llama.cpp scores the family; None: it cannot (``llamacpp_refusal`` says why)."""
     llamacpp_refusal: str = "llama.cpp knows no rank-pooling setup for this family"
+    language_config: str | None = None
+    """Multimodal models: the config key of the language model's own config (``text_config``), which holds the
+    hidden size and vocabulary, and which must carry the labels and the untying as the top level does."""
+    empty_side: str | None = None
+    """What an empty query or document renders as (Qwen3-VL-Reranker: ``NULL``); None: nothing."""
 
     @property
     def num_labels(self) -> int:
@@ -80,6 +85,23 @@ class Recipe:
     @property
     def has_prompt(self) -> bool:
         return self.pieces is not None
+
+    @property
+    def multimodal(self) -> bool:
+        """Images and video go through the processor's own chat template, which the output keeps."""
+        return self.language_config is not None
+
+    def language_settings(self, config: dict) -> dict:
+        """The config that holds the language model's sizes: the top level, or the multimodal sub-config."""
+        inner = config.get(self.language_config) if self.language_config else None
+        return inner if isinstance(inner, dict) else config
+
+    def tied(self, config: dict) -> bool:
+        """``tie_word_embeddings`` at the top level, else in the language config, else the class default."""
+        for scope in (config, self.language_settings(config)):
+            if "tie_word_embeddings" in scope:
+                return bool(scope["tie_word_embeddings"])
+        return self.tie_default
 
     def converts(self, architectures: list[str]) -> bool:
         return bool(set(architectures) & set(self.source_architectures))
@@ -99,10 +121,14 @@ class Recipe:
         chosen = instruction or self.default_instruction
         return self.instruction_part.format(instruction=chosen) if chosen else ""
 
+    def side_text(self, text: str) -> str:
+        return text or self.empty_side or ""
+
     def render_pieces(self, query: str, document: str, instruction: str | None = None) -> list[str]:
         if self.pieces is None:
             return [query, document]
-        fields = {"query": query, "document": document, "instruction": self.instruction_text(instruction)}
+        fields = {"query": self.side_text(query), "document": self.side_text(document)}
+        fields["instruction"] = self.instruction_text(instruction)
         return [piece.format(**fields) for piece in self.pieces]
 
     def format_query(self, query: str, instruction: str | None = None) -> str:
@@ -208,7 +234,43 @@ BGE_RERANKER_V2_GEMMA = Recipe(
 )
 """From FlagEmbedding's ``FlagLLMReranker``: BOS, then each piece tokenized alone; score = logit of ``Yes``."""
 
-PRESETS: tuple[Recipe, ...] = (QWEN3_RERANKER, MXBAI_RERANK_V2, BGE_RERANKER_V2_GEMMA)
+QWEN3_VL_RERANKER = Recipe(
+    name="qwen3-vl-reranker",
+    title="Qwen3-VL-Reranker (2B, 8B)",
+    source_architectures=("Qwen3VLForConditionalGeneration",),
+    target_architecture="Qwen3VLForSequenceClassification",
+    method=FROM_2_WAY_SOFTMAX,
+    label_tokens=("no", "yes"),
+    pieces=(
+        "<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
+        'provided. Note that the answer can only be "yes" or "no".<|im_end|>\n<|im_start|>user\n',
+        "<Instruct>: {instruction}",
+        "<Query>:{query}",
+        "\n<Document>:{document}",
+        "<|im_end|>\n<|im_start|>assistant\n",
+    ),
+    document_from=3,
+    default_instruction="Given a search query, retrieve relevant candidates that answer the query.",
+    prompt_note=(
+        "Qwen's scorer renders each side's parts with the processor's chat template: videos, then images, then the "
+        "text, with nothing between them. vLLM puts a side's image placeholders before its text in the same way, so "
+        "the score template sees `<|vision_start|><|image_pad|><|vision_end|>text`, as the reference does."
+    ),
+    name_hints=("qwen3-vl-reranker",),
+    vllm_flag="is_original_qwen3_reranker",
+    embed_tensor="model.language_model.embed_tokens.weight",
+    language_config="text_config",
+    empty_side="NULL",
+    llamacpp_refusal=(
+        "GGUF export covers text rerankers; Qwen3-VL-Reranker would also need its vision tower as an mmproj file, "
+        "which seqcls does not write yet"
+    ),
+)
+"""From QwenLM/Qwen3-VL-Embedding ``src/models/qwen3_vl_reranker.py``: the user turn is ``<Instruct>: ...``,
+``<Query>:`` and the query's parts, ``\\n<Document>:`` and the document's parts, joined with nothing between; no
+``<think>`` block; a side with nothing in it is ``NULL``."""
+
+PRESETS: tuple[Recipe, ...] = (QWEN3_RERANKER, MXBAI_RERANK_V2, BGE_RERANKER_V2_GEMMA, QWEN3_VL_RERANKER)
 PRESET_NAMES: tuple[str, ...] = tuple(r.name for r in PRESETS)
 
 

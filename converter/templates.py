@@ -34,7 +34,7 @@ def score_template(recipe: Recipe, *, for_tokenizer: bool = False) -> str:
     instruction = _expression(recipe.instruction_part, {"instruction": "ns.instruction"})
     if instruction != "ns.instruction":
         instruction = f'({instruction} if ns.instruction else "")'
-    fields = {"instruction": instruction, "query": "ns.query", "document": "ns.document"}
+    fields = {"instruction": instruction, "query": _side("ns.query", recipe), "document": _side("ns.document", recipe)}
     halves = recipe.pieces[: recipe.document_from], recipe.pieces[recipe.document_from :]
     pieces = ["bos_token"] if for_tokenizer and recipe.bos else []
     pieces += [_half(part, half, fields) for part, half in zip(("ns.query", "ns.document"), halves)]
@@ -68,6 +68,10 @@ def _half(part: str, half: tuple[str, ...], fields: dict[str, str]) -> str:
     test = f"{part}.startswith({_literal(opening)}) and {part}.endswith({_literal(closing)})"
     test += f" and {part} | length >= {len(opening) + len(closing)}"
     return f"({part} if ({test}) else ({formatted}))"
+
+
+def _side(part: str, recipe: Recipe) -> str:
+    return f"({part} if {part} else {_literal(recipe.empty_side)})" if recipe.empty_side else part
 
 
 def _expression(text: str, fields: dict[str, str]) -> str:

@@ -6,6 +6,10 @@ the real added tokens in their real order (Qwen3: 26, Qwen2.5: the first 22). Ge
 no offline source, so bge-reranker-v2-gemma gets a small BPE tokenizer built like Gemma's (byte fallback, ``▁`` for
 spaces, BOS added by the post-processor, ``<pad> <eos> <bos> <unk>`` as ids 0-3) in which ``Yes`` is one token.
 Weights are random; ``head_dim`` is 64 because vLLM's CPU attention kernel rejects smaller heads.
+
+Qwen3-VL-Reranker gets the same Qwen3 vocabulary (its vision tokens have the same ids), Qwen3-VL's real image and
+video processor configurations, a two-block vision tower, and a stand-in for Qwen3-VL's chat template that renders
+content parts as Qwen's does (see ``QWEN3_VL_TEMPLATE``).
 """
 
 from __future__ import annotations
@@ -125,6 +129,42 @@ GEMMA_TEMPLATE = (
 """Stands in for Gemma's generation template, which a classifier must not use."""
 
 
+QWEN3_VL_TEMPLATE = (
+    "{%- for message in messages -%}{{- '<|im_start|>' + message.role + '\\n' -}}"
+    "{%- if message.content is string -%}{{- message.content -}}{%- else -%}{%- for part in message.content -%}"
+    "{%- if part.type == 'image' or 'image' in part or 'image_url' in part -%}"
+    "{{- '<|vision_start|><|image_pad|><|vision_end|>' -}}"
+    "{%- elif part.type == 'video' or 'video' in part -%}{{- '<|vision_start|><|video_pad|><|vision_end|>' -}}"
+    "{%- elif 'text' in part -%}{{- part.text -}}{%- endif -%}{%- endfor -%}{%- endif -%}"
+    "{{- '<|im_end|>\\n' -}}{%- endfor -%}"
+    "{%- if add_generation_prompt -%}{{- '<|im_start|>assistant\\n' -}}{%- endif -%}"
+)
+"""Stands in for Qwen3-VL's chat template for the messages a reranker sends: each part in order, images and videos
+as their placeholders, text as it is, nothing between parts; the assistant turn opens with no ``<think>`` block."""
+QWEN3_VL_IMAGE_PROCESSOR = {
+    "size": {"longest_edge": 16777216, "shortest_edge": 65536},
+    "patch_size": 16,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+    "processor_class": "Qwen3VLProcessor",
+    "image_processor_type": "Qwen2VLImageProcessorFast",
+}
+QWEN3_VL_VIDEO_PROCESSOR = {
+    "size": {"longest_edge": 25165824, "shortest_edge": 4096},
+    "patch_size": 16,
+    "temporal_patch_size": 2,
+    "merge_size": 2,
+    "image_mean": [0.5, 0.5, 0.5],
+    "image_std": [0.5, 0.5, 0.5],
+    "processor_class": "Qwen3VLProcessor",
+    "video_processor_type": "Qwen3VLVideoProcessor",
+}
+"""Qwen3-VL's ``preprocessor_config.json`` and ``video_preprocessor_config.json`` as Qwen publishes them."""
+QWEN3_VL_EMBEDDING_ROWS = 151936
+
+
 @dataclass(frozen=True)
 class _Family:
     config_class: str
@@ -202,6 +242,59 @@ def build_tiny_reranker(
         bos_token_id=config.bos_token_id, eos_token_id=[config.eos_token_id], pad_token_id=config.pad_token_id
     ).save_pretrained(out)
     _check_vocabulary(out, family)
+    return out
+
+
+def build_tiny_vl_reranker(
+    out: Path, *, tied: bool = True, dtype: str = "float32", seed: int = 0, hidden_size: int = 128
+) -> Path:
+    """Save a random Qwen3-VL-Reranker original (2B-like when ``tied``, 8B-like when not) to ``out``: the vision
+    tower and language model as ``Qwen3VLForConditionalGeneration`` saves them, and the processor's files."""
+    import torch
+    from transformers import GenerationConfig, Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    tokenizer = _qwen_tokenizer(tuple(QWEN3_ADDED_TOKENS))
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>",
+                                                            "<|video_pad|>", PAD, EOS)}  # fmt: skip
+    text = {
+        "vocab_size": QWEN3_VL_EMBEDDING_ROWS, "hidden_size": hidden_size, "intermediate_size": 2 * hidden_size,
+        "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 64,
+        "max_position_embeddings": 4096, "tie_word_embeddings": tied, "initializer_range": 0.1,
+        "rope_parameters": {"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": [16, 8, 8],
+                            "mrope_interleaved": True},
+        "bos_token_id": ids[PAD], "eos_token_id": ids[EOS], "pad_token_id": ids[PAD],
+    }  # fmt: skip
+    vision = {
+        "depth": 2, "hidden_size": 64, "intermediate_size": 128, "num_heads": 1, "patch_size": 16,
+        "spatial_merge_size": 2, "temporal_patch_size": 2, "out_hidden_size": hidden_size,
+        "num_position_embeddings": 64, "deepstack_visual_indexes": [0], "initializer_range": 0.1,
+    }  # fmt: skip
+    config = Qwen3VLConfig(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids["<|image_pad|>"],
+        video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"],
+        vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=tied,
+    )
+    config.architectures = ["Qwen3VLForConditionalGeneration"]
+    torch.manual_seed(seed)
+    model = Qwen3VLForConditionalGeneration(config).to(getattr(torch, dtype)).eval()
+    out = Path(out)
+    model.save_pretrained(out)
+    tokenizer.chat_template = QWEN3_VL_TEMPLATE
+    try:
+        tokenizer.save_pretrained(out)
+    finally:
+        tokenizer.chat_template = CHATML_TEMPLATE
+    for name, data in (("preprocessor_config.json", QWEN3_VL_IMAGE_PROCESSOR),
+                       ("video_preprocessor_config.json", QWEN3_VL_VIDEO_PROCESSOR)):  # fmt: skip
+        (out / name).write_text(json.dumps(data, indent=2) + "\n")
+    GenerationConfig(bos_token_id=ids[PAD], eos_token_id=[ids[EOS]], pad_token_id=ids[PAD]).save_pretrained(out)
+    _check_vocabulary(out, "qwen3-reranker")
     return out
 
 

@@ -33,7 +33,7 @@ if not os.environ.get("SEQCLS_TEST_SHARED"):
 SHARED = Path(os.environ["SEQCLS_TEST_SHARED"])
 """Fixtures built once per run and shared by the xdist workers (which inherit this from the controller)."""
 
-from converter.tiny_model import build_tiny_reranker  # noqa: E402  (after the environment above)
+from converter.tiny_model import build_tiny_reranker, build_tiny_vl_reranker  # noqa: E402  (after the environment)
 
 ORIGINALS = {
     "tied-bf16-single": {"tied": True, "dtype": "bfloat16"},
@@ -79,6 +79,23 @@ def original():
     return get
 
 
+VL_ORIGINALS = {"tiny-qwen3-vl-reranker-2b": True, "tiny-qwen3-vl-reranker-8b": False}
+"""Tiny Qwen3-VL-Reranker originals: tied like the 2B, untied like the 8B (name -> tied)."""
+
+
+@pytest.fixture(scope="session")
+def vl_pair_of():
+    """``vl_pair_of(name)``: (original, converted) of a tiny Qwen3-VL-Reranker, built once per run."""
+    from converter import convert
+
+    def get(name: str) -> tuple[Path, Path]:
+        tied = VL_ORIGINALS[name]
+        src = _shared(SHARED / "originals" / name, lambda tmp: build_tiny_vl_reranker(tmp, tied=tied, seed=7))
+        return src, _shared(SHARED / "converted" / f"{name}-seq-cls", lambda tmp: convert(src, tmp))
+
+    return get
+
+
 @pytest.fixture(scope="session")
 def pair_of(original):
     """``pair_of(name)``: (original, converted), converted once per run. Do not modify either."""
@@ -106,17 +123,18 @@ def copy_of(original, tmp_path):
 def pytest_collection_modifyitems(config, items):
     """Skips what this host cannot run, and puts the long tests (vLLM, then other slow ones) first, in their own
     order, so the two xdist workers end together instead of one waiting on a late engine start."""
-    items.sort(key=lambda item: 0 if "vllm" in item.keywords else 1 if "slow" in item.keywords else 2)
+    items.sort(key=lambda item: 0 if {"vllm", "vision"} & set(item.keywords) else 1 if "slow" in item.keywords else 2)
     has = {
         "vllm": importlib.util.find_spec("vllm") is not None,
         "llamacpp": importlib.util.find_spec("llama_cpp") is not None,
+        "vision": (Path(__file__).resolve().parent.parent / ".venv-vision" / "bin" / "python").exists(),
         "cuda": _cuda(),
         "npu": importlib.util.find_spec("torch_npu") is not None,
     }
     for item in items:
         for marker, available in has.items():
             if marker in item.keywords and not available:
-                if marker in ("vllm", "llamacpp") and os.environ.get("CI"):
+                if marker in ("vllm", "llamacpp", "vision") and os.environ.get("CI"):
                     raise pytest.UsageError(f"CI must run the {marker} tests, but it is not installed")
                 item.add_marker(pytest.mark.skip(reason=f"needs {marker}"))
 

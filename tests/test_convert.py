@@ -41,6 +41,7 @@ def test_config_contract(converted):
         "recipe": "qwen3-reranker",
         "method": "from_2_way_softmax",
         "label_tokens": ["no", "yes"],
+        "head_from": "model.embed_tokens.weight" if before.get("tie_word_embeddings") else "lm_head.weight",
     }
     changed = {"architectures", "id2label", "label2id", "pad_token_id", "use_sep_token", "seqcls"}
     assert {k: v for k, v in after.items() if k not in changed} == {k: v for k, v in before.items() if k not in changed}

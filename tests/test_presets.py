@@ -43,7 +43,8 @@ def test_each_preset_is_recognised_and_its_head_is_exact(pair_of, family):
     recipe = preset(family)
     config = config_of(out)
     assert config["architectures"] == [recipe.target_architecture]
-    assert config["seqcls"] == {"recipe": family, "method": recipe.method, "label_tokens": list(recipe.label_tokens)}
+    assert config["seqcls"] == {"recipe": family, "method": recipe.method, "label_tokens": list(recipe.label_tokens),
+                                "head_from": recipe.embed_tensor}  # fmt: skip
     assert not {"method", "classifier_from_token", "is_original_qwen3_reranker"} & set(config)
     assert recipe_for_converted(config) == recipe
     ids = load_tokenizer(src).convert_tokens_to_ids(list(recipe.label_tokens))

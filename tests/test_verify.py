@@ -82,7 +82,7 @@ def test_pairs_file(pair_of, tmp_path):
 
 @pytest.mark.parametrize(
     ("content", "match"),
-    [('{"query": "q"}', "needs string fields"), ("not json", "not valid JSON"), ("", "holds no pairs")],
+    [('{"query": "q"}', "needs the fields"), ("not json", "not valid JSON"), ("", "holds no pairs")],
 )
 def test_bad_pairs_file(pair_of, tmp_path, capsys, content, match):
     src, out = pair_of("tied-bf16-single")

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..media import described
 from ..report import markdown_table, shorten
 
 CACHE_STATES = {
@@ -162,7 +163,7 @@ def _queries(rankings: list[dict]) -> list[str]:
         tau = "n/a" if r["kendall_tau"] is None else f"{r['kendall_tau']:.3f}"
         ndcg = f", ΔNDCG@10 {r['delta_ndcg10']:+.1e}" if r.get("delta_ndcg10") is not None else ""
         lines.append(
-            f"ranking {shorten(r['query'], 40)!r} ({r['documents']} docs): Kendall τ {tau}, "
+            f"ranking {shorten(described(r['query']), 40)!r} ({r['documents']} docs): Kendall τ {tau}, "
             f"top-1 equal {r['top1_equal']}, top-10 overlap {r['top10_overlap']:.0%}{ndcg}"
         )
     return lines
@@ -179,7 +180,7 @@ def _pair_table(report: dict) -> list[str]:
     header = ("#", "query", "document", *(("reference",) if with_reference else ()), "original path", "converted",
               "abs Δ", "ok")  # fmt: skip
     rows = [
-        (str(p["index"]), shorten(p["query"]), shorten(p["document"]) or "(empty)",
+        (str(p["index"]), shorten(described(p["query"])), shorten(described(p["document"])) or "(empty)",
          *((f"{p['reference']:.6f}",) if with_reference else ()), f"{p['original']:.6f}",
          f"{p['converted']:.6f}", f"{p['abs_delta']:.1e}", "yes" if p["ok"] else "NO")
         for p in shown

@@ -15,7 +15,8 @@ from pathlib import Path
 from ..errors import SeqclsError
 from ..io.checkpoint import read_config
 from ..io.fingerprint import fingerprint
-from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set
+from ..media import as_json as shown
+from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set, vision_pairs
 from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
 from . import cache
@@ -116,14 +117,23 @@ def verify(
         raise SeqclsError(f"--reference-device must be one of {DEVICES}")
     converted, original = Path(converted), resolve_source(original, hub=o.hub, offline=o.offline).folder
     recipe, config, gguf_type = _check_inputs(converted, original, o.backend)
+    if recipe.multimodal and (o.backend != "vllm" or o.reference):
+        raise SeqclsError(
+            f"verify of {recipe.title} runs on --backend vllm with --no-reference for now: the transformers backend, "
+            "the server backend and the transformers reference do not take images yet"
+        )
     card = (o.card or _gguf_card(converted) if gguf_type else converted) if o.update_card else None
     overrides = _original_overrides(o, original, config)
-    limit = o.max_length or min(config.get("max_position_embeddings") or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
+    longest = recipe.language_settings(config).get("max_position_embeddings")
+    limit = o.max_length or min(longest or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
     if pairs is None and o.pairs_file:
         loaded = load_pair_set(Path(o.pairs_file), o.split, Path(o.run_file) if o.run_file else None)
         pairs, qrels = loaded.pairs, loaded.qrels
+        if loaded.media_at and not recipe.multimodal:
+            raise SeqclsError(f"{loaded.media_at} holds an image or video, and {recipe.title} reads text only")
     elif pairs is None:
         pairs = builtin_pairs(_long_document(original, recipe, limit))
+        pairs += vision_pairs() if recipe.multimodal else []
     if not pairs:
         raise SeqclsError("no pairs to verify")
     tolerance, gate = _tolerance(o, gguf_type)
@@ -536,8 +546,8 @@ def _row_maker(v: Verdict, run: BackendRun):
     def row(i: int, p: Pair) -> dict:
         return {
             "index": i,
-            "query": p.query,
-            "document": p.document,
+            "query": shown(p.query),
+            "document": shown(p.document),
             "instruction": p.instruction,
             **({"reference": reference[i]} if reference is not None else {}),
             "original": primary.original[i],

@@ -11,6 +11,7 @@ import math
 import statistics
 from dataclasses import asdict, dataclass
 
+from ..media import as_json
 from ..pairs import Pair, Qrels
 
 K = 10
@@ -40,7 +41,7 @@ RANKING_GATES = {
 
 @dataclass(frozen=True)
 class QueryRanking:
-    query: str
+    query: str | list[dict]
     query_id: str | None
     documents: int
     kendall_tau: float | None
@@ -116,7 +117,7 @@ def rank_queries(pairs: list[Pair], sides: dict[str, list[float]], qrels: Qrels 
         shared = set(orders["converted"][:top]) & set(orders[baseline][:top])
         found.append(
             QueryRanking(
-                query=pairs[members[0]].query,
+                query=as_json(pairs[members[0]].query),
                 query_id=pairs[members[0]].query_id,
                 documents=len(members),
                 kendall_tau=kendall_tau(per_side[baseline], per_side["converted"]),

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...errors import SeqclsError
+from ...media import fingerprint
 from ...pairs import Pair
 from ...recipes import Recipe
 from ...templates import as_sent
@@ -155,6 +156,10 @@ def official_ids(settings: Settings, folder: Path | None = None) -> Iterator[lis
     default)."""
     from ...reference import iter_official
 
+    if settings.recipe.multimodal:
+        from ..vision import iter_official_vision
+
+        return iter_official_vision(folder or settings.original, settings.recipe, settings.pairs, settings.max_length)
     tokenizer = load_tokenizer(folder or settings.original)
     return iter_official(tokenizer, settings.recipe, settings.pairs, settings.max_length)
 
@@ -256,5 +261,6 @@ def pairs_digest(pairs: Iterable[Pair]) -> str:
     """sha256 of the pairs, taken as they stream past."""
     h = hashlib.sha256()
     for p in pairs:
-        h.update(json.dumps([p.query, p.document, p.instruction], ensure_ascii=False).encode() + b"\n")
+        sides = [fingerprint(p.query), fingerprint(p.document)]
+        h.update(json.dumps([*sides, p.instruction], ensure_ascii=False).encode() + b"\n")
     return h.hexdigest()

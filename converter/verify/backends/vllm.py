@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...errors import SeqclsError
+from ...media import vllm_side
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE
 from ...vllm_compat import device_env, engine_kwargs, require
 from ..digests import PromptDigests
@@ -73,7 +74,10 @@ class VllmBackend:
         return self._official.result()
 
     def _templated(self, which: str) -> bool:
-        return which == "converted" and self.use_template and self.s.recipe.num_labels == 1
+        """A multimodal original gets the score template too: vLLM documents one for it, and image parts cannot be
+        formatted by hand."""
+        recipe = self.s.recipe
+        return (which == "converted" or recipe.multimodal) and self.use_template and recipe.num_labels == 1
 
     def job(self, which: str) -> dict:
         """Everything sent to the engine but the pairs (``rows``)."""
@@ -82,11 +86,10 @@ class VllmBackend:
         if s.recipe.num_labels > 1:
             job["classify"] = True
         elif self._templated(which):
-            sample = form_sample(self.reference_ids, s.max_length)
-            job |= {
-                "chat_template": (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8"),
-                "forms": {form: form_job(s, sample, form) for form in INPUT_FORMS[1:]},
-            }
+            job["chat_template"] = (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8")
+            if which == "converted" and not s.recipe.multimodal:
+                sample = form_sample(self.reference_ids, s.max_length)
+                job["forms"] = {form: form_job(s, sample, form) for form in INPUT_FORMS[1:]}
         return job
 
     def rows(self, which: str) -> Iterator[str]:
@@ -97,7 +100,8 @@ class VllmBackend:
             if s.recipe.num_labels > 1:
                 row = p.query + p.document
             elif templated:
-                row = [p.query, p.document, {"instruction": p.instruction} if p.instruction else None]
+                kwargs = {"instruction": p.instruction} if p.instruction else None
+                row = [vllm_side(p.query), vllm_side(p.document), kwargs]
             else:
                 row = [s.recipe.format_query(p.query, p.instruction), s.recipe.format_document(p.document), None]
             yield json.dumps(row, ensure_ascii=False) + "\n"

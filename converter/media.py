@@ -1,0 +1,212 @@
+"""Images (and video) in pairs, for multimodal rerankers.
+
+A side of a pair (query or document) is a string, or a list of parts: ``{"text": ...}``, ``{"image": PATH_OR_URL}``
+or ``{"video": PATH_OR_URL}``, where a path is relative to the pair file and a URL is a ``data:`` URL or, online,
+``http(s)``. Qwen's scorer puts a side's videos first, then its images, then its text, and vLLM puts a side's media
+placeholders before its text, so the order of parts within a side does not change the prompt; a side holds at most
+one text part (vLLM joins several with a newline, Qwen's scorer with nothing: they would disagree).
+
+Local images are opened and checked when the pairs are loaded, and go to engines and servers as ``data:`` URLs, so a
+server on another machine reads the same bytes as the engine here.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import io
+import mimetypes
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import SeqclsError
+
+KINDS = ("video", "image", "text")
+"""Part kinds, in the order Qwen's scorer places them within a side."""
+REMOTE = ("http://", "https://")
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "SEQCLS_OFFLINE")
+TRUE = ("1", "true", "yes", "on")
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    kind: str
+    value: str
+    """The text; or the medium's absolute path, ``data:`` URL or ``http(s)`` URL."""
+
+
+Content = tuple[Part, ...]
+SideValue = str | Content
+"""What a pair's query or document holds."""
+
+
+def is_content(side: SideValue) -> bool:
+    return not isinstance(side, str)
+
+
+def has_media(side: SideValue) -> bool:
+    return is_content(side) and any(p.kind != "text" for p in side)
+
+
+def text_of(side: SideValue) -> str:
+    return side if isinstance(side, str) else "".join(p.value for p in side if p.kind == "text")
+
+
+def ordered(side: SideValue) -> Content:
+    """The side's parts as Qwen's scorer orders them: videos, images, text."""
+    if isinstance(side, str):
+        return (Part("text", side),) if side else ()
+    return tuple(sorted((p for p in side if p.kind != "text" or p.value), key=lambda p: KINDS.index(p.kind)))
+
+
+def parse_side(value: object, where: str, base: Path, check: bool = True) -> SideValue:
+    """A side as a pair file gives it: a string, or a non-empty list of parts (see the module docstring). ``check``
+    opens each local image (done once, when the pairs are loaded)."""
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list) or not value:
+        raise SeqclsError(f"{where}: a query or document is a string or a non-empty list of parts")
+    parts = []
+    for item in value:
+        if isinstance(item, str):
+            item = {"text": item}
+        if not (isinstance(item, dict) and len(item) == 1 and next(iter(item)) in KINDS):
+            raise SeqclsError(f'{where}: each part is {{"text": ...}}, {{"image": ...}} or {{"video": ...}}')
+        kind, text = next(iter(item.items()))
+        if not isinstance(text, str) or (kind != "text" and not text):
+            raise SeqclsError(f"{where}: the {kind} part must be a non-empty string")
+        parts.append(Part(kind, text) if kind == "text" else Part(kind, _locate(text, kind, where, base)))
+    if sum(p.kind == "text" for p in parts) > 1:
+        raise SeqclsError(f"{where}: a side holds one text part; join the texts into one")
+    for part in parts:
+        if check and part.kind == "image":
+            check_image(part, where)
+    return tuple(parts)
+
+
+def _locate(value: str, kind: str, where: str, base: Path) -> str:
+    if value.startswith("data:"):
+        return value
+    if value.startswith(REMOTE):
+        if any(os.environ.get(v, "").lower() in TRUE for v in OFFLINE_VARIABLES):
+            raise SeqclsError(
+                f"{where}: the {kind} {value} is a remote URL and offline mode is on; download it and give its path"
+            )
+        return value
+    path = (base / value.removeprefix("file://")).resolve()
+    if not path.is_file():
+        raise SeqclsError(f"{where}: the {kind} file {path} does not exist; paths are relative to the pair file")
+    return str(path)
+
+
+def read_bytes(part: Part, where: str = "") -> bytes:
+    """The medium's bytes (remote URLs are left to the engine, and never read here)."""
+    if part.value.startswith("data:"):
+        header, _, payload = part.value.partition(",")
+        try:
+            return base64.b64decode(payload, validate=True) if header.endswith(";base64") else payload.encode()
+        except (binascii.Error, ValueError):
+            raise SeqclsError(f"{where}: the {part.kind}'s data URL is not valid base64") from None
+    try:
+        return Path(part.value).read_bytes()
+    except OSError as e:
+        raise SeqclsError(f"{where}: cannot read the {part.kind} file {part.value} ({e.strerror})") from None
+
+
+def check_image(part: Part, where: str, max_pixels: int | None = None) -> tuple[int, int]:
+    """Opens and decodes a local image: (width, height). A damaged file, a file that is no image, and an image above
+    ``max_pixels`` (the processor's limit; PIL's decompression-bomb limit when None) are refused."""
+    from PIL import Image, UnidentifiedImageError
+
+    if part.value.startswith(REMOTE):
+        return (0, 0)
+    value, data = part.value, read_bytes(part, where)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            size = image.size
+            image.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
+        name = value if not value.startswith("data:") else "data URL"
+        raise SeqclsError(f"{where}: the image {name} is not a readable image ({type(e).__name__}: {e})") from None
+    if max_pixels and size[0] * size[1] > max_pixels:
+        raise SeqclsError(
+            f"{where}: the image is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, more than the processor's "
+            f"{max_pixels:,}; shrink it"
+        )
+    return size
+
+
+def data_url(part: Part) -> str:
+    """What an engine or server is sent for a medium: the URL itself, or the file as a ``data:`` URL."""
+    if part.value.startswith(("data:", *REMOTE)):
+        return part.value
+    kind = mimetypes.guess_type(part.value)[0] or f"{part.kind}/octet-stream"
+    return f"data:{kind};base64," + base64.b64encode(read_bytes(part)).decode("ascii")
+
+
+def vllm_side(side: SideValue) -> str | dict:
+    """A side as vLLM's score API takes it: the string, or ``{"content": [OpenAI-style parts]}``."""
+    if isinstance(side, str):
+        return side
+    parts = []
+    for p in ordered(side):
+        if p.kind == "text":
+            parts.append({"type": "text", "text": p.value})
+        else:
+            parts.append({"type": f"{p.kind}_url", f"{p.kind}_url": {"url": data_url(p)}})
+    return {"content": parts}
+
+
+def as_json(side: SideValue) -> str | list[dict]:
+    """The side as a pair file writes it, with local media named by path."""
+    return side if isinstance(side, str) else [{p.kind: p.value} for p in side]
+
+
+def described(side: str | list[dict]) -> str:
+    """A side as a report row holds it (``as_json``), as one line of text: media as ``[image]``, ``[video]``."""
+    if isinstance(side, str):
+        return side
+    return " ".join(f"[{kind}]" if kind != "text" else value for part in side for kind, value in part.items())
+
+
+def fingerprint(side: SideValue) -> str | list:
+    """What identifies a side's content: its text, and each medium by its bytes' digest (a path can keep its name
+    while the image changes)."""
+    if isinstance(side, str):
+        return side
+    return [[p.kind, p.value if p.kind == "text" or p.value.startswith(REMOTE) else _digest(p)] for p in side]
+
+
+def _digest(part: Part) -> str:
+    return hashlib.sha256(read_bytes(part)).hexdigest()
+
+
+def qwen_messages(pair, system: str, instruction: str, empty: str) -> list[dict]:
+    """A pair as Qwen3-VL-Reranker's own scorer builds its messages (``format_mm_instruction``): the system text, then
+    ``<Instruct>: ``, ``<Query>:`` and the query's parts, ``\\n<Document>:`` and the document's parts, each side's
+    media before its text, ``empty`` for a side with nothing in it. Media parts carry their URL or path."""
+
+    def side(mark: str, value: SideValue) -> list[dict]:
+        parts = [
+            {"type": p.kind, p.kind: p.value} if p.kind != "text" else {"type": "text", "text": p.value}
+            for p in ordered(value)
+        ]
+        return [{"type": "text", "text": mark}, *(parts or [{"type": "text", "text": empty}])]
+
+    user = [{"type": "text", "text": "<Instruct>: " + instruction}]
+    user += side("<Query>:", pair.query) + side("\n<Document>:", pair.document)
+    return [{"role": "system", "content": [{"type": "text", "text": system}]}, {"role": "user", "content": user}]
+
+
+def load_image(part: Part):
+    """A local or ``data:`` image as an RGB PIL image (remote URLs are fetched by transformers' own loader)."""
+    from PIL import Image
+
+    if part.value.startswith(REMOTE):
+        from transformers.image_utils import load_image as fetch
+
+        return fetch(part.value).convert("RGB")
+    with Image.open(io.BytesIO(read_bytes(part))) as image:
+        return image.convert("RGB")
