@@ -1,7 +1,8 @@
-"""Qwen3-VL-Reranker through vLLM's real engine (CPU build), with images: ``seqcls verify --backend vllm`` runs the
-original through the documented overrides and the converted checkpoint as-is, and the official ids come from Qwen3-VL's
-processor over Qwen's own messages. vLLM's Qwen3-VL code needs torchvision, so these run in the vision venv
-(``scripts/setup vision``, docs/testing.md), one engine core in-process each."""
+"""Qwen3-VL-Reranker with images, three opinions: ``seqcls verify --backend vllm`` runs the original through vLLM's
+documented overrides and the converted checkpoint as-is (real engine, CPU build), and the transformers reference scores
+the original as Qwen's own scorer does; the official ids come from Qwen3-VL's processor over Qwen's messages.
+vLLM's Qwen3-VL code and the processor need torchvision, so these run in the vision venv (``scripts/setup vision``,
+docs/testing.md), one engine core in-process each."""
 
 from __future__ import annotations
 
@@ -20,19 +21,23 @@ VISION_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vision" / "bin" 
 TIED = "tiny-qwen3-vl-reranker-2b"
 
 
-def verify(converted: Path, original: Path, report: Path, *extra: str) -> subprocess.CompletedProcess:
+def vision_python(*args: str) -> subprocess.CompletedProcess:
     env = os.environ | {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    command = [str(VISION_PYTHON), "-m", "converter", "verify", str(converted), "--original", str(original),
-               "--backend", "vllm", "--no-reference", "--report", str(report), *extra]  # fmt: skip
-    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+    return subprocess.run([str(VISION_PYTHON), *args], capture_output=True, text=True, env=env, timeout=900)
+
+
+def verify(converted: Path, original: Path, report: Path, *extra: str) -> subprocess.CompletedProcess:
+    return vision_python("-m", "converter", "verify", str(converted), "--original", str(original),
+                         "--report", str(report), *extra)  # fmt: skip
 
 
 def test_images_score_the_same_through_the_documented_overrides_and_as_converted(vl_pair_of, tmp_path):
     """Every built-in pair, nine of them with images (as the document, the query, both, beside text, an empty
     query): the converted checkpoint as-is against the original through vLLM's documented overrides, both through
-    the score template, and both sides' prompt ids against the processor's rendering of Qwen's messages."""
+    the score template; both against the transformers reference; both sides' prompt ids against the processor's
+    rendering of Qwen's messages."""
     src, out = vl_pair_of(TIED)
-    run = verify(out, src, tmp_path / "report.json")
+    run = verify(out, src, tmp_path / "report.json", "--backend", "vllm")
     assert run.returncode == 0, run.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["verdict"] == "pass" and report["findings"] == []
@@ -41,12 +46,15 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
     with_images = [r for r in rows if any(isinstance(s, list) for s in (r["query"], r["document"]))]
     assert len(with_images) >= 6
     assert max(r["abs_delta"] for r in rows) <= 1e-6
+    assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
     assert len({round(r["converted"], 6) for r in with_images}) > 3, "images must change the score"
     assert "[image]" in run.stdout
 
 
 def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
-    """The planted fault: the converted head's sign flipped; the original side comes from the verify cache."""
+    """The planted fault: the converted head's sign flipped, caught by the transformers backend (Qwen's scoring of
+    the original against the converted base model and head), twice: the second time the original side comes from the
+    verify cache (the first, too, when the vLLM test's reference filled it)."""
     src, out = vl_pair_of(TIED)
     bad = tmp_path / "tampered"
     shutil.copytree(out, bad)
@@ -56,8 +64,20 @@ def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
     with safe_open(bad / shard, "pt") as f:
         head = f.get_tensor("score.weight")
     rewrite_tensor(bad, "score.weight", -head)
-    run = verify(bad, src, tmp_path / "report.json")
-    assert run.returncode == 1, run.stderr[-3000:]
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verdict"] == "fail" and report["cache"]["original"] == "hit"
-    assert torch.tensor([r["abs_delta"] for r in report["pairs"]]).max() > 0.05
+    for attempt, cache in enumerate(({"miss", "hit"}, {"hit"})):
+        run = verify(bad, src, tmp_path / f"report-{attempt}.json", "--backend", "transformers")
+        assert run.returncode == 1, run.stderr[-3000:]
+        report = json.loads((tmp_path / f"report-{attempt}.json").read_text())
+        assert report["verdict"] == "fail" and report["cache"]["original"] in cache
+        assert torch.tensor([r["abs_delta"] for r in report["pairs"]]).max() > 0.05
+
+
+def test_the_cards_transformers_snippet_runs(vl_pair_of, tmp_path):
+    """The model card's transformers example (base model + head, an image and a text document) runs as printed."""
+    _, out = vl_pair_of(TIED)
+    card = (out / "README.md").read_text()
+    snippet = card.split("### transformers", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    run = vision_python("-c", snippet)
+    assert run.returncode == 0, run.stderr[-3000:]
+    scores = json.loads(run.stdout.strip().splitlines()[-1])
+    assert len(scores) == 2 and all(0 < x < 1 for x in scores) and scores[0] != scores[1]

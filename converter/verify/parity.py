@@ -117,10 +117,9 @@ def verify(
         raise SeqclsError(f"--reference-device must be one of {DEVICES}")
     converted, original = Path(converted), resolve_source(original, hub=o.hub, offline=o.offline).folder
     recipe, config, gguf_type = _check_inputs(converted, original, o.backend)
-    if recipe.multimodal and (o.backend != "vllm" or o.reference):
+    if recipe.multimodal and o.backend not in ("vllm", "transformers"):
         raise SeqclsError(
-            f"verify of {recipe.title} runs on --backend vllm with --no-reference for now: the transformers backend, "
-            "the server backend and the transformers reference do not take images yet"
+            f"verify of {recipe.title} runs on --backend vllm or transformers; {o.backend} takes no images yet"
         )
     card = (o.card or _gguf_card(converted) if gguf_type else converted) if o.update_card else None
     overrides = _original_overrides(o, original, config)
@@ -188,7 +187,7 @@ def _gguf_card(gguf_file: Path) -> Path:
 def _score(s: Settings, o: VerifyOptions, phases: dict[str, float]) -> tuple[BackendRun, dict]:
     """Both sides, the original from the cache where an entry matches, and the reference where asked. Returns the
     run and what the cache did: ``{"original": "hit" | "miss" | "off" | "n/a", "dir", "key"[, "reference"]}``."""
-    backend = backend_class(o.backend)(s)
+    backend = backend_class(o.backend, s.recipe.multimodal)(s)
     try:
         return _score_with(backend, s, o, phases)
     finally:
@@ -242,9 +241,8 @@ def _reference(s: Settings, o: VerifyOptions, ids: Iterable[list[int]] | None, f
     """The original scored the family's official way in transformers on ``s.device``, on the ids the converted
     path used (so a difference is the model path's, not the tokenization's). Scored after both engines have ended,
     so a GPU or NPU never holds the reference beside an engine; cached like any original side."""
-    from .backends.transformers import TransformersBackend
-
-    side, state, _ = _original_side(TransformersBackend(s, original_ids=ids), s, o, folder)
+    reference = backend_class("transformers", s.recipe.multimodal)(s, original_ids=ids)
+    side, state, _ = _original_side(reference, s, o, folder)
     return dataclasses.replace(side, prompts=REFERENCE_IDS if ids else side.prompts), state
 
 

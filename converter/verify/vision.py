@@ -1,19 +1,22 @@
-"""The official prompt ids of a multimodal reranker, as Qwen3-VL-Reranker's own scorer makes them: its messages
-rendered by the processor's chat template, then the processor over the text and the images (which expands each
-image placeholder into the image's tokens). Needs torchvision, as vLLM's Qwen3-VL code does."""
+"""Multimodal rerankers in transformers, as Qwen3-VL-Reranker's own scorer runs them: its messages rendered by the
+processor's chat template, the processor over the text and the images (which expands each image placeholder into the
+image's tokens), one pair per forward pass (so no padding meets the 3-D rotary positions), and the score at the last
+token. The original: ``logit_yes - logit_no`` from ``Qwen3VLForConditionalGeneration``; the converted checkpoint:
+the base model (``AutoModel``) and its ``score.weight``, since transformers has no class for it. Needs torchvision,
+as vLLM's Qwen3-VL code does."""
 
 from __future__ import annotations
 
-import itertools
+import json
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import SeqclsError
-from ..media import load_image, ordered, qwen_messages
+from ..media import check_image, load_image, ordered, qwen_messages
 from ..pairs import Pair
-from ..recipes import Recipe
-
-CHUNK = 64
+from ..recipes import FROM_2_WAY_SOFTMAX, Recipe
+from ..reference import Scores
 
 
 def system_text(recipe: Recipe) -> str:
@@ -33,20 +36,81 @@ def load_processor(folder: Path):
         ) from None
 
 
-def iter_official_vision(folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int) -> Iterator[list[int]]:
-    """Each pair's official ids; a prompt longer than ``max_length`` is an error, as in Qwen's scorer (images cannot
-    be cut)."""
+def max_pixels(folder: Path) -> int | None:
+    """The most pixels the processor takes in one image (``size.longest_edge`` of ``preprocessor_config.json``)."""
+    try:
+        size = json.loads((Path(folder) / "preprocessor_config.json").read_text()).get("size") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    value = size.get("longest_edge") or size.get("max_pixels")
+    return int(value) if isinstance(value, int) else None
+
+
+def processed(folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int) -> Iterator[dict]:
+    """Each pair as the processor makes it: ``input_ids`` (a list) and the rest of its outputs (tensors: the mask,
+    the token types that place images in the 3-D rotary positions and, with images, pixels and grids). A prompt longer than ``max_length`` and an image above the processor's pixel limit
+    are errors naming the pair, as Qwen's scorer refuses what it cannot cut."""
     processor = load_processor(folder)
-    system = system_text(recipe)
-    pairs, number = iter(pairs), 0
-    while chunk := list(itertools.islice(pairs, CHUNK)):
-        for pair in chunk:
-            instruction = pair.instruction or recipe.default_instruction
-            messages = qwen_messages(pair, system, instruction, recipe.empty_side or "")
-            text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            images = [load_image(p) for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "image"]
-            ids = processor(text=[text], images=images or None, return_tensors=None)["input_ids"][0]
-            if len(ids) > max_length:
-                raise SeqclsError(f"pair {number}: its prompt is {len(ids)} tokens, over the model length {max_length}")
-            number += 1
-            yield list(ids)
+    system, limit = system_text(recipe), max_pixels(folder)
+    for number, pair in enumerate(pairs):
+        where = f"pair {number}"
+        instruction = pair.instruction or recipe.default_instruction
+        messages = qwen_messages(pair, system, instruction, recipe.empty_side or "")
+        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        parts = [p for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "image"]
+        for part in parts:
+            check_image(part, where, limit)
+        inputs = processor(text=[text], images=[load_image(p) for p in parts] or None, return_tensors="pt")
+        ids = inputs["input_ids"][0].tolist()
+        if len(ids) > max_length:
+            raise SeqclsError(f"{where}: its prompt is {len(ids)} tokens, over the model length {max_length}")
+        yield {k: v for k, v in inputs.items() if k != "input_ids"} | {"input_ids": ids}
+
+
+def iter_official_vision(folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int) -> Iterator[list[int]]:
+    return (x["input_ids"] for x in processed(folder, recipe, pairs, max_length))
+
+
+def score_vision(
+    which: str, folder: Path, inputs: Iterable[dict], recipe: Recipe, *, label_ids: tuple[int, ...],
+    dtype: str = "float32", device: str = "cpu",
+) -> Scores:  # fmt: skip
+    """The original's ``logit_true - logit_false`` (the language model's head at the last token), or the converted
+    base model's last hidden state times ``score.weight``; one pair at a time."""
+    import torch
+
+    started = time.perf_counter()
+    model, head = _load(which, folder, dtype, device)
+    loaded, rows = time.perf_counter(), []
+    with torch.inference_mode():
+        for x in inputs:
+            batch = {k: v.to(device) for k, v in x.items() if k != "input_ids"}
+            batch["input_ids"] = torch.tensor([x["input_ids"]], device=device)
+            if head is None:
+                logits = model(**batch, logits_to_keep=1).logits[:, -1].float()[:, list(label_ids)]
+                rows.append((logits[:, 1:] - logits[:, :1] if recipe.method == FROM_2_WAY_SOFTMAX else logits).cpu())
+            else:
+                hidden = model(**batch).last_hidden_state[:, -1].float()
+                rows.append((hidden @ head.T).cpu())
+    width = 1 if recipe.method == FROM_2_WAY_SOFTMAX else len(label_ids)
+    table = torch.cat(rows) if rows else torch.zeros((0, width))
+    return Scores(table, loaded - started, time.perf_counter() - loaded)
+
+
+def _load(which: str, folder: Path, dtype: str, device: str):
+    import torch
+    from transformers import AutoModel, AutoModelForImageTextToText
+
+    kwargs = {"dtype": getattr(torch, dtype), "device_map": device}
+    if which == "original":
+        return AutoModelForImageTextToText.from_pretrained(folder, **kwargs).eval(), None
+    from safetensors import safe_open
+
+    from ..io.checkpoint import open_checkpoint
+
+    head = open_checkpoint(folder).tensors.get("score.weight")
+    if head is None:
+        raise SeqclsError(f"{folder} holds no score.weight; convert the original again")
+    with safe_open(head.path, "pt") as f:
+        weight = f.get_tensor("score.weight").float().to(device)
+    return AutoModel.from_pretrained(folder, **kwargs).eval(), weight

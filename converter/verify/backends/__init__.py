@@ -14,10 +14,13 @@ BACKENDS = {
     "server": "server:ServerBackend",
     "llamacpp": "llamacpp:LlamacppBackend",
 }
+MULTIMODAL = {"transformers": "transformers_vision:TransformersVisionBackend"}
+"""Where a multimodal family needs another class; the others take images as they come."""
 
 
-def backend_class(name: str) -> type:
-    module, cls = BACKENDS[name].split(":")
+def backend_class(name: str, multimodal: bool = False) -> type:
+    spec = (MULTIMODAL.get(name) if multimodal else None) or BACKENDS[name]
+    module, cls = spec.split(":")
     return getattr(importlib.import_module(f".{module}", __name__), cls)
 
 

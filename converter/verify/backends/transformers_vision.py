@@ -1,0 +1,83 @@
+"""transformers in-process for multimodal rerankers (Qwen3-VL-Reranker): the original scored as Qwen's own scorer
+does, the converted checkpoint as its base model and head, each on its own processor's inputs (see ``vision``).
+Also the third opinion (the reference) of the vLLM backend for such models."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable
+
+import transformers
+
+from ...io.checkpoint import read_config
+from ..digests import PromptDigests
+from ..vision import processed, score_vision
+from .base import OFFICIAL, Settings, Side, endpoint_names, official_ids, pairs_digest, prepare_device
+
+
+class TransformersVisionBackend:
+    name = "transformers"
+    timing = (
+        "model forward passes, one pair at a time as Qwen's scorer runs them, with the processor (chat template, "
+        "image preprocessing, tokenization) included; model load excluded"
+    )
+
+    def __init__(self, s: Settings, original_ids: Iterable[list[int]] | None = None) -> None:
+        """``original_ids``: the ids another backend's converted path used; the original is scored on them (with the
+        processor's pixels) where each has the length of the official prompt, so that a difference is the model
+        path's. Where lengths differ (the images were cut into other tiles), the ids cannot carry those pixels: the
+        official inputs are scored and the report's id check names the pairs."""
+        import torch
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()
+        prepare_device(s.device)
+        self.s = s
+        self.original_ids = original_ids
+        self.environment = {"backend": self.name, "transformers": transformers.__version__, "torch": torch.__version__}
+
+    @functools.cached_property
+    def reference_ids(self) -> PromptDigests:
+        return PromptDigests.of(official_ids(self.s))
+
+    @functools.cached_property
+    def label_ids(self) -> tuple[int, ...]:
+        from ...tokenizer import read_tokenizer_config, read_vocabulary
+
+        s = self.s
+        config, tokenizer_config = read_config(s.original), read_tokenizer_config(s.original)
+        return read_vocabulary(s.original, s.recipe.label_tokens, config, tokenizer_config).label_ids
+
+    def cache_inputs(self, which: str) -> dict | None:
+        """The images' bytes enter through the pairs' digest: ids alone do not change when a picture does."""
+        s = self.s
+        given = None if self.original_ids is None else PromptDigests.of(self.original_ids).key()
+        return {
+            "token_ids": given or self.reference_ids.key(), "pairs": pairs_digest(s.pairs),
+            "label_ids": list(self.label_ids), "method": s.recipe.method, "dtype": s.dtype,
+        }  # fmt: skip
+
+    def _inputs(self, which: str) -> Iterable[dict]:
+        s = self.s
+        inputs = processed(s.folder(which), s.recipe, s.pairs, s.max_length)
+        if which != "original" or self.original_ids is None:
+            return inputs
+        return (
+            x | {"input_ids": list(given)} if len(given) == len(x["input_ids"]) else x
+            for x, given in zip(inputs, self.original_ids)
+        )
+
+    def score(self, which: str) -> Side:
+        s, seen = self.s, PromptDigests()
+
+        def recorded(inputs: Iterable[dict]):
+            for x in inputs:
+                seen.add(x["input_ids"])
+                yield x
+
+        scores = score_vision(
+            which, s.folder(which), recorded(self._inputs(which)), s.recipe, label_ids=self.label_ids,
+            dtype=s.dtype, device=s.device,
+        )  # fmt: skip
+        timings = {"load_seconds": scores.load_seconds, "score_seconds": scores.score_seconds}
+        return Side(dict(zip(endpoint_names(s.recipe), scores.per_label)), scores.logits, seen, OFFICIAL, timings)
