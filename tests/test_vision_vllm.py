@@ -81,3 +81,56 @@ def test_the_cards_transformers_snippet_runs(vl_pair_of, tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     scores = json.loads(run.stdout.strip().splitlines()[-1])
     assert len(scores) == 2 and all(0 < x < 1 for x in scores) and scores[0] != scores[1]
+
+
+def test_seqcls_serve_answers_images_sent_by_the_client(vl_pair_of, tmp_path):
+    """``seqcls serve`` of the conversion (the real vLLM server, no overrides) scores an image document and a text
+    document sent by scripts/ascend/client_vl.py as the transformers reference scores them (Qwen's own way)."""
+    import base64
+    import sys
+    import time
+    import urllib.request
+
+    from converter.pairs import drawn_images
+    from converter.verify.backends.server import free_port
+    from converter.verify.processes import stop_process_group
+
+    _, out = vl_pair_of(TIED)
+    image = tmp_path / "red-circle.png"
+    image.write_bytes(base64.b64decode(drawn_images()["red-circle"].split(",", 1)[1]))
+    query, text = "Which picture shows a red circle?", "A red circle drawn on a white background."
+    port = free_port()
+    with open(tmp_path / "server.log", "w") as log:
+        server = subprocess.Popen(
+            [str(VISION_PYTHON), "-m", "converter", "serve", str(out), "--port", str(port), "--host", "127.0.0.1"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 600
+        while True:
+            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "the server did not come up"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                    break
+            except OSError:
+                time.sleep(2)
+        client = Path(__file__).resolve().parent.parent / "scripts" / "ascend" / "client_vl.py"
+        run = subprocess.run(
+            [sys.executable, str(client), "--converted-url", f"http://127.0.0.1:{port}", "--query", query,
+             "--image", str(image), "--document", text],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        stop_process_group(server)
+    assert run.returncode == 0, run.stderr
+    served = json.loads(run.stdout)["scores"]["converted"]
+
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"query": query, "document": [{"image": image.name}]}) + "\n"
+                     + json.dumps({"query": query, "document": text}) + "\n")  # fmt: skip
+    src, _ = vl_pair_of(TIED)
+    reference = verify(out, src, tmp_path / "report.json", "--backend", "transformers", "--pairs", str(pairs))
+    assert reference.returncode == 0, reference.stderr[-3000:]
+    expected = [r["converted"] for r in json.loads((tmp_path / "report.json").read_text())["pairs"]]
+    assert served == pytest.approx(expected, abs=1e-5) and served[0] != served[1]

@@ -86,7 +86,10 @@ def markdown(report: dict) -> str:
     lines.append(f"original side: {CACHE_STATES.get(report.get('cache', {}).get('original'), 'scored')}")
     tokens = report["token_ids"]
     mismatched = tokens["mismatched_pairs"]
-    lines.append(f"prompt token ids: {f'DIFFER in pairs {_some(mismatched)}' if mismatched else 'identical'}")
+    state = f"DIFFER in pairs {_some(mismatched)}" if mismatched else "identical"
+    if not mismatched and tokens.get("official_mismatched_pairs") is None:
+        state = "not compared (the backend gives none for these prompts)"
+    lines.append(f"prompt token ids: {state}")
     if forms := report.get("input_forms"):
         states = []
         for name, f in forms.items():

@@ -117,10 +117,6 @@ def verify(
         raise SeqclsError(f"--reference-device must be one of {DEVICES}")
     converted, original = Path(converted), resolve_source(original, hub=o.hub, offline=o.offline).folder
     recipe, config, gguf_type = _check_inputs(converted, original, o.backend)
-    if recipe.multimodal and o.backend not in ("vllm", "transformers"):
-        raise SeqclsError(
-            f"verify of {recipe.title} runs on --backend vllm or transformers; {o.backend} takes no images yet"
-        )
     card = (o.card or _gguf_card(converted) if gguf_type else converted) if o.update_card else None
     overrides = _original_overrides(o, original, config)
     longest = recipe.language_settings(config).get("max_position_embeddings")

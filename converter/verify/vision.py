@@ -48,8 +48,9 @@ def max_pixels(folder: Path) -> int | None:
 
 def processed(folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int) -> Iterator[dict]:
     """Each pair as the processor makes it: ``input_ids`` (a list) and the rest of its outputs (tensors: the mask,
-    the token types that place images in the 3-D rotary positions and, with images, pixels and grids). A prompt longer than ``max_length`` and an image above the processor's pixel limit
-    are errors naming the pair, as Qwen's scorer refuses what it cannot cut."""
+    the token types that place images in the 3-D rotary positions and, with images, pixels and grids). A prompt
+    longer than ``max_length`` and an image above the processor's pixel limit are errors naming the pair, as Qwen's
+    scorer refuses what it cannot cut."""
     processor = load_processor(folder)
     system, limit = system_text(recipe), max_pixels(folder)
     for number, pair in enumerate(pairs):

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ...errors import SeqclsError
+from ...media import vllm_side
 from ...pairs import Pair
 from ...recipes import Recipe
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
@@ -146,13 +147,17 @@ def _query(
     numbered = enumerate(pairs)
     while batch := list(itertools.islice(numbered, chunk)):
         offset = len(rerank)
-        groups: dict[tuple[str, str | None], list[tuple[int, str]]] = {}
+        groups: dict[str, list[tuple[int, str | dict]]] = {}
         for i, p in batch:
-            query, document = as_sent(recipe, p.query, p.document, p.instruction, form, i)
-            groups.setdefault((query, p.instruction), []).append((i - offset, document))
+            if recipe.multimodal:
+                query, document = vllm_side(p.query), vllm_side(p.document)
+            else:
+                query, document = as_sent(recipe, p.query, p.document, p.instruction, form, i)
+            groups.setdefault(json.dumps([query, p.instruction]), []).append((i - offset, document))
         rerank += [0.0] * len(batch)
         score += [0.0] * len(batch)
-        for (query, instruction), members in groups.items():
+        for key, members in groups.items():
+            query, instruction = json.loads(key)
             extra = {"chat_template_kwargs": {"instruction": instruction}} if templated and instruction else {}
             docs = [d for _, d in members]
             for r in post(url, "/v1/rerank", {"query": query, "documents": docs, **extra})["results"]:
@@ -204,8 +209,11 @@ class ServerBackend:
         return self.s.original_url if which == "original" else self.s.converted_url
 
     def _template(self, which: str) -> str | None:
+        """The converted checkpoint's score template, for its server; a multimodal original gets it too, as vLLM
+        documents a template for it and image parts cannot be formatted by hand."""
         s = self.s
-        if which == "converted" and not self._url(which) and self.install.generation.score_template:
+        served_here = not self._url(which) and self.install.generation.score_template
+        if (which == "converted" or s.recipe.multimodal) and served_here:
             return str(s.converted / SCORE_TEMPLATE_FILE) if s.recipe.has_prompt else None
         return None
 
@@ -232,9 +240,13 @@ class ServerBackend:
         return dataclasses.replace(side, timings={"load_seconds": load_seconds, **side.timings})
 
     def _score(self, which: str, url: str) -> Side:
+        """A multimodal family's pairs go as they are (raw, through the template) and its ids are not compared:
+        ``/tokenize`` of a prompt cannot expand its images into their tokens."""
         s, template = self.s, self._template(which)
-        sample = form_sample(self.reference_ids, s.max_length) if template else None
-        prompts = TEMPLATE if template else MANUAL
-        side = query_server(url, s.recipe, s.pairs, template is not None, prompts, sample, s.chunk)
+        raw = template is not None or s.recipe.multimodal
+        sample = form_sample(self.reference_ids, s.max_length) if template and not s.recipe.multimodal else None
+        side = query_server(url, s.recipe, s.pairs, raw, TEMPLATE if raw else MANUAL, sample, s.chunk)
+        if s.recipe.multimodal:
+            return side
         self.used_ids[which] = tokenize(url, s.recipe, s.pairs, self.spill / f"{which}.ids.jsonl")
         return dataclasses.replace(side, token_ids=PromptDigests.of(self.used_ids[which]))
