@@ -16,6 +16,7 @@ import base64
 import binascii
 import hashlib
 import io
+import json
 import mimetypes
 import os
 from dataclasses import dataclass
@@ -61,9 +62,20 @@ def ordered(side: SideValue) -> Content:
     return tuple(sorted((p for p in side if p.kind != "text" or p.value), key=lambda p: KINDS.index(p.kind)))
 
 
-def parse_side(value: object, where: str, base: Path, check: bool = True) -> SideValue:
+def max_pixels(folder: Path) -> int | None:
+    """The most pixels a checkpoint's processor takes in one image (``size.longest_edge`` of
+    ``preprocessor_config.json``); None without one."""
+    try:
+        size = json.loads((Path(folder) / "preprocessor_config.json").read_text()).get("size") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    value = size.get("longest_edge") or size.get("max_pixels")
+    return value if isinstance(value, int) else None
+
+
+def parse_side(value: object, where: str, base: Path, check: bool = True, limit: int | None = None) -> SideValue:
     """A side as a pair file gives it: a string, or a non-empty list of parts (see the module docstring). ``check``
-    opens each local image (done once, when the pairs are loaded)."""
+    opens each local image (done once, when the pairs are loaded), refusing one above ``limit`` pixels."""
     if isinstance(value, str):
         return value
     if not isinstance(value, list) or not value:
@@ -82,7 +94,7 @@ def parse_side(value: object, where: str, base: Path, check: bool = True) -> Sid
         raise SeqclsError(f"{where}: a side holds one text part; join the texts into one")
     for part in parts:
         if check and part.kind == "image":
-            check_image(part, where)
+            check_image(part, where, limit)
     return tuple(parts)
 
 

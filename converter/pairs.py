@@ -180,7 +180,7 @@ def vision_pairs() -> list[Pair]:
     ]
 
 
-def load_pair_set(path: Path, split: str = "test", run: Path | None = None) -> PairSet:
+def load_pair_set(path: Path, split: str = "test", run: Path | None = None, max_pixels: int | None = None) -> PairSet:
     """A JSONL file of pairs, or a BEIR-layout folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
     A folder's candidates are ``run`` (TREC run format, or ``query-id<TAB>corpus-id``) where given, else each
     query's judged documents."""
@@ -189,17 +189,18 @@ def load_pair_set(path: Path, split: str = "test", run: Path | None = None) -> P
         return load_beir(path, split, run)
     if run is not None:
         raise SeqclsError("--run applies to a BEIR-layout --pairs folder")
-    return load_pairs(path)
+    return load_pairs(path, max_pixels)
 
 
-def load_pairs(path: Path) -> PairSet:
+def load_pairs(path: Path, max_pixels: int | None = None) -> PairSet:
     """JSONL with ``query``, ``document`` and optional ``instruction``, ``query_id``, ``document_id`` and
     ``relevance`` (a graded judgement; given on any line, it makes qrels of the lines that have one). Every line is
-    checked now; the pairs themselves are read again from the file when they are used (``PairFile``)."""
+    checked now, every local image opened (none above ``max_pixels``); the pairs themselves are read again from the
+    file when they are used (``PairFile``)."""
     path = Path(path)
     offsets, qrels, media_at = array("Q"), {}, None
     for where, offset, row in _jsonl(path):
-        pair = _pair(row, where, path.parent)
+        pair = _pair(row, where, path.parent, limit=max_pixels)
         if media_at is None and (has_media(pair.query) or has_media(pair.document)):
             media_at = where
         if "relevance" in row:
@@ -250,10 +251,10 @@ def _stamp(path: Path) -> tuple[int, int]:
     return st.st_size, st.st_mtime_ns
 
 
-def _pair(row: dict, where: str, base: Path, check: bool = True) -> Pair:
+def _pair(row: dict, where: str, base: Path, check: bool = True, limit: int | None = None) -> Pair:
     if "query" not in row or "document" not in row:
         raise SeqclsError(f"{where}: each line needs the fields 'query' and 'document'")
-    query, document = (parse_side(row[k], f"{where} ({k})", base, check) for k in ("query", "document"))
+    query, document = (parse_side(row[k], f"{where} ({k})", base, check, limit) for k in ("query", "document"))
     instruction = row.get("instruction")
     if instruction is not None and not isinstance(instruction, str):
         raise SeqclsError(f"{where}: 'instruction' must be a string")

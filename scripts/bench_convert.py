@@ -76,6 +76,49 @@ def tensor_shapes(s: Shape) -> list[tuple[str, tuple[int, ...]]]:
     return out
 
 
+VL_SHAPES = {
+    "VL-2B": {
+        "text": {"hidden_size": 2048, "num_hidden_layers": 28, "num_attention_heads": 16, "num_key_value_heads": 8,
+                 "head_dim": 128, "intermediate_size": 6144, "vocab_size": 151936},
+        "vision": {"depth": 24, "hidden_size": 1024, "intermediate_size": 4096, "num_heads": 16,
+                   "out_hidden_size": 2048, "deepstack_visual_indexes": [5, 11, 17]},
+        "tied": True,
+    },
+    "VL-8B": {
+        "text": {"hidden_size": 4096, "num_hidden_layers": 36, "num_attention_heads": 32, "num_key_value_heads": 8,
+                 "head_dim": 128, "intermediate_size": 12288, "vocab_size": 151936},
+        "vision": {"depth": 27, "hidden_size": 1152, "intermediate_size": 4304, "num_heads": 16,
+                   "out_hidden_size": 4096, "deepstack_visual_indexes": [8, 16, 24]},
+        "tied": False,
+    },
+}  # fmt: skip
+"""Qwen3-VL-Reranker-2B (tied) and -8B (untied): the sizes of the published Qwen3-VL-2B/8B configurations they are
+built on. Their tensors' names and shapes come from transformers' own model, built on the meta device."""
+
+
+def vl_layout(name: str) -> tuple[list[tuple[str, tuple[int, ...]]], dict]:
+    """(tensor names and shapes in the model's order, lm_head last and absent when tied; config.json)."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    spec = VL_SHAPES[name]
+    text = spec["text"] | {"tie_word_embeddings": spec["tied"], "max_position_embeddings": 262144,
+                           "rope_parameters": {"rope_type": "default", "rope_theta": 5000000.0,
+                                               "mrope_section": [24, 20, 20], "mrope_interleaved": True}}  # fmt: skip
+    config = Qwen3VLConfig(text_config=text, vision_config=spec["vision"], tie_word_embeddings=spec["tied"])
+    config.architectures = ["Qwen3VLForConditionalGeneration"]
+    with torch.device("meta"):
+        model = Qwen3VLForConditionalGeneration(config)
+    shapes = [(n, tuple(t.shape)) for n, t in model.state_dict().items() if n != "lm_head.weight"]
+    if not spec["tied"]:
+        shapes.append(("lm_head.weight", tuple(model.lm_head.weight.shape)))
+    return shapes, config.to_dict()
+
+
+def shape_tensors(name: str) -> list[tuple[str, tuple[int, ...]]]:
+    return vl_layout(name)[0] if name in VL_SHAPES else tensor_shapes(SHAPES[name])
+
+
 def _markers(name: str) -> tuple[str, str]:
     return f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
 
@@ -105,6 +148,19 @@ def write_keeping_sections(path: Path, text: str) -> None:
     path.write_text(text.rstrip() + "".join(f"\n\n{block}" for block in kept) + "\n")
 
 
+def synthesize_vl(name: str, folder: Path) -> Path:
+    """A Qwen3-VL-Reranker of the shape, with the Qwen3 vocabulary and Qwen3-VL's processor files (the folder's name
+    is how convert recognises the family)."""
+    if (folder / "config.json").is_file():
+        return folder
+    from converter.tiny_model import QWEN3_VL_IMAGE_PROCESSOR, QWEN3_VL_TEMPLATE, QWEN3_VL_VIDEO_PROCESSOR
+
+    shapes, config = vl_layout(name)
+    processor = {"preprocessor_config.json": QWEN3_VL_IMAGE_PROCESSOR,
+                 "video_preprocessor_config.json": QWEN3_VL_VIDEO_PROCESSOR}  # fmt: skip
+    return _synthesize(name, folder, shapes, config | {"torch_dtype": "bfloat16"}, QWEN3_VL_TEMPLATE, processor)
+
+
 def synthesized_conversion(shape: str, workdir: Path) -> tuple[Path, Path]:
     """The shape's synthesized original and its conversion by seqcls, each made once in ``workdir``."""
     from converter import convert
@@ -117,9 +173,21 @@ def synthesized_conversion(shape: str, workdir: Path) -> tuple[Path, Path]:
 
 
 def synthesize(name: str, s: Shape, folder: Path) -> Path:
-    """Shards of at most 4 GB in model order, lm_head last, as the published checkpoints are laid out."""
     if (folder / "config.json").is_file():
         return folder
+    config = {
+        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": s.hidden,
+        "num_hidden_layers": s.layers, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
+        "head_dim": HEAD_DIM, "intermediate_size": s.intermediate, "vocab_size": VOCAB,
+        "tie_word_embeddings": s.tied, "torch_dtype": "bfloat16", "bos_token_id": 151643, "eos_token_id": 151645,
+        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000, "transformers_version": "4.51.0",
+    }  # fmt: skip
+    return _synthesize(name, folder, tensor_shapes(s), config)
+
+
+def _synthesize(name: str, folder: Path, shapes, config: dict, chat_template: str | None = None,
+                extra: dict | None = None) -> Path:  # fmt: skip
+    """Shards of at most 4 GB in model order, lm_head last, as the published checkpoints are laid out."""
     from converter.tiny_model import build_qwen3_tokenizer
 
     tmp = folder.with_name(folder.name + ".partial")
@@ -127,7 +195,7 @@ def synthesize(name: str, s: Shape, folder: Path) -> Path:
     tmp.mkdir(parents=True)
     groups: list[list[tuple[str, tuple[int, ...]]]] = [[]]
     size = 0
-    for tname, shape in tensor_shapes(s):
+    for tname, shape in shapes:
         n = int(np.prod(shape)) * 2
         if groups[-1] and (size + n > SHARD_LIMIT or tname == "lm_head.weight"):
             groups.append([])
@@ -141,17 +209,17 @@ def synthesize(name: str, s: Shape, folder: Path) -> Path:
         _write_random_shard(tmp / fname, group, rng)
         weight_map |= {t: fname for t, _ in group}
     if len(groups) > 1:
-        index = {"metadata": {"total_size": sum(int(np.prod(sh)) * 2 for _, sh in tensor_shapes(s))}}
+        index = {"metadata": {"total_size": sum(int(np.prod(sh)) * 2 for _, sh in shapes)}}
         (tmp / "model.safetensors.index.json").write_text(json.dumps(index | {"weight_map": weight_map}))
-    config = {
-        "architectures": ["Qwen3ForCausalLM"], "model_type": "qwen3", "hidden_size": s.hidden,
-        "num_hidden_layers": s.layers, "num_attention_heads": s.heads, "num_key_value_heads": s.kv_heads,
-        "head_dim": HEAD_DIM, "intermediate_size": s.intermediate, "vocab_size": VOCAB,
-        "tie_word_embeddings": s.tied, "torch_dtype": "bfloat16", "bos_token_id": 151643, "eos_token_id": 151645,
-        "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000, "transformers_version": "4.51.0",
-    }  # fmt: skip
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    build_qwen3_tokenizer().save_pretrained(tmp)
+    tokenizer = build_qwen3_tokenizer()
+    default_template, tokenizer.chat_template = tokenizer.chat_template, chat_template or tokenizer.chat_template
+    try:
+        tokenizer.save_pretrained(tmp)
+    finally:
+        tokenizer.chat_template = default_template
+    for file, data in (extra or {}).items():
+        (tmp / file).write_text(json.dumps(data, indent=2))
     tmp.rename(folder)
     print(f"synthesized {name} in {folder}", file=sys.stderr)
     return folder
@@ -340,6 +408,23 @@ def targets(all_results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def vl_section(results: list[dict], runs: int) -> str:
+    worst = max(max(r["methods"][m]["rss"]) for r in results for m in ("seqcls convert", "seqcls convert --copy"))
+    return f"""## Qwen3-VL-Reranker conversion
+
+`scripts/bench_convert.py --shapes VL-2B,VL-8B`: synthetic checkpoints of Qwen3-VL-Reranker-2B (tied) and -8B
+(untied), vision tower and language model, random bf16, the tensors' names and shapes from transformers' own
+`Qwen3VLForConditionalGeneration`; {runs} runs each, interleaved, `sync` after every run; medians. No full-load
+baseline: transformers has no Qwen3-VL sequence-classification class to load into.
+
+{machine()}
+
+{table(results)}
+
+Largest peak RSS of a conversion: {worst / 2**20:.0f} MiB.
+"""
+
+
 def verify_table(rows: list[dict]) -> str:
     lines = [
         "| backend | side | start-up s | scoring s | pairs/s |",
@@ -475,18 +560,31 @@ def main() -> None:
         args.shapes, args.runs, args.verify_pairs = "tiny", 1, 4
     docs = args.docs or (args.workdir if args.quick else Path("docs"))
     names = args.shapes.split(",")
-    if unknown := [n for n in names if n not in SHAPES]:
-        raise SystemExit(f"unknown shape(s) {unknown}; choose from {', '.join(SHAPES)}")
+    if unknown := [n for n in names if n not in SHAPES and n not in VL_SHAPES]:
+        raise SystemExit(f"unknown shape(s) {unknown}; choose from {', '.join([*SHAPES, *VL_SHAPES])}")
+    vision = [n for n in names if n in VL_SHAPES]
+    if vision and len(vision) != len(names):
+        raise SystemExit("run the Qwen3-VL shapes on their own: --shapes VL-2B,VL-8B")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    sizes = {n: sum(int(np.prod(sh)) * 2 for _, sh in tensor_shapes(SHAPES[n])) for n in names}
-    cached = sum(_du(args.workdir / n) for n in names if (args.workdir / n / "config.json").is_file())
+    folders = {n: args.workdir / (f"Qwen3-VL-Reranker-{n[3:]}" if n in VL_SHAPES else n) for n in names}
+    sizes = {n: sum(int(np.prod(sh)) * 2 for _, sh in shape_tensors(n)) for n in names}
+    cached = sum(_du(folders[n]) for n in names if (folders[n] / "config.json").is_file())
     need = sum(sizes.values()) - cached + max(sizes.values()) + (1 << 30)
     have = shutil.disk_usage(args.workdir).free
     if need > have:
         raise SystemExit(
             f"need about {need / 1e9:.0f} GB free in {args.workdir} for {args.shapes}, have {have / 1e9:.0f} GB"
         )
-    sources = {n: synthesize(n, SHAPES[n], args.workdir / n) for n in names}
+    if vision:
+        sources = {n: synthesize_vl(n, folders[n]) for n in names}
+        results = [bench(n, sources[n], args.workdir, args.runs, baseline=False) for n in names]
+        print(machine())
+        print(table(results))
+        (args.workdir / "results-vl.json").write_text(json.dumps({"convert": results}, indent=2))
+        write_section(docs / "benchmarks.md", "qwen3-vl-convert", vl_section(results, args.runs))
+        print(f"wrote {docs / 'benchmarks.md'}", file=sys.stderr)
+        return
+    sources = {n: synthesize(n, SHAPES[n], folders[n]) for n in names}
     results = [bench(n, sources[n], args.workdir, args.runs, not args.no_baseline) for n in names]
     backends = [b for b in args.verify_backends.split(",") if b]
     verify_rows = bench_verify(sources[names[0]], args.workdir, backends, args.verify_pairs) if backends else []

@@ -230,3 +230,25 @@ def test_drawn_images_are_the_same_every_time_and_fit_the_processor():
         width, height = check_image(Part("image", url), name)
         assert width % 32 == 0 and height % 32 == 0 and 65536 <= width * height <= 1_843_200
     assert sum(_media(p) for p in vision_pairs()) >= 6
+
+
+def test_an_image_above_the_processors_limit_is_refused_by_the_cli(vl_pair_of, tmp_path):
+    """The limit is the original's processor's (``size.longest_edge``): here a copy whose processor takes at most
+    100,000 pixels, and a 400x400 image."""
+    from PIL import Image
+
+    src, out = vl_pair_of("tiny-qwen3-vl-reranker-2b")
+    small = tmp_path / "tiny-qwen3-vl-reranker-small-images"
+    shutil.copytree(src, small)
+    config = json.loads((small / "preprocessor_config.json").read_text())
+    config["size"]["longest_edge"] = 100_000
+    (small / "preprocessor_config.json").write_text(json.dumps(config))
+    Image.new("RGB", (400, 400), "green").save(tmp_path / "big.png")
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"query": "q", "document": [{"image": "big.png"}]}) + "\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "converter", "verify", str(out), "--original", str(small), "--pairs", str(path)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert "pairs.jsonl:1 (document)" in run.stderr and "400x400 = 160,000 pixels" in run.stderr

@@ -16,6 +16,7 @@ from ..errors import SeqclsError
 from ..io.checkpoint import read_config
 from ..io.fingerprint import fingerprint
 from ..media import as_json as shown
+from ..media import max_pixels
 from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set, vision_pairs
 from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
@@ -122,7 +123,8 @@ def verify(
     longest = recipe.language_settings(config).get("max_position_embeddings")
     limit = o.max_length or min(longest or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
     if pairs is None and o.pairs_file:
-        loaded = load_pair_set(Path(o.pairs_file), o.split, Path(o.run_file) if o.run_file else None)
+        pixels = max_pixels(original) if recipe.multimodal else None
+        loaded = load_pair_set(Path(o.pairs_file), o.split, Path(o.run_file) if o.run_file else None, pixels)
         pairs, qrels = loaded.pairs, loaded.qrels
         if loaded.media_at and not recipe.multimodal:
             raise SeqclsError(f"{loaded.media_at} holds an image or video, and {recipe.title} reads text only")

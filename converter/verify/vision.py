@@ -7,13 +7,12 @@ as vLLM's Qwen3-VL code does."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import SeqclsError
-from ..media import check_image, load_image, ordered, qwen_messages
+from ..media import check_image, load_image, max_pixels, ordered, qwen_messages
 from ..pairs import Pair
 from ..recipes import FROM_2_WAY_SOFTMAX, Recipe
 from ..reference import Scores
@@ -34,16 +33,6 @@ def load_processor(folder: Path):
             f"cannot load the image processor of {folder} ({str(e).splitlines()[0][:200]}); Qwen3-VL's processor "
             "needs torchvision (see docs/testing.md for a CPU setup)"
         ) from None
-
-
-def max_pixels(folder: Path) -> int | None:
-    """The most pixels the processor takes in one image (``size.longest_edge`` of ``preprocessor_config.json``)."""
-    try:
-        size = json.loads((Path(folder) / "preprocessor_config.json").read_text()).get("size") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
-    value = size.get("longest_edge") or size.get("max_pixels")
-    return int(value) if isinstance(value, int) else None
 
 
 def processed(folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int) -> Iterator[dict]:
