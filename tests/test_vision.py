@@ -15,6 +15,7 @@ from helpers import load_all, same_bytes
 
 from converter import SeqclsError, convert
 from converter.inspection import inspect_checkpoint
+from converter.io.fingerprint import fingerprint
 from converter.media import Part, vllm_side
 from converter.pairs import load_pairs, vision_pairs
 from converter.plan import PROCESSOR_FILES
@@ -61,6 +62,8 @@ def test_conversion_contract(vl_pair_of, name):
     assert json.loads((out / "tokenizer_config.json").read_text())["padding_side"] == "left"
     info = inspect_checkpoint(out)
     assert info["kind"] == "converted" and info["family"] == "qwen3-vl-reranker" and info["problems"] == []
+    assert info["left_out"] == [], "publish must upload the processor's files"
+    assert {"preprocessor_config.json", "video_preprocessor_config.json"} <= set(fingerprint(out))
     card = (out / "README.md").read_text()
     assert "library_name: transformers" in card and "CrossEncoder" not in card and "image_url" in card
 

@@ -16,8 +16,13 @@ FINGERPRINTED = (
     "vocab.json",
     "merges.txt",
     "*.jinja",
+    "chat_template.json",
+    "preprocessor_config.json",
+    "video_preprocessor_config.json",
+    "processor_config.json",
 )
-"""What scoring depends on. Reports and model cards are left out, so writing them does not change the identity."""
+"""What scoring depends on (a multimodal processor's files too: they size the images). Reports and model cards are
+left out, so writing them does not change the identity."""
 _cache: dict[tuple[int, int, int, int], str] = {}
 
 
