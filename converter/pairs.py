@@ -157,9 +157,25 @@ def drawn_images() -> dict[str, str]:
     return images
 
 
+def small_icon() -> str:
+    """A 64x64 PNG ``data:`` URL: within Qwen's scorer's bounds (4,096 pixels and up), below Qwen3-VL's processor's
+    (65,536), so vLLM enlarges it to 256x256 where Qwen's scorer keeps it; verify names the pair (official ids)."""
+    import base64
+    import io
+
+    from PIL import Image, ImageDraw
+
+    image = Image.new("RGB", (64, 64), "white")
+    ImageDraw.Draw(image).ellipse((8, 8, 56, 56), fill=(220, 30, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
 def vision_pairs() -> list[Pair]:
     """Pairs with images for multimodal families: an image as the document, as the query, on both sides, with text
-    beside it, and against text; with the drawn images (``drawn_images``)."""
+    beside it, and against text; with the drawn images (``drawn_images``), and last a small icon that vLLM sizes
+    otherwise than Qwen's scorer (``small_icon``)."""
     from .media import Part
 
     img = {name: (Part("image", url),) for name, url in drawn_images().items()}
@@ -177,6 +193,7 @@ def vision_pairs() -> list[Pair]:
         Pair(img["blue-square"] + text("Find the same shape in another colour."), img["red-circle"]),
         Pair("", img["gradient"]),
         Pair("a picture with nothing but colour", img["gradient"], "Given a description, retrieve matching images"),
+        Pair("Which icon is a red circle?", (Part("image", small_icon()),)),
     ]
 
 

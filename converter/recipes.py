@@ -77,6 +77,10 @@ class Recipe:
     hidden size and vocabulary, and which must carry the labels and the untying as the top level does."""
     empty_side: str | None = None
     """What an empty query or document renders as (Qwen3-VL-Reranker: ``NULL``); None: nothing."""
+    image_pixels: tuple[int, int] | None = None
+    """The reference's image bounds (min, max pixels): it resizes each image into them (``qwen_vl_utils``, sides
+    multiples of ``2 * image_patch``) before its processor runs, which then does not resize."""
+    image_patch: int = 16
 
     @property
     def num_labels(self) -> int:
@@ -261,6 +265,7 @@ QWEN3_VL_RERANKER = Recipe(
     embed_tensor="model.language_model.embed_tokens.weight",
     language_config="text_config",
     empty_side="NULL",
+    image_pixels=(4 * 32 * 32, 1800 * 32 * 32),
     llamacpp_refusal=(
         "GGUF export covers text rerankers; Qwen3-VL-Reranker would also need its vision tower as an mmproj file, "
         "which seqcls does not write yet"

@@ -421,7 +421,9 @@ baseline: transformers has no Qwen3-VL sequence-classification class to load int
 
 {table(results)}
 
-Largest peak RSS of a conversion: {worst / 2**20:.0f} MiB.
+Largest peak RSS of a conversion: {worst / 2**20:.0f} MiB, the same at both sizes: conversion reads headers and two
+rows, links the untouched shards and streams the one it rewrites. With `--copy` it writes what `cp -r` writes, less
+`lm_head` (8B), at about the disk's speed; this machine's disk is shared, hence the spread.
 """
 
 

@@ -35,13 +35,18 @@ def load_processor(folder: Path):
         ) from None
 
 
-def processed(folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int) -> Iterator[dict]:
+def processed(
+    folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int, official: bool = True
+) -> Iterator[dict]:
     """Each pair as the processor makes it: ``input_ids`` (a list) and the rest of its outputs (tensors: the mask,
-    the token types that place images in the 3-D rotary positions and, with images, pixels and grids). A prompt
-    longer than ``max_length`` and an image above the processor's pixel limit are errors naming the pair, as Qwen's
-    scorer refuses what it cannot cut."""
+    the token types that place images in the 3-D rotary positions and, with images, pixels and grids). ``official``:
+    images are sized as Qwen's scorer sizes them (``qwen_vl_utils.fetch_image`` into the recipe's bounds, then the
+    processor without resizing); else as vLLM does, by the processor and its checkpoint's bounds. A prompt longer
+    than ``max_length`` and an image above the processor's pixel limit are errors naming the pair, as Qwen's scorer
+    refuses what it cannot cut."""
     processor = load_processor(folder)
     system, limit = system_text(recipe), max_pixels(folder)
+    sized = _qwen_sizing(recipe) if official and recipe.image_pixels else None
     for number, pair in enumerate(pairs):
         where = f"pair {number}"
         instruction = pair.instruction or recipe.default_instruction
@@ -50,11 +55,31 @@ def processed(folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: i
         parts = [p for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "image"]
         for part in parts:
             check_image(part, where, limit)
-        inputs = processor(text=[text], images=[load_image(p) for p in parts] or None, return_tensors="pt")
+        images = [load_image(p) for p in parts]
+        if sized:
+            images = [sized(image) for image in images]
+        extra = {"do_resize": False} if sized and images else {}
+        inputs = processor(text=[text], images=images or None, return_tensors="pt", **extra)
         ids = inputs["input_ids"][0].tolist()
         if len(ids) > max_length:
             raise SeqclsError(f"{where}: its prompt is {len(ids)} tokens, over the model length {max_length}")
         yield {k: v for k, v in inputs.items() if k != "input_ids"} | {"input_ids": ids}
+
+
+def _qwen_sizing(recipe: Recipe):
+    """Qwen's scorer's resizing of one image, by its own library (``qwen-vl-utils``, seqcls[vision])."""
+    try:
+        from qwen_vl_utils import fetch_image
+    except ImportError:
+        raise SeqclsError(
+            f"the official image sizing of {recipe.title} needs qwen-vl-utils: pip install 'seqcls[vision]'"
+        ) from None
+    low, high = recipe.image_pixels
+
+    def sized(image):
+        return fetch_image({"image": image, "min_pixels": low, "max_pixels": high}, image_patch_size=recipe.image_patch)
+
+    return sized
 
 
 def iter_official_vision(folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int) -> Iterator[list[int]]:

@@ -58,8 +58,12 @@ class TransformersVisionBackend:
         }  # fmt: skip
 
     def _inputs(self, which: str) -> Iterable[dict]:
+        """Alone, both sides get the official inputs (images sized as Qwen's scorer sizes them). As another backend's
+        reference, the original gets its images sized as vLLM sizes them (by the checkpoint's processor) and the ids
+        that backend used, so that a difference is the model path's; where Qwen's sizing differs, the official ids
+        differ, which the report names."""
         s = self.s
-        inputs = processed(s.folder(which), s.recipe, s.pairs, s.max_length)
+        inputs = processed(s.folder(which), s.recipe, s.pairs, s.max_length, official=self.original_ids is None)
         if which != "original" or self.original_ids is None:
             return inputs
         return (
