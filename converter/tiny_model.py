@@ -141,26 +141,18 @@ QWEN3_VL_TEMPLATE = (
 )
 """Stands in for Qwen3-VL's chat template for the messages a reranker sends: each part in order, images and videos
 as their placeholders, text as it is, nothing between parts; the assistant turn opens with no ``<think>`` block."""
-QWEN3_VL_IMAGE_PROCESSOR = {
-    "size": {"longest_edge": 16777216, "shortest_edge": 65536},
+_QWEN3_VL_PATCHES = {
     "patch_size": 16,
     "temporal_patch_size": 2,
     "merge_size": 2,
     "image_mean": [0.5, 0.5, 0.5],
     "image_std": [0.5, 0.5, 0.5],
     "processor_class": "Qwen3VLProcessor",
-    "image_processor_type": "Qwen2VLImageProcessorFast",
 }
-QWEN3_VL_VIDEO_PROCESSOR = {
-    "size": {"longest_edge": 25165824, "shortest_edge": 4096},
-    "patch_size": 16,
-    "temporal_patch_size": 2,
-    "merge_size": 2,
-    "image_mean": [0.5, 0.5, 0.5],
-    "image_std": [0.5, 0.5, 0.5],
-    "processor_class": "Qwen3VLProcessor",
-    "video_processor_type": "Qwen3VLVideoProcessor",
-}
+QWEN3_VL_IMAGE_PROCESSOR = {"size": {"longest_edge": 16777216, "shortest_edge": 65536}, **_QWEN3_VL_PATCHES,
+                            "image_processor_type": "Qwen2VLImageProcessorFast"}  # fmt: skip
+QWEN3_VL_VIDEO_PROCESSOR = {"size": {"longest_edge": 25165824, "shortest_edge": 4096}, **_QWEN3_VL_PATCHES,
+                            "video_processor_type": "Qwen3VLVideoProcessor"}  # fmt: skip
 """Qwen3-VL's ``preprocessor_config.json`` and ``video_preprocessor_config.json`` as Qwen publishes them."""
 QWEN3_VL_EMBEDDING_ROWS = 151936
 

@@ -16,7 +16,7 @@ import pytest
 import torch
 from helpers import rewrite_tensor
 
-pytestmark = [pytest.mark.vision, pytest.mark.xdist_group("vision")]
+pytestmark = [pytest.mark.vision, pytest.mark.vllm, pytest.mark.xdist_group("vision")]
 VISION_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vision" / "bin" / "python"
 TIED, UNTIED = "tiny-qwen3-vl-reranker-2b", "tiny-qwen3-vl-reranker-8b"
 
@@ -56,8 +56,7 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
 
 def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
     """The planted fault: the converted head's sign flipped, caught by the transformers backend (Qwen's scoring of
-    the original against the converted base model and head), twice: the second time the original side comes from the
-    verify cache (the first, too, when the vLLM test's reference filled it)."""
+    the original against the converted base model and head)."""
     src, out = vl_pair_of(TIED)
     bad = tmp_path / "tampered"
     shutil.copytree(out, bad)
@@ -67,12 +66,11 @@ def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
     with safe_open(bad / shard, "pt") as f:
         head = f.get_tensor("score.weight")
     rewrite_tensor(bad, "score.weight", -head)
-    for attempt, cache in enumerate(({"miss", "hit"}, {"hit"})):
-        run = verify(bad, src, tmp_path / f"report-{attempt}.json", "--backend", "transformers")
-        assert run.returncode == 1, run.stderr[-3000:]
-        report = json.loads((tmp_path / f"report-{attempt}.json").read_text())
-        assert report["verdict"] == "fail" and report["cache"]["original"] in cache
-        assert torch.tensor([r["abs_delta"] for r in report["pairs"]]).max() > 0.05
+    run = verify(bad, src, tmp_path / "report.json", "--backend", "transformers")
+    assert run.returncode == 1, run.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verdict"] == "fail" and len(report["failed_pairs"]) > len(report["pairs"]) // 2
+    assert torch.tensor([r["abs_delta"] for r in report["pairs"]]).max() > 0.05
 
 
 def test_the_cards_transformers_snippet_runs(vl_pair_of, tmp_path):

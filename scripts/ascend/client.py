@@ -35,7 +35,8 @@ DOCUMENTS = [
 ]
 
 
-def rerank(url: str, query: str, documents: list[str], instruction: str | None = None) -> list[float]:
+def rerank(url: str, query: str | dict, documents: list, instruction: str | None = None) -> list[float]:
+    """``/v1/rerank`` scores in the documents' order; a query or document is a string or ``{"content": [parts]}``."""
     request_body = {"query": query, "documents": documents}
     if instruction:
         request_body["chat_template_kwargs"] = {"instruction": instruction}
@@ -78,11 +79,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"client.py: error: {e}", file=sys.stderr)
         return 2
 
-    print(json.dumps({"query": args.query, "documents": documents, "scores": columns}, ensure_ascii=False, indent=2))
+    return report(args.query, documents, columns, args.atol)
+
+
+def report(query: str, documents: list[str], columns: dict[str, list[float]], atol: float) -> int:
+    """Prints the scores side by side; 0 when there is one column or the two agree within ``atol``, else 1."""
+    print(json.dumps({"query": query, "documents": documents, "scores": columns}, ensure_ascii=False, indent=2))
     if len(columns) == 2:
         delta = max(abs(a - b) for a, b in zip(columns["original"], columns["converted"]))
-        print(f"max abs difference {delta:.2e} (atol {args.atol:.0e}): {'OK' if delta <= args.atol else 'DIFFERENT'}")
-        return 0 if delta <= args.atol else 1
+        print(f"max abs difference {delta:.2e} (atol {atol:.0e}): {'OK' if delta <= atol else 'DIFFERENT'}")
+        return 0 if delta <= atol else 1
     return 0
 
 

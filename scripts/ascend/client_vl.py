@@ -4,23 +4,24 @@
     python3 client_vl.py --converted-url http://127.0.0.1:8001 --query "a red circle" \
         --image red.png --document "A blue square." [--original-url http://127.0.0.1:8000]
 
-Standard library only, so it runs unchanged inside the vllm-ascend image. Each --image or --document is one document
-(in the order given; --query-image puts an image beside the query's text). Images go as base64 data URLs in
-OpenAI-style content parts, so the server needs no access to the files. Both servers must render the official prompt:
-the converted one with its score_template.jinja (`seqcls serve` passes it), the original with vLLM's
-qwen3_vl_reranker.jinja and its hf_overrides (vllm-ascend's Qwen3-VL-Reranker tutorial). Exit code: 0 scores agree
-within --atol (or one server), 1 they do not, 2 bad arguments, an unreadable image or an unreachable server.
+Standard library only (and client.py beside it), so it runs unchanged inside the vllm-ascend image. Each --image
+or --document is one document, in the order given; --query-image puts an image beside the query's text. Images go
+as base64 data URLs in OpenAI-style content parts, so the server needs no access to the files. Both servers must
+render the official prompt: the converted one with its score_template.jinja (`seqcls serve` passes it), the
+original with vLLM's qwen3_vl_reranker.jinja and its hf_overrides (vllm-ascend's Qwen3-VL-Reranker tutorial). Exit
+code: 0 scores agree within --atol (or one server), 1 they do not, 2 bad arguments, an unreadable image or an
+unreachable server.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
-import json
 import mimetypes
 import sys
 import urllib.error
-import urllib.request
+
+from client import report, rerank  # the text client beside this file
 
 
 def image_part(path: str) -> dict:
@@ -36,21 +37,6 @@ def side(text: str | None, images: list[str]) -> str | dict:
         return text or ""
     parts = [image_part(p) for p in images]
     return {"content": parts + ([{"type": "text", "text": text}] if text else [])}
-
-
-def rerank(url: str, query: str | dict, documents: list, instruction: str | None = None) -> list[float]:
-    body: dict = {"query": query, "documents": documents}
-    if instruction:
-        body["chat_template_kwargs"] = {"instruction": instruction}
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/v1/rerank", json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=600) as response:
-        results = json.loads(response.read())["results"]
-    scores = [0.0] * len(documents)
-    for r in results:
-        scores[r["index"]] = r["relevance_score"]
-    return scores
 
 
 class Documents(argparse.Action):
@@ -93,12 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"client_vl.py: error: {e}", file=sys.stderr)
         return 2
     shown = [f"[image] {v}" if kind == "image" else v for kind, v in args.documents]
-    print(json.dumps({"query": args.query, "documents": shown, "scores": columns}, ensure_ascii=False, indent=2))
-    if len(columns) == 2:
-        delta = max(abs(a - b) for a, b in zip(columns["original"], columns["converted"]))
-        print(f"max abs difference {delta:.2e} (atol {args.atol:.0e}): {'OK' if delta <= args.atol else 'DIFFERENT'}")
-        return 0 if delta <= args.atol else 1
-    return 0
+    return report(args.query, shown, columns, args.atol)
 
 
 if __name__ == "__main__":

@@ -247,6 +247,15 @@ def prepare_device(device: str) -> None:
             raise SeqclsError("--device cuda, but torch sees no CUDA device")
 
 
+def original_label_ids(s: Settings) -> tuple[int, ...]:
+    """The original's label token ids, read from its tokenizer.json (megabytes of JSON: callers keep the answer)."""
+    from ...io.checkpoint import read_config
+    from ...tokenizer import read_tokenizer_config, read_vocabulary
+
+    config, tokenizer_config = read_config(s.original), read_tokenizer_config(s.original)
+    return read_vocabulary(s.original, s.recipe.label_tokens, config, tokenizer_config).label_ids
+
+
 def endpoint_names(recipe: Recipe) -> list[str]:
     """One "endpoint" per label: a multi-label head is judged label by label."""
     return ["score"] if recipe.num_labels == 1 else [f"label {t}" for t in recipe.label_tokens]

@@ -8,7 +8,16 @@ from collections.abc import Iterable
 
 from ...io.checkpoint import read_config
 from ..digests import PromptDigests
-from .base import OFFICIAL, Settings, Side, endpoint_names, load_tokenizer, official_ids, prepare_device
+from .base import (
+    OFFICIAL,
+    Settings,
+    Side,
+    endpoint_names,
+    load_tokenizer,
+    official_ids,
+    original_label_ids,
+    prepare_device,
+)
 
 
 class TransformersBackend:
@@ -47,12 +56,7 @@ class TransformersBackend:
 
     @functools.cached_property
     def label_ids(self) -> tuple[int, ...]:
-        """The original's label token ids, read from its tokenizer.json once (the file is megabytes of JSON)."""
-        from ...tokenizer import read_tokenizer_config, read_vocabulary
-
-        s = self.s
-        config, tokenizer_config = read_config(s.original), read_tokenizer_config(s.original)
-        return read_vocabulary(s.original, s.recipe.label_tokens, config, tokenizer_config).label_ids
+        return original_label_ids(self.s)
 
     @functools.cached_property
     def _given(self) -> PromptDigests | None:

@@ -9,10 +9,18 @@ from collections.abc import Iterable
 
 import transformers
 
-from ...io.checkpoint import read_config
 from ..digests import PromptDigests
 from ..vision import processed, score_vision
-from .base import OFFICIAL, Settings, Side, endpoint_names, official_ids, pairs_digest, prepare_device
+from .base import (
+    OFFICIAL,
+    Settings,
+    Side,
+    endpoint_names,
+    official_ids,
+    original_label_ids,
+    pairs_digest,
+    prepare_device,
+)
 
 
 class TransformersVisionBackend:
@@ -42,11 +50,7 @@ class TransformersVisionBackend:
 
     @functools.cached_property
     def label_ids(self) -> tuple[int, ...]:
-        from ...tokenizer import read_tokenizer_config, read_vocabulary
-
-        s = self.s
-        config, tokenizer_config = read_config(s.original), read_tokenizer_config(s.original)
-        return read_vocabulary(s.original, s.recipe.label_tokens, config, tokenizer_config).label_ids
+        return original_label_ids(self.s)
 
     def cache_inputs(self, which: str) -> dict | None:
         """The images' bytes enter through the pairs' digest: ids alone do not change when a picture does."""
