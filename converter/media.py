@@ -127,9 +127,9 @@ def read_bytes(part: Part, where: str = "") -> bytes:
         raise SeqclsError(f"{where}: cannot read the {part.kind} file {part.value} ({e.strerror})") from None
 
 
-def check_image(part: Part, where: str, max_pixels: int | None = None) -> tuple[int, int]:
+def check_image(part: Part, where: str, limit: int | None = None) -> tuple[int, int]:
     """Opens and decodes a local image: (width, height). A damaged file, a file that is no image, and an image above
-    ``max_pixels`` (the processor's limit; PIL's decompression-bomb limit when None) are refused."""
+    ``limit`` pixels (the processor's; PIL's decompression-bomb limit when None) are refused."""
     from PIL import Image, UnidentifiedImageError
 
     if part.value.startswith(REMOTE):
@@ -142,10 +142,10 @@ def check_image(part: Part, where: str, max_pixels: int | None = None) -> tuple[
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
         name = value if not value.startswith("data:") else "data URL"
         raise SeqclsError(f"{where}: the image {name} is not a readable image ({type(e).__name__}: {e})") from None
-    if max_pixels and size[0] * size[1] > max_pixels:
+    if limit and size[0] * size[1] > limit:
         raise SeqclsError(
             f"{where}: the image is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, more than the processor's "
-            f"{max_pixels:,}; shrink it"
+            f"{limit:,}; shrink it"
         )
     return size
 

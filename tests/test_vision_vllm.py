@@ -6,6 +6,7 @@ docs/testing.md), one engine core in-process each."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import rewrite_tensor
+
+from converter.pairs import small_icon
 
 pytestmark = [pytest.mark.vision, pytest.mark.vllm, pytest.mark.xdist_group("vision")]
 VISION_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vision" / "bin" / "python"
@@ -66,10 +69,17 @@ def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
     with safe_open(bad / shard, "pt") as f:
         head = f.get_tensor("score.weight")
     rewrite_tensor(bad, "score.weight", -head)
-    run = verify(bad, src, tmp_path / "report.json", "--backend", "transformers")
+    pairs = tmp_path / "pairs.jsonl"
+    icon = tmp_path / "icon.png"
+    icon.write_bytes(base64.b64decode(small_icon().split(",", 1)[1]))
+    rows = [{"query": "Which icon is a red circle?", "document": [{"image": icon.name}]},
+            {"query": [{"image": icon.name}, {"text": "this icon"}], "document": "A red circle."},
+            {"query": "What is the capital of China?", "document": "The capital of China is Beijing."}]  # fmt: skip
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = verify(bad, src, tmp_path / "report.json", "--backend", "transformers", "--pairs", str(pairs))
     assert run.returncode == 1, run.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verdict"] == "fail" and len(report["failed_pairs"]) > len(report["pairs"]) // 2
+    assert report["verdict"] == "fail" and report["failed_pairs"] == [0, 1, 2]
     assert torch.tensor([r["abs_delta"] for r in report["pairs"]]).max() > 0.05
 
 
@@ -88,7 +98,6 @@ def test_seqcls_serve_answers_images_sent_by_the_client(vl_pair_of, tmp_path):
     """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides) scores an image
     document and a text document sent by scripts/ascend/client_vl.py as Qwen's own way scores the original in
     transformers."""
-    import base64
     import sys
     import time
     import urllib.request

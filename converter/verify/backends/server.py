@@ -192,6 +192,9 @@ class ServerBackend:
         }
         if self.install:
             self.environment["vllm_api"] = self.install.generation.name
+        if self.install and s.recipe.multimodal and not self.install.generation.score_template:
+            raise SeqclsError(f"{s.recipe.title} needs a vLLM that renders score templates (image parts cannot be "
+                              f"formatted by hand); this is vLLM {self.install.version}")  # fmt: skip
         self._official = official_digests_soon(s)
         self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
         self.used_ids: dict[str, SpilledIds] = {}

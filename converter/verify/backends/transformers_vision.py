@@ -53,12 +53,14 @@ class TransformersVisionBackend:
         return original_label_ids(self.s)
 
     def cache_inputs(self, which: str) -> dict | None:
-        """The images' bytes enter through the pairs' digest: ids alone do not change when a picture does."""
+        """The images' bytes enter through the pairs' digest, and how they were sized: ids alone do not change when a
+        picture does, nor when two resizers make the same grid of different pixels."""
         s = self.s
         given = None if self.original_ids is None else PromptDigests.of(self.original_ids).key()
         return {
             "token_ids": given or self.reference_ids.key(), "pairs": pairs_digest(s.pairs),
-            "label_ids": list(self.label_ids), "method": s.recipe.method, "dtype": s.dtype,
+            "sizing": "official" if given is None else "processor", "label_ids": list(self.label_ids),
+            "method": s.recipe.method, "dtype": s.dtype,
         }  # fmt: skip
 
     def _inputs(self, which: str) -> Iterable[dict]:

@@ -56,6 +56,9 @@ class VllmBackend:
         prepare_device(s.device)
         self.s = s
         self.use_template = self.install.generation.score_template and s.recipe.has_prompt
+        if s.recipe.multimodal and not self.use_template:
+            raise SeqclsError(f"{s.recipe.title} needs a vLLM that renders score templates (image parts cannot be "
+                              f"formatted by hand); this is vLLM {self.install.version}")  # fmt: skip
         self._official = official_digests_soon(s)
         self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
         self.used_ids: dict[str, SpilledIds] = {}
