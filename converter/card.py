@@ -367,9 +367,8 @@ def _body(f: CardFacts, ref: str, parity: list[dict]) -> str:
     r = f.recipe
     lines, head, (label_text, how) = _formula(f)
     base = f.base_model or "the original checkpoint"
-    local = not is_hub_id(ref)
-    model_dir = ref if local else f"./{f.name}"
-    download = "" if local else f"hf download {ref} --local-dir {model_dir}\n"
+    model_dir, download = _local_copy(f, ref)
+    download = f"{download}\n" if download else ""
     labels = "one label" if r.num_labels == 1 else f"{r.num_labels} labels"
     template_flag = f" --chat-template {model_dir}/{SCORE_TEMPLATE_FILE}" if r.has_prompt else ""
     facts_table = markdown_table(
@@ -459,14 +458,20 @@ print(scores)
 """
 
 
+def _local_copy(f: CardFacts, ref: str) -> tuple[str, str]:
+    """Where the card's commands find the checkpoint, and the command that puts it there (none for a local path)."""
+    if not is_hub_id(ref):
+        return ref, ""
+    return f"./{f.name}", f"hf download {ref} --local-dir ./{f.name}"
+
+
 def _multimodal_usage(f: CardFacts, ref: str) -> str:
     """transformers has no sequence-classification class for Qwen3-VL: its base model and this head score as Qwen's
     own script does (the tests run this snippet)."""
     r = f.recipe
-    model_dir = ref if not is_hub_id(ref) else f"./{f.name}"
-    download_hint = "" if not is_hub_id(ref) else f": hf download {ref} --local-dir {model_dir}"
-    system = r.pieces[0].split("system\n", 1)[1].split("<|im_end|>", 1)[0]
-    instruction, empty = r.default_instruction, r.empty_side
+    model_dir, download = _local_copy(f, ref)
+    download_hint = f": {download}" if download else ""
+    system, instruction, empty = r.system_text, r.default_instruction, r.empty_side
     return f"""
 ### vLLM with images
 

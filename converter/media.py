@@ -130,24 +130,26 @@ def read_bytes(part: Part, where: str = "") -> bytes:
 def check_image(part: Part, where: str, limit: int | None = None) -> tuple[int, int]:
     """Opens and decodes a local image: (width, height). A damaged file, a file that is no image, and an image above
     ``limit`` pixels (the processor's; PIL's decompression-bomb limit when None) are refused."""
+    return (0, 0) if part.value.startswith(REMOTE) else _decoded(part, where, limit).size
+
+
+def _decoded(part: Part, where: str, limit: int | None):
+    """The local or ``data:`` image, decoded, checked as ``check_image`` says."""
     from PIL import Image, UnidentifiedImageError
 
-    if part.value.startswith(REMOTE):
-        return (0, 0)
-    value, data = part.value, read_bytes(part, where)
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            size = image.size
+        with Image.open(io.BytesIO(read_bytes(part, where))) as image:
             image.load()
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as e:
-        name = value if not value.startswith("data:") else "data URL"
+        name = part.value if not part.value.startswith("data:") else "data URL"
         raise SeqclsError(f"{where}: the image {name} is not a readable image ({type(e).__name__}: {e})") from None
-    if limit and size[0] * size[1] > limit:
+    width, height = image.size
+    if limit and width * height > limit:
         raise SeqclsError(
-            f"{where}: the image is {size[0]}x{size[1]} = {size[0] * size[1]:,} pixels, more than the processor's "
+            f"{where}: the image is {width}x{height} = {width * height:,} pixels, more than the processor's "
             f"{limit:,}; shrink it"
         )
-    return size
+    return image
 
 
 def data_url(part: Part) -> str:
@@ -212,13 +214,11 @@ def qwen_messages(pair, system: str, instruction: str, empty: str) -> list[dict]
     return [{"role": "system", "content": [{"type": "text", "text": system}]}, {"role": "user", "content": user}]
 
 
-def load_image(part: Part):
-    """A local or ``data:`` image as an RGB PIL image (remote URLs are fetched by transformers' own loader)."""
-    from PIL import Image
-
+def load_image(part: Part, where: str = "", limit: int | None = None):
+    """An image as an RGB PIL image, decoded once and checked as ``check_image`` says (remote URLs are fetched by
+    transformers' own loader, unchecked)."""
     if part.value.startswith(REMOTE):
         from transformers.image_utils import load_image as fetch
 
         return fetch(part.value).convert("RGB")
-    with Image.open(io.BytesIO(read_bytes(part))) as image:
-        return image.convert("RGB")
+    return _decoded(part, where, limit).convert("RGB")

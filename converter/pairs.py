@@ -116,19 +116,21 @@ def builtin_pairs(long_document: str) -> list[Pair]:
     ]
 
 
-def drawn_images() -> dict[str, str]:
-    """The built-in images, drawn here (the same bytes on every run) as PNG ``data:`` URLs: shapes in colours, a
-    bar chart, a photo-like gradient. Sizes are multiples of 32 within Qwen3-VL's pixel bounds, so that no loader
-    resizes them and every path sees the same pixels."""
+def _png_url(image) -> str:
+    """A PIL image as a PNG ``data:`` URL, the same bytes on every run."""
     import base64
     import io
 
-    from PIL import Image, ImageDraw
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=6)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
-    def png(image: Image.Image) -> str:
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", optimize=False, compress_level=6)
-        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+def drawn_images() -> dict[str, str]:
+    """The built-in images, drawn here as PNG ``data:`` URLs: shapes in colours, a bar chart, a photo-like
+    gradient. Sizes are multiples of 32 within Qwen3-VL's pixel bounds, so that no loader resizes them and every path
+    sees the same pixels."""
+    from PIL import Image, ImageDraw
 
     images = {}
     for name, (shape, colour, size) in {
@@ -144,32 +146,27 @@ def drawn_images() -> dict[str, str]:
             draw.polygon([(w // 2, h // 5), (w // 5, 4 * h // 5), (4 * w // 5, 4 * h // 5)], fill=colour)
         else:
             getattr(draw, shape)(box, fill=colour)
-        images[name] = png(image)
+        images[name] = _png_url(image)
     chart = Image.new("RGB", (384, 256), "white")
     draw = ImageDraw.Draw(chart)
     draw.line((32, 224, 360, 224), fill="black", width=2)
     for i, (value, colour) in enumerate(zip((60, 150, 110, 190), ("#4c72b0", "#dd8452", "#55a868", "#c44e52"))):
         draw.rectangle((56 + 76 * i, 224 - value, 104 + 76 * i, 224), fill=colour)
-    images["bar-chart"] = png(chart)
+    images["bar-chart"] = _png_url(chart)
     ramp = Image.linear_gradient("L").resize((256, 320))
     across = ramp.transpose(Image.Transpose.ROTATE_90).resize((256, 320))
-    images["gradient"] = png(Image.merge("RGB", (ramp, across, ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM))))
+    images["gradient"] = _png_url(Image.merge("RGB", (ramp, across, ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM))))
     return images
 
 
 def small_icon() -> str:
     """A 64x64 PNG ``data:`` URL: within Qwen's scorer's bounds (4,096 pixels and up), below Qwen3-VL's processor's
     (65,536), so vLLM enlarges it to 256x256 where Qwen's scorer keeps it; verify names the pair (official ids)."""
-    import base64
-    import io
-
     from PIL import Image, ImageDraw
 
     image = Image.new("RGB", (64, 64), "white")
     ImageDraw.Draw(image).ellipse((8, 8, 56, 56), fill=(220, 30, 30))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=6)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _png_url(image)
 
 
 def vision_pairs() -> list[Pair]:

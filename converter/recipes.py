@@ -125,6 +125,14 @@ class Recipe:
         chosen = instruction or self.default_instruction
         return self.instruction_part.format(instruction=chosen) if chosen else ""
 
+    @property
+    def system_text(self) -> str | None:
+        """The system turn's text, where the prompt opens with one (``<|im_start|>system\\n...<|im_end|>``): a
+        multimodal reference builds chat messages from it."""
+        head = self.pieces[0] if self.pieces else ""
+        opening = "<|im_start|>system\n"
+        return head.removeprefix(opening).split("<|im_end|>", 1)[0] if head.startswith(opening) else None
+
     def side_text(self, text: str) -> str:
         return text or self.empty_side or ""
 

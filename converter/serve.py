@@ -17,7 +17,16 @@ from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
 from .recipes import original_recipe, recipe_for_converted
 from .templates import SCORE_TEMPLATE_FILE
-from .vllm_compat import EngineSpec, VllmInstall, detect, device_env, release, serve_argv, target
+from .vllm_compat import (
+    EngineSpec,
+    VllmInstall,
+    detect,
+    device_env,
+    release,
+    require_image_templates,
+    serve_argv,
+    target,
+)
 
 DEFAULT_PORT = 8000
 
@@ -97,22 +106,13 @@ def serve_command(
     return ServeCommand(argv, device_env(device), install, notes)
 
 
-MULTIMODAL_SINCE = (0, 14)
-"""vLLM serves Qwen3-VL-Reranker (``Qwen3VLForSequenceClassification``) from 0.14."""
-
-
 def _multimodal(recipe, install: VllmInstall, template: Path, original: bool, notes: list[str]) -> tuple[Path, bool]:
-    """Image parts cannot be formatted by hand, so a multimodal family needs a vLLM that renders score templates,
-    for the original too: it gets the converter's template for its family, written to seqcls's cache (vLLM documents
+    """The original gets the converter's template for its family, written to seqcls's cache (vLLM documents
     ``qwen3_vl_reranker.jinja`` for it, which renders the same prompt)."""
     from .templates import score_template
     from .userdirs import cache_root
 
-    if release(install.version) < MULTIMODAL_SINCE or not install.generation.score_template:
-        raise SeqclsError(
-            f"vLLM {install.version} cannot serve {recipe.title} with its prompt format: image parts need a score "
-            "template, which this vLLM does not render exactly (docs/serve.md); use a newer vLLM"
-        )
+    require_image_templates(install, recipe.title)
     if original:
         template = cache_root() / "templates" / f"{recipe.name}.jinja"
         template.parent.mkdir(parents=True, exist_ok=True)

@@ -123,6 +123,16 @@ def detect() -> VllmInstall:
     return VllmInstall(None, None, _version("vllm-ascend"))
 
 
+def require_image_templates(install: VllmInstall, title: str) -> None:
+    """Image parts cannot be formatted by hand: a multimodal family needs a vLLM that renders score templates, for
+    its original too."""
+    if not install.generation.score_template:
+        raise SeqclsError(
+            f"vLLM {install.version} cannot serve {title} with its prompt format: image parts need a score "
+            "template, which this vLLM does not render exactly (docs/serve.md); use a newer vLLM"
+        )
+
+
 def require() -> VllmInstall:
     install = detect()
     if install.version is None:

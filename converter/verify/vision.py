@@ -12,15 +12,10 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..errors import SeqclsError
-from ..media import check_image, load_image, max_pixels, ordered, qwen_messages
+from ..media import load_image, max_pixels, ordered, qwen_messages
 from ..pairs import Pair
 from ..recipes import FROM_2_WAY_SOFTMAX, Recipe
 from ..reference import Scores
-
-
-def system_text(recipe: Recipe) -> str:
-    """The system turn's text, from the recipe's first piece (``<|im_start|>system\\n...<|im_end|>``)."""
-    return recipe.pieces[0].split("system\n", 1)[1].split("<|im_end|>", 1)[0]
 
 
 def load_processor(folder: Path):
@@ -45,7 +40,7 @@ def processed(
     than ``max_length`` and an image above the processor's pixel limit are errors naming the pair, as Qwen's scorer
     refuses what it cannot cut."""
     processor = load_processor(folder)
-    system, limit = system_text(recipe), max_pixels(folder)
+    system, limit = recipe.system_text, max_pixels(folder)
     sized = _qwen_sizing(recipe) if official and recipe.image_pixels else None
     for number, pair in enumerate(pairs):
         where = f"pair {number}"
@@ -53,9 +48,7 @@ def processed(
         messages = qwen_messages(pair, system, instruction, recipe.empty_side or "")
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         parts = [p for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "image"]
-        for part in parts:
-            check_image(part, where, limit)
-        images = [load_image(p) for p in parts]
+        images = [load_image(p, where, limit) for p in parts]
         if sized:
             images = [sized(image) for image in images]
         extra = {"do_resize": False} if sized and images else {}

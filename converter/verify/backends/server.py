@@ -23,7 +23,7 @@ from ...media import vllm_side
 from ...pairs import Pair
 from ...recipes import Recipe
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
-from ...vllm_compat import EngineSpec, VllmInstall, device_env, require, serve_argv
+from ...vllm_compat import EngineSpec, VllmInstall, device_env, require, require_image_templates, serve_argv
 from ..digests import PromptDigests
 from ..processes import last_error, stop_process_group
 from .base import (
@@ -192,9 +192,8 @@ class ServerBackend:
         }
         if self.install:
             self.environment["vllm_api"] = self.install.generation.name
-        if self.install and s.recipe.multimodal and not self.install.generation.score_template:
-            raise SeqclsError(f"{s.recipe.title} needs a vLLM that renders score templates (image parts cannot be "
-                              f"formatted by hand); this is vLLM {self.install.version}")  # fmt: skip
+        if self.install and s.recipe.multimodal:
+            require_image_templates(self.install, s.recipe.title)
         self._official = official_digests_soon(s)
         self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
         self.used_ids: dict[str, SpilledIds] = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 from ...errors import SeqclsError
 from ...media import vllm_side
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE
-from ...vllm_compat import device_env, engine_kwargs, require
+from ...vllm_compat import device_env, engine_kwargs, require, require_image_templates
 from ..digests import PromptDigests
 from ..processes import DEFAULT_TIMEOUT, EngineWatch, last_error, stop_process_group
 from .base import (
@@ -56,9 +56,8 @@ class VllmBackend:
         prepare_device(s.device)
         self.s = s
         self.use_template = self.install.generation.score_template and s.recipe.has_prompt
-        if s.recipe.multimodal and not self.use_template:
-            raise SeqclsError(f"{s.recipe.title} needs a vLLM that renders score templates (image parts cannot be "
-                              f"formatted by hand); this is vLLM {self.install.version}")  # fmt: skip
+        if s.recipe.multimodal:
+            require_image_templates(self.install, s.recipe.title)
         self._official = official_digests_soon(s)
         self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
         self.used_ids: dict[str, SpilledIds] = {}
