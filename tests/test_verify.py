@@ -146,10 +146,14 @@ def test_timing_note_says_why_the_sides_differ_in_speed():
         return {side: {"pairs_per_second": rate, "score_seconds": seconds}
                 for side, rate in (("original", original), ("converted", converted))}  # fmt: skip
 
-    assert "25% fewer pairs a second" in _timing_note(timings(400, 300), "vllm", cached=False)
-    assert "not verify's timing" in _timing_note(timings(400, 300), "server", cached=False)
-    assert _timing_note(timings(400, 370), "vllm", cached=False) is None
-    assert _timing_note(timings(400, 300, seconds=0.5), "vllm", cached=False) is None, "too short to tell"
-    assert _timing_note(timings(400, 300), "transformers", cached=False) is None
-    assert "verify cache" in _timing_note(timings(400, 300), "transformers", cached=True)
-    assert _timing_note({"original": {}, "converted": {}}, "vllm", cached=False) is None
+    tcmalloc = {"malloc": "/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4", "device": "cpu"}
+    slower = _timing_note(timings(400, 300), "vllm", cached=False, **tcmalloc)
+    assert "25% fewer pairs a second" in slower and "with tcmalloc, where both sides score alike" in slower
+    glibc = _timing_note(timings(400, 300), "server", cached=False, malloc="glibc", device="cpu")
+    assert "glibc's malloc slows the converted checkpoint" in glibc and "libtcmalloc-minimal4" in glibc
+    assert "glibc" not in _timing_note(timings(400, 300), "vllm", cached=False, malloc=None, device="cuda")
+    assert _timing_note(timings(400, 370), "vllm", cached=False, **tcmalloc) is None
+    assert _timing_note(timings(400, 300, seconds=0.5), "vllm", cached=False, **tcmalloc) is None, "too short to tell"
+    assert _timing_note(timings(400, 300), "transformers", cached=False, **tcmalloc) is None
+    assert "verify cache" in _timing_note(timings(400, 300), "transformers", cached=True, **tcmalloc)
+    assert _timing_note({"original": {}, "converted": {}}, "vllm", cached=False, **tcmalloc) is None

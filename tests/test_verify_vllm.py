@@ -28,7 +28,7 @@ from converter.verify.backends.server import _healthy, running_server
 from converter.verify.outputs import markdown
 from converter.verify.parity import REFERENCE_IDS
 from converter.verify.processes import stop_process_group
-from converter.vllm_compat import EngineSpec, require
+from converter.vllm_compat import EngineSpec, find_tcmalloc, require
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 INPROCESS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
@@ -103,6 +103,9 @@ def test_vllm_backend_tied_fp32(qwen3_vllm):
     assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
     assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
     assert _engine_logs(logs) == ["vllm-converted.log", "vllm-original.log"]
+    # vLLM's CPU worker ran with the tcmalloc it asks for, which keeps its heap flat (docs/verify-memory.md).
+    assert report["environment"]["engine_malloc"] == find_tcmalloc(), "scripts/setup installs libtcmalloc-minimal4"
+    assert not any("libtcmalloc is not found" in p.read_text() for p in logs.rglob("vllm-*.log"))
     assert all(report["timings"][side]["load_seconds"] > 0 for side in ("original", "converted"))
     assert all(report["timings"][side]["tokens_per_second"] > 0 for side in ("original", "converted"))
     # Streamed: 23 pairs in chunks of 5, an instruction's group split across chunks, every score in its place.

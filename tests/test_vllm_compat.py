@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import pytest
 
+from converter import vllm_compat
 from converter.errors import SeqclsError
 from converter.vllm_compat import (
     EngineSpec,
     VllmInstall,
     device_env,
+    engine_allocator,
+    engine_env,
     engine_kwargs,
     generation_of,
     release,
@@ -123,3 +126,39 @@ def test_serve_argv_gpu_uses_vllm_serve_and_its_defaults():
 def test_npu_environment():
     assert device_env("npu") == {"PYTORCH_NPU_ALLOC_CONF": "expandable_segments:True"}
     assert device_env("cpu") == {}
+
+
+@pytest.fixture
+def tcmalloc(tmp_path, monkeypatch):
+    """A library folder holding tcmalloc, and nothing else where seqcls looks."""
+    lib = tmp_path / "lib" / "libtcmalloc_minimal.so.4"
+    lib.parent.mkdir()
+    lib.write_bytes(b"")
+    monkeypatch.setattr(vllm_compat, "LIBRARY_FOLDERS", (str(tmp_path / "none"), str(lib.parent)))
+    return str(lib)
+
+
+def test_cpu_engines_preload_tcmalloc_where_installed(tcmalloc):
+    assert engine_env("cpu", {}) == {"LD_PRELOAD": tcmalloc}
+    assert engine_env("cpu", {"LD_PRELOAD": "/x/libiomp5.so"}) == {"LD_PRELOAD": f"{tcmalloc}:/x/libiomp5.so"}
+    assert engine_env("npu", {}) == device_env("npu")  # vLLM's GPU and NPU platforms keep their own allocators
+    assert engine_allocator("cuda", {}) is None
+    assert engine_allocator("cuda", {"SEQCLS_ENGINE_MALLOC": "tcmalloc"}) == tcmalloc
+
+
+def test_engine_allocator_respects_the_user(tcmalloc, tmp_path):
+    assert engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": "glibc"}) is None
+    assert engine_env("cpu", {"SEQCLS_ENGINE_MALLOC": "glibc"}) == {}
+    assert engine_allocator("cpu", {"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}) is None  # already chose one
+    jemalloc = tmp_path / "libjemalloc.so.2"
+    jemalloc.write_bytes(b"")
+    assert engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": str(jemalloc)}) == str(jemalloc)
+    with pytest.raises(SeqclsError, match="no such file"):
+        engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": str(tmp_path / "missing.so")})
+
+
+def test_without_tcmalloc_auto_falls_back_and_tcmalloc_is_refused(monkeypatch, tmp_path):
+    monkeypatch.setattr(vllm_compat, "LIBRARY_FOLDERS", (str(tmp_path),))
+    assert engine_env("cpu", {}) == {}
+    with pytest.raises(SeqclsError, match="apt-get install libtcmalloc-minimal4"):
+        engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": "tcmalloc"})

@@ -149,7 +149,8 @@ def verify(
     result = _report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
     result["gguf_type"] = gguf_type
     result["cache"] = cached
-    result["timing_note"] = _timing_note(result["timings"], o.backend, cached["original"] == "hit")
+    malloc = result["environment"].get("engine_malloc")
+    result["timing_note"] = _timing_note(result["timings"], o.backend, cached["original"] == "hit", malloc, o.device)
     result["phases"] = phases | {"compare": time.monotonic() - compared}
     rows = _pair_rows(pairs, verdict, run)
     if len(pairs) <= PAIR_ROWS_INLINE:
@@ -374,7 +375,7 @@ TIMED_ENOUGH = 5.0
 """Seconds of scoring per side below which a difference in pairs/s is this machine's noise, not worth a note."""
 
 
-def _timing_note(timings: dict, backend: str, cached: bool) -> str | None:
+def _timing_note(timings: dict, backend: str, cached: bool, malloc: str | None, device: str) -> str | None:
     """Why the two sides' pairs/s differ, where they differ by more than noise and the reason is known (measured
     by scripts/bench_verify_vllm.py), so that no one reads "the conversion makes scoring slower" into the figures."""
     rates = [timings[side].get("pairs_per_second") for side in ("original", "converted")]
@@ -385,12 +386,17 @@ def _timing_note(timings: dict, backend: str, cached: bool) -> str | None:
     timed = min(timings[side].get("score_seconds", 0.0) for side in ("original", "converted"))
     if backend not in ENGINE_BACKENDS or rates[1] >= SLOWER * rates[0] or timed < TIMED_ENOUGH:
         return None
+    gap = f"the converted side scored {1 - rates[1] / rates[0]:.0%} fewer pairs a second than the original side"
+    if malloc == "glibc" and device == "cpu":
+        return (
+            f"{gap}, with vLLM's processes on glibc's malloc: measured on vLLM's CPU build, glibc's malloc slows the "
+            "converted checkpoint by about 1.3x and not the original path, and with tcmalloc both score alike. Install "
+            "tcmalloc (Debian/Ubuntu: libtcmalloc-minimal4), which verify then preloads (docs/benchmarks.md, "
+            "engine-malloc)"
+        )
     return (
-        f"the converted side scored {1 - rates[1] / rates[0]:.0%} fewer pairs a second than the original side on "
-        "the same engine. Measured on vLLM's CPU build, bare LLM.score calls show the same gap (0.72 of the "
-        "original's rate), and most of it remains when the converted checkpoint gets the original's hand-formatted "
-        "prompts and no score template (0.79): it is the engine's handling of the two checkpoints, not verify's "
-        "timing; rendering the score template adds the rest (docs/benchmarks.md, verify against the bare engine)"
+        f"{gap} on the same engine: not seen on vLLM's CPU build with tcmalloc, where both sides score alike bare and "
+        "in verify (docs/benchmarks.md); scripts/bench_verify_vllm.py compares verify with bare LLM.score calls"
     )
 
 

@@ -23,7 +23,15 @@ from ...media import vllm_side
 from ...pairs import Pair
 from ...recipes import Recipe
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
-from ...vllm_compat import EngineSpec, VllmInstall, device_env, require, require_image_templates, serve_argv
+from ...vllm_compat import (
+    EngineSpec,
+    VllmInstall,
+    engine_allocator,
+    engine_env,
+    require,
+    require_image_templates,
+    serve_argv,
+)
 from ..digests import PromptDigests
 from ..processes import last_error, stop_process_group
 from .base import (
@@ -67,7 +75,7 @@ def running_server(
             serve_argv(spec, install, host=HOST, port=port, chat_template=chat_template),
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=os.environ | device_env(device),
+            env=os.environ | engine_env(device),
             start_new_session=True,
         )
     try:
@@ -192,6 +200,7 @@ class ServerBackend:
         }
         if self.install:
             self.environment["vllm_api"] = self.install.generation.name
+            self.environment["engine_malloc"] = engine_allocator(s.device) or "glibc"
         if self.install and s.recipe.multimodal:
             require_image_templates(self.install, s.recipe.title)
         self._official = official_digests_soon(s)

@@ -16,7 +16,7 @@ from pathlib import Path
 from ...errors import SeqclsError
 from ...media import vllm_side
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE
-from ...vllm_compat import device_env, engine_kwargs, require, require_image_templates
+from ...vllm_compat import engine_allocator, engine_env, engine_kwargs, require, require_image_templates
 from ..digests import PromptDigests
 from ..processes import DEFAULT_TIMEOUT, EngineWatch, last_error, stop_process_group
 from .base import (
@@ -66,6 +66,7 @@ class VllmBackend:
             "backend": self.name,
             "vllm": self.install.describe(),
             "vllm_api": self.install.generation.name,
+            "engine_malloc": engine_allocator(s.device) or "glibc",
         }
 
     def close(self) -> None:
@@ -159,7 +160,7 @@ def run_engine(job: dict, which: str, log_dir: Path, device: str, timeout: float
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_path.write_text(json.dumps(job))
         cmd = [sys.executable, "-m", "converter.verify.backends.vllm_engine", str(job_path), str(result_path)]
-        env = os.environ | device_env(device)
+        env = os.environ | engine_env(device)
         with open(log, "w") as out:
             proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
             watch = EngineWatch(proc, log, timeout)
