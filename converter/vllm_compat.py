@@ -174,6 +174,8 @@ class EngineSpec:
     """None: vLLM's default, unless the vllm-ascend in use is known to score wrongly with it."""
     memory_fraction: float | None = None
     """None: vLLM's default, except on CPU (see ``CPU_MEMORY_FRACTION``)."""
+    media_limits: dict | None = None
+    """``limit_mm_per_prompt`` for a multimodal model (``media.engine_limits``); None: vLLM's default."""
 
     def prefix_caching_for(self, install: VllmInstall) -> bool | None:
         if self.prefix_caching is None and self.device == "npu" and not install.prefix_caching_safe:
@@ -198,6 +200,8 @@ def engine_kwargs(spec: EngineSpec, install: VllmInstall) -> dict:
         kwargs["max_model_len"] = spec.max_model_len
     if (caching := spec.prefix_caching_for(install)) is not None:
         kwargs["enable_prefix_caching"] = caching
+    if spec.media_limits is not None:
+        kwargs["limit_mm_per_prompt"] = spec.media_limits
     return kwargs
 
 
@@ -234,6 +238,8 @@ def serve_argv(
         argv.append("--no-enable-prefix-caching")
     if chat_template and generation.score_template:
         argv += ["--chat-template", chat_template]
+    if spec.media_limits is not None:
+        argv += ["--limit-mm-per-prompt", json.dumps(spec.media_limits, separators=(",", ":"))]
     return argv + list(extra or [])
 
 

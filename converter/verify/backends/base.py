@@ -14,10 +14,11 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ...errors import SeqclsError
-from ...media import fingerprint
+from ...media import engine_limits, fingerprint
 from ...pairs import Pair
 from ...recipes import Recipe
 from ...templates import as_sent
@@ -85,7 +86,13 @@ class Settings:
             max_model_len=self.max_length,
             prefix_caching=self.prefix_caching,
             memory_fraction=self.memory_fraction,
+            media_limits=self.media_limits,
         )
+
+    @cached_property
+    def media_limits(self) -> dict | None:
+        """The same for both sides, read once: the pairs' images, for a multimodal family."""
+        return engine_limits(self.pairs) if self.recipe.multimodal else None
 
     def folder(self, which: str) -> Path:
         return self.original if which == "original" else self.converted
