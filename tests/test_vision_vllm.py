@@ -57,25 +57,6 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
     assert "[image]" in run.stdout
 
 
-def test_a_broken_original_path_is_a_finding_and_the_untied_conversion_passes(vl_pair_of, tmp_path):
-    """The untied (8B-like) fixture through the real engine, its original path broken (the documented overrides
-    with the label tokens swapped: vLLM's online conversion then scores 1 - p): the original deviates from the
-    reference on every pair, images included, the converted checkpoint does not, so verify passes with the finding."""
-    src, out = vl_pair_of(UNTIED)
-    broken = {"architectures": ["Qwen3VLForSequenceClassification"], "classifier_from_token": ["yes", "no"],
-              "is_original_qwen3_reranker": True}  # fmt: skip
-    run = verify(out, src, tmp_path / "report.json", "--backend", "vllm", "--original-overrides", json.dumps(broken))
-    assert run.returncode == 0, run.stderr[-3000:]
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verdict"] == "pass" and len(report["findings"]) == 1
-    assert "online conversion of the original deviates from the reference by" in report["findings"][0]
-    assert "the converted checkpoint does not" in report["findings"][0]
-    rows = report["pairs"]
-    assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
-    with_images = [r for r in rows if any(isinstance(s, list) for s in (r["query"], r["document"]))]
-    assert len(with_images) >= 6 and all(abs(r["original"] - (1 - r["converted"])) <= 1e-5 for r in with_images)
-
-
 def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
     """The planted fault: the converted head's sign flipped, caught by the transformers backend (Qwen's scoring of
     the original against the converted base model and head)."""
@@ -113,10 +94,13 @@ def test_the_cards_transformers_snippet_runs(vl_pair_of, tmp_path):
     assert len(scores) == 2 and all(0 < x < 1 for x in scores) and scores[0] != scores[1]
 
 
-def test_seqcls_serve_answers_images_sent_by_the_client(vl_pair_of, tmp_path):
-    """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides) scores an image
-    document and a text document sent by scripts/ascend/client_vl.py as Qwen's own way scores the original in
-    transformers."""
+def test_seqcls_serve_answers_images_and_a_broken_original_server_is_a_finding(vl_pair_of, tmp_path):
+    """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides): scripts/ascend/
+    client_vl.py sends it an image document and a text document. Then ``verify --backend server`` scores every
+    built-in pair against that server (image content parts in /v1/rerank and /score) and against a server of the
+    original whose path is broken: the documented overrides with the label tokens swapped, so that vLLM's online
+    conversion scores 1 - p. The original deviates from Qwen's scoring (the reference) on every pair, images
+    included; the conversion does not: a finding, and a pass."""
     import sys
     import time
     import urllib.request
@@ -129,10 +113,13 @@ def test_seqcls_serve_answers_images_sent_by_the_client(vl_pair_of, tmp_path):
     image = tmp_path / "red-circle.png"
     image.write_bytes(base64.b64decode(drawn_images()["red-circle"].split(",", 1)[1]))
     query, text = "Which picture shows a red circle?", "A red circle drawn on a white background."
-    port = free_port()
+    url = f"http://127.0.0.1:{free_port()}"
+    broken = {"architectures": ["Qwen3VLForSequenceClassification"], "classifier_from_token": ["yes", "no"],
+              "is_original_qwen3_reranker": True}  # fmt: skip
     with open(tmp_path / "server.log", "w") as log:
         server = subprocess.Popen(
-            [str(VISION_PYTHON), "-m", "converter", "serve", str(out), "--port", str(port), "--host", "127.0.0.1"],
+            [str(VISION_PYTHON), "-m", "converter", "serve", str(out), "--port", url.rsplit(":", 1)[1],
+             "--host", "127.0.0.1"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
     try:
@@ -141,25 +128,37 @@ def test_seqcls_serve_answers_images_sent_by_the_client(vl_pair_of, tmp_path):
             assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
             assert time.monotonic() < deadline, "the server did not come up"
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5):
+                with urllib.request.urlopen(f"{url}/health", timeout=5):
                     break
             except OSError:
                 time.sleep(2)
         client = Path(__file__).resolve().parent.parent / "scripts" / "ascend" / "client_vl.py"
         run = subprocess.run(
-            [sys.executable, str(client), "--converted-url", f"http://127.0.0.1:{port}", "--query", query,
-             "--image", str(image), "--document", text],
+            [sys.executable, str(client), "--converted-url", url, "--query", query, "--image", str(image),
+             "--document", text],
             capture_output=True, text=True, timeout=300,
         )  # fmt: skip
+        checked = verify(out, src, tmp_path / "report.json", "--backend", "server", "--converted-url", url,
+                         "--original-overrides", json.dumps(broken))  # fmt: skip
     finally:
         stop_process_group(server)
     assert run.returncode == 0, run.stderr
     served = json.loads(run.stdout)["scores"]["converted"]
-
-    pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text(json.dumps({"query": query, "document": [{"image": image.name}]}) + "\n"
-                     + json.dumps({"query": query, "document": text}) + "\n")  # fmt: skip
-    reference = verify(out, src, tmp_path / "report.json", "--backend", "transformers", "--pairs", str(pairs))
-    assert reference.returncode == 0, reference.stderr[-3000:]
-    expected = [r["original"] for r in json.loads((tmp_path / "report.json").read_text())["pairs"]]
-    assert served == pytest.approx(expected, abs=1e-5) and served[0] != served[1]
+    assert checked.returncode == 0, checked.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["verdict"] == "pass" and len(report["findings"]) == 1
+    assert report["findings"][0].startswith("the original's server (vllm")
+    assert "deviates from the reference by" in report["findings"][0]
+    assert "the converted checkpoint does not" in report["findings"][0]
+    assert report["inputs"]["original"]["hf_overrides"] == broken
+    # /tokenize cannot expand images, so the reference sizes them as vLLM does without the server's ids: the icon,
+    # which Qwen's own sizing keeps at 4 image tokens, then agrees too.
+    assert report["reference"]["prompts"] == "the processor's prompts, images sized as vLLM sizes them"
+    rows = report["pairs"]
+    assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
+    with_images = [r for r in rows if any(isinstance(side, list) for side in (r["query"], r["document"]))]
+    assert len(with_images) >= 6 and all(abs(r["original"] - (1 - r["converted"])) <= 1e-5 for r in with_images)
+    # The client's two documents are built-in pairs (the red circle, then the text): it was served Qwen's scoring.
+    asked = [r for r in rows if r["query"] == query]
+    assert asked[2]["document"] == text and len(asked) == 3
+    assert served == pytest.approx([asked[0]["reference"], asked[2]["reference"]], abs=1e-5) and served[0] != served[1]

@@ -240,7 +240,8 @@ def _reference(s: Settings, o: VerifyOptions, ids: Iterable[list[int]] | None, f
     """The original scored the family's official way in transformers on ``s.device``, on the ids the converted
     path used (so a difference is the model path's, not the tokenization's). Scored after both engines have ended,
     so a GPU or NPU never holds the reference beside an engine; cached like any original side."""
-    reference = backend_class("transformers", s.recipe.multimodal)(s, original_ids=ids)
+    cls = backend_class("transformers", s.recipe.multimodal)
+    reference = cls(s, original_ids=ids, engine_sizing=True) if s.recipe.multimodal else cls(s, original_ids=ids)
     side, state, _ = _original_side(reference, s, o, folder)
     return dataclasses.replace(side, prompts=REFERENCE_IDS if ids else side.prompts), state
 

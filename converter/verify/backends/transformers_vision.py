@@ -22,6 +22,8 @@ from .base import (
     prepare_device,
 )
 
+PROCESSOR_SIZED = "the processor's prompts, images sized as vLLM sizes them"
+
 
 class TransformersVisionBackend:
     name = "transformers"
@@ -30,11 +32,15 @@ class TransformersVisionBackend:
         "image preprocessing, tokenization) included; model load excluded"
     )
 
-    def __init__(self, s: Settings, original_ids: Iterable[list[int]] | None = None) -> None:
-        """``original_ids``: the ids another backend's converted path used; the original is scored on them (with the
-        processor's pixels) where each has the length of the official prompt, so that a difference is the model
-        path's. Where lengths differ (the images were cut into other tiles), the ids cannot carry those pixels: the
-        official inputs are scored and the report's id check names the pairs."""
+    def __init__(
+        self, s: Settings, original_ids: Iterable[list[int]] | None = None, engine_sizing: bool = False
+    ) -> None:
+        """``engine_sizing``: this is an engine backend's reference, so images are sized as vLLM sizes them.
+        ``original_ids``: the ids that backend's converted path used, where it has them (a server's ``/tokenize``
+        cannot expand images); the original is scored on them (with the processor's pixels) where each has the
+        length of the processor's prompt, so that a difference is the model path's. Where lengths differ (the
+        images were cut into other tiles), the ids cannot carry those pixels: the processor's inputs are scored and
+        the report's id check names the pairs."""
         import torch
         from transformers.utils import logging as hf_logging
 
@@ -42,6 +48,8 @@ class TransformersVisionBackend:
         prepare_device(s.device)
         self.s = s
         self.original_ids = original_ids
+        self.official = not (engine_sizing or original_ids is not None)
+        """Images sized as Qwen's scorer sizes them; else as vLLM does (by the checkpoint's processor)."""
         self.environment = {"backend": self.name, "transformers": transformers.__version__, "torch": torch.__version__}
 
     @functools.cached_property
@@ -59,17 +67,17 @@ class TransformersVisionBackend:
         given = None if self.original_ids is None else PromptDigests.of(self.original_ids).key()
         return {
             "token_ids": given or self.reference_ids.key(), "pairs": pairs_digest(s.pairs),
-            "sizing": "official" if given is None else "processor", "label_ids": list(self.label_ids),
+            "sizing": "official" if self.official else "processor", "label_ids": list(self.label_ids),
             "method": s.recipe.method, "dtype": s.dtype,
         }  # fmt: skip
 
     def _inputs(self, which: str) -> Iterable[dict]:
-        """Alone, both sides get the official inputs (images sized as Qwen's scorer sizes them). As another backend's
-        reference, the original gets its images sized as vLLM sizes them (by the checkpoint's processor) and the ids
-        that backend used, so that a difference is the model path's; where Qwen's sizing differs, the official ids
-        differ, which the report names."""
+        """Alone, both sides get the official inputs (images sized as Qwen's scorer sizes them). As an engine
+        backend's reference, the original gets its images sized as vLLM sizes them (by the checkpoint's processor),
+        and the ids that backend used where it has them, so that a difference is the model path's; where Qwen's
+        sizing differs, the official ids differ, which the report names where the engine's ids are known."""
         s = self.s
-        inputs = processed(s.folder(which), s.recipe, s.pairs, s.max_length, official=self.original_ids is None)
+        inputs = processed(s.folder(which), s.recipe, s.pairs, s.max_length, official=self.official)
         if which != "original" or self.original_ids is None:
             return inputs
         return (
@@ -90,4 +98,5 @@ class TransformersVisionBackend:
             dtype=s.dtype, device=s.device,
         )  # fmt: skip
         timings = {"load_seconds": scores.load_seconds, "score_seconds": scores.score_seconds}
-        return Side(dict(zip(endpoint_names(s.recipe), scores.per_label)), scores.logits, seen, OFFICIAL, timings)
+        prompts = OFFICIAL if self.official else PROCESSOR_SIZED
+        return Side(dict(zip(endpoint_names(s.recipe), scores.per_label)), scores.logits, seen, prompts, timings)
