@@ -4,8 +4,8 @@ A side of a pair (query or document) is a string, or a list of parts: ``{"text":
 where a path is relative to the pair file and a URL is a ``data:`` URL or, online, ``http(s)``. ``{"video": ...}`` is
 refused until seqcls can show that vLLM samples a video's frames as Qwen's scorer does (docs/vision.md). Qwen's
 scorer puts a side's videos first, then its images, then its text, and vLLM puts a side's media placeholders before
-its text, so the order of parts within a side does not change the prompt; a side holds at most
-one text part (vLLM joins several with a newline, Qwen's scorer with nothing: they would disagree).
+its text, so the order of parts within a side does not change the prompt; a side holds at most one text part (vLLM
+joins several with a newline, Qwen's scorer with nothing: they would disagree).
 
 Local images are opened and checked when the pairs are loaded, and go to engines and servers as ``data:`` URLs, so a
 server on another machine reads the same bytes as the engine here.
@@ -87,7 +87,7 @@ def parse_side(value: object, where: str, base: Path, check: bool = True, limit:
         if isinstance(item, str):
             item = {"text": item}
         if not (isinstance(item, dict) and len(item) == 1 and next(iter(item)) in KINDS):
-            raise SeqclsError(f'{where}: each part is {{"text": ...}}, {{"image": ...}} or {{"video": ...}}')
+            raise SeqclsError(f'{where}: each part is {{"text": ...}} or {{"image": ...}}')
         kind, text = next(iter(item.items()))
         if kind == "video":
             raise SeqclsError(f"{where}: video parts cannot be verified yet (docs/vision.md); give images or text")
