@@ -170,7 +170,12 @@ tokenizers are loaded before the first model, while memory is lowest: transforme
 `tokenizer.json` passes through a peak about 400 MiB above what it keeps.
 
 """
-NOTES["vllm"] = NOTES["server"] = """
+NOTES["server"] = """
+The `server` backend streams as the `vllm` backend does (a chunk's requests at a time, `/tokenize`'s ids spilled to a
+file, see its section), against two `vllm serve` processes with their engine cores and workers, started with tcmalloc
+preloaded on CPU as verify's engines are.
+"""
+NOTES["vllm"] = """
 ### What grew, and what keeps it flat
 
 Before, the `vllm` backend handed every pair to the engine in one job file and one `LLM.score` call, took every
