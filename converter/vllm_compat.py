@@ -289,6 +289,13 @@ def find_tcmalloc() -> str | None:
     return None
 
 
+def engine_malloc(device: str, environ: Mapping[str, str] = os.environ) -> str:
+    """The malloc vLLM's processes run with, for reports: the library ``engine_env`` preloads, or one the user
+    already preloads (any ``LD_PRELOAD`` entry named like a malloc), else ``glibc``."""
+    preloaded = engine_env(device, environ).get("LD_PRELOAD", environ.get("LD_PRELOAD", ""))
+    return next((lib for lib in preloaded.replace(" ", ":").split(":") if "malloc" in Path(lib).name), "glibc")
+
+
 def engine_env(device: str, environ: Mapping[str, str] = os.environ) -> dict[str, str]:
     """What an engine process (``vllm serve`` or verify's ``LLM``) gets on top of the caller's environment."""
     env = device_env(device)

@@ -209,10 +209,9 @@ side about 1.7× slower.
 def engines_malloc(backend: str) -> str:
     if backend == "transformers":
         return ""
-    from converter.vllm_compat import engine_allocator
+    from converter.vllm_compat import engine_malloc
 
-    lib = engine_allocator("cpu")
-    return f" vLLM's processes ran with {Path(lib).name if lib else 'glibc'}'s malloc."
+    return f" vLLM's processes ran with {Path(engine_malloc('cpu')).name}'s malloc."
 
 
 def report(args: argparse.Namespace, sizes: list[int], results: dict[int, list[dict]]) -> str:

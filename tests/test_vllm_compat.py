@@ -14,6 +14,7 @@ from converter.vllm_compat import (
     engine_allocator,
     engine_env,
     engine_kwargs,
+    engine_malloc,
     generation_of,
     release,
     serve_argv,
@@ -155,6 +156,16 @@ def test_engine_allocator_respects_the_user(tcmalloc, tmp_path):
     assert engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": str(jemalloc)}) == str(jemalloc)
     with pytest.raises(SeqclsError, match="no such file"):
         engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": str(tmp_path / "missing.so")})
+
+
+def test_reports_name_the_malloc_that_runs(tcmalloc):
+    assert engine_malloc("cpu", {}) == tcmalloc
+    assert engine_malloc("cpu", {"LD_PRELOAD": "/x/libiomp5.so"}) == tcmalloc
+    jemalloc = "/usr/lib/libjemalloc.so.2"
+    assert engine_malloc("cpu", {"LD_PRELOAD": f"/x/libiomp5.so {jemalloc}"}) == jemalloc  # the user's choice
+    assert engine_malloc("cpu", {"SEQCLS_ENGINE_MALLOC": "glibc"}) == "glibc"
+    assert engine_malloc("cuda", {}) == "glibc"
+    assert engine_malloc("cuda", {"LD_PRELOAD": "/opt/libtcmalloc.so.4"}) == "/opt/libtcmalloc.so.4"
 
 
 def test_without_tcmalloc_auto_falls_back_and_tcmalloc_is_refused(monkeypatch, tmp_path):

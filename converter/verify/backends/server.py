@@ -26,8 +26,8 @@ from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
 from ...vllm_compat import (
     EngineSpec,
     VllmInstall,
-    engine_allocator,
     engine_env,
+    engine_malloc,
     require,
     require_image_templates,
     serve_argv,
@@ -200,7 +200,7 @@ class ServerBackend:
         }
         if self.install:
             self.environment["vllm_api"] = self.install.generation.name
-            self.environment["engine_malloc"] = engine_allocator(s.device) or "glibc"
+            self.environment["engine_malloc"] = engine_malloc(s.device)
         if self.install and s.recipe.multimodal:
             require_image_templates(self.install, s.recipe.title)
         self._official = official_digests_soon(s)

@@ -16,7 +16,7 @@ from pathlib import Path
 from ...errors import SeqclsError
 from ...media import vllm_side
 from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE
-from ...vllm_compat import engine_allocator, engine_env, engine_kwargs, require, require_image_templates
+from ...vllm_compat import engine_env, engine_kwargs, engine_malloc, require, require_image_templates
 from ..digests import PromptDigests
 from ..processes import DEFAULT_TIMEOUT, EngineWatch, last_error, stop_process_group
 from .base import (
@@ -66,7 +66,7 @@ class VllmBackend:
             "backend": self.name,
             "vllm": self.install.describe(),
             "vllm_api": self.install.generation.name,
-            "engine_malloc": engine_allocator(s.device) or "glibc",
+            "engine_malloc": engine_malloc(s.device),
         }
 
     def close(self) -> None:
