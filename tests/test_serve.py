@@ -84,8 +84,11 @@ def test_generic_conversion_is_served_without_a_template(original, tmp_path, cap
 def test_installed_cpu_build_and_passthrough_arguments(pair_of, capsys):
     _, out = pair_of("untied-fp32-single")
     argv = printed(capsys, out, "--dtype", "bfloat16", "--", "--max-num-seqs", "4")
-    assert argv[0] == f"LD_PRELOAD={find_tcmalloc()}", "vLLM's CPU worker asks for tcmalloc (scripts/setup installs it)"
-    assert argv[2:6] == ["-m", "vllm.entrypoints.openai.api_server", "--model", str(out)]
+    assert f"LD_PRELOAD={find_tcmalloc()}" in argv[:2], (
+        "vLLM's CPU worker asks for tcmalloc (scripts/setup installs it)"
+    )
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY=128" in argv[:2]
+    assert argv[3:7] == ["-m", "vllm.entrypoints.openai.api_server", "--model", str(out)]
     assert argv[argv.index("--dtype") + 1] == "bfloat16" and argv[-2:] == ["--max-num-seqs", "4"]
     assert "--chat-template" in argv and "--enforce-eager" in argv
 

@@ -139,9 +139,13 @@ def tcmalloc(tmp_path, monkeypatch):
     return str(lib)
 
 
+ONEDNN = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "128"}
+
+
 def test_cpu_engines_preload_tcmalloc_where_installed(tcmalloc):
-    assert engine_env("cpu", {}) == {"LD_PRELOAD": tcmalloc}
-    assert engine_env("cpu", {"LD_PRELOAD": "/x/libiomp5.so"}) == {"LD_PRELOAD": f"{tcmalloc}:/x/libiomp5.so"}
+    assert engine_env("cpu", {}) == {"LD_PRELOAD": tcmalloc} | ONEDNN
+    preloaded = engine_env("cpu", {"LD_PRELOAD": "/x/libiomp5.so"})
+    assert preloaded == {"LD_PRELOAD": f"{tcmalloc}:/x/libiomp5.so"} | ONEDNN
     assert engine_env("npu", {}) == device_env("npu")  # vLLM's GPU and NPU platforms keep their own allocators
     assert engine_allocator("cuda", {}) is None
     assert engine_allocator("cuda", {"SEQCLS_ENGINE_MALLOC": "tcmalloc"}) == tcmalloc
@@ -149,13 +153,22 @@ def test_cpu_engines_preload_tcmalloc_where_installed(tcmalloc):
 
 def test_engine_allocator_respects_the_user(tcmalloc, tmp_path):
     assert engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": "glibc"}) is None
-    assert engine_env("cpu", {"SEQCLS_ENGINE_MALLOC": "glibc"}) == {}
+    assert engine_env("cpu", {"SEQCLS_ENGINE_MALLOC": "glibc"}) == ONEDNN
     assert engine_allocator("cpu", {"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}) is None  # already chose one
     jemalloc = tmp_path / "libjemalloc.so.2"
     jemalloc.write_bytes(b"")
     assert engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": str(jemalloc)}) == str(jemalloc)
     with pytest.raises(SeqclsError, match="no such file"):
         engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": str(tmp_path / "missing.so")})
+
+
+def test_cpu_engines_bound_onednn_primitive_cache_unless_the_user_sets_it(tcmalloc):
+    """oneDNN's global cache grew vLLM's CPU worker by 260 MiB over 10,000 mixed-length pairs (docs/verify-memory.md)."""
+    assert engine_env("cpu", {})["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "128"
+    for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"):
+        env = engine_env("cpu", {name: "1024"})
+        assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in env and "DNNL_PRIMITIVE_CACHE_CAPACITY" not in env
+    assert "ONEDNN_PRIMITIVE_CACHE_CAPACITY" not in engine_env("cuda", {})
 
 
 def test_reports_name_the_malloc_that_runs(tcmalloc):
@@ -170,6 +183,6 @@ def test_reports_name_the_malloc_that_runs(tcmalloc):
 
 def test_without_tcmalloc_auto_falls_back_and_tcmalloc_is_refused(monkeypatch, tmp_path):
     monkeypatch.setattr(vllm_compat, "LIBRARY_FOLDERS", (str(tmp_path),))
-    assert engine_env("cpu", {}) == {}
+    assert engine_env("cpu", {}) == ONEDNN
     with pytest.raises(SeqclsError, match="apt-get install libtcmalloc-minimal4"):
         engine_allocator("cpu", {"SEQCLS_ENGINE_MALLOC": "tcmalloc"})
