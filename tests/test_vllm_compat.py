@@ -163,7 +163,7 @@ def test_engine_allocator_respects_the_user(tcmalloc, tmp_path):
 
 
 def test_cpu_engines_bound_onednn_primitive_cache_unless_the_user_sets_it(tcmalloc):
-    """oneDNN's global cache grew vLLM's CPU worker by 260 MiB over 10,000 mixed-length pairs (docs/verify-memory.md)."""
+    """oneDNN's global cache grew vLLM's CPU worker by 260 MiB over 10,000 pairs (docs/verify-memory.md)."""
     assert engine_env("cpu", {})["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "128"
     for name in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "DNNL_PRIMITIVE_CACHE_CAPACITY"):
         env = engine_env("cpu", {name: "1024"})
