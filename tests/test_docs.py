@@ -109,6 +109,46 @@ def test_every_help_ends_with_examples(capsys):
         assert 2 <= len([line for line in tail if line.startswith("  seqcls ")]) <= 3, command
 
 
+HELP_COMMANDS = [[], *([name] for name in EXAMPLES if name not in ("seqcls", "export")), ["export"], ["export", "gguf"]]
+USERS_WORDS = {"hf_overrides", "query_id", "document_id"}
+"""Names with an underscore that users write themselves: vLLM's option, the pair file's fields."""
+
+
+def _parsers(parser) -> list:
+    import argparse
+
+    found = [parser]
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found += _parsers(sub)
+    return found
+
+
+@pytest.mark.parametrize("command", HELP_COMMANDS, ids=lambda c: " ".join(c) or "seqcls")
+def test_every_help_opens_with_what_the_command_does_for_a_user(capsys, command):
+    """After the usage lines, a sentence for users: capitalised, a full stop at its end."""
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*command, "--help"])
+    opening = capsys.readouterr().out.split("\n\n", 1)[1].split("\n\n", 1)[0]
+    assert opening[0].isupper() or opening.startswith("seqcls "), opening
+    assert opening.rstrip().endswith(".") and len(opening.split()) >= 8, opening
+
+
+def test_help_texts_have_no_markup_or_internal_names():
+    """Descriptions and option help are prose for users: no reST markup, no module or function names of the package
+    (lowercase names with underscores), no file names of its code."""
+    texts = []
+    for parser in _parsers(build_parser()):
+        texts.append(parser.description or "")
+        texts += [action.help or "" for action in parser._actions]
+        texts += [choice.help or "" for action in parser._actions for choice in getattr(action, "_choices_actions", [])]
+    for text in texts:
+        assert not re.search(r"``|:(func|class|meth|mod):|converter[./]|\.py\b", text), text
+        internal = set(re.findall(r"\b[a-z]+(?:_[a-z0-9]+)+\b", text)) - USERS_WORDS
+        assert not internal, (internal, text)
+
+
 def _anchors(page: Path) -> set[str]:
     """GitHub's heading ids: lowercased, punctuation dropped, spaces to hyphens, repeats numbered."""
     seen: dict[str, int] = {}

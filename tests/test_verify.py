@@ -140,7 +140,7 @@ def test_bad_original_overrides_are_one_line_before_any_engine(pair_of, tmp_path
 
 def test_timing_note_says_why_the_sides_differ_in_speed():
     """A converted side slower by more than noise on an engine is explained, a cached original side is not compared."""
-    from converter.verify.parity import _timing_note
+    from converter.verify.reporting import timing_note as _timing_note
 
     def timings(original: float, converted: float, seconds: float = 10.0) -> dict:
         return {side: {"pairs_per_second": rate, "score_seconds": seconds}

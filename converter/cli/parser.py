@@ -1,19 +1,25 @@
-"""The ``seqcls`` command line: argument parsing and error reporting around the library functions."""
+"""The argument parser: one function per subcommand, each opening its ``--help`` with what the command does for a
+user and closing it with examples (the tests parse every example with this parser)."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-import traceback
+import textwrap
 from pathlib import Path
 
-from .errors import SeqclsError
-from .export.gguf import DEFAULT_TYPES as GGUF_DEFAULT_TYPES
-from .export.gguf import TYPES as GGUF_TYPES
-from .recipes import METHODS, PRESET_NAMES
-from .verify.backends import BACKENDS
-from .verify.processes import DEFAULT_TIMEOUT
+from ..export.gguf import DEFAULT_TYPES as GGUF_DEFAULT_TYPES
+from ..export.gguf import TYPES as GGUF_TYPES
+from ..recipes import METHODS, PRESET_NAMES
+from ..verify.backends import BACKENDS
+from ..verify.processes import DEFAULT_TIMEOUT
+from . import commands
 
+DESCRIPTION = (
+    "seqcls turns an LLM-as-reranker checkpoint (Qwen3-Reranker, Qwen3-VL-Reranker, mxbai-rerank-v2, "
+    "bge-reranker-v2-gemma, or any causal LM with label tokens) into a sequence-classification checkpoint that vLLM, "
+    "vllm-ascend, transformers and sentence-transformers load as-is, proves that it scores exactly as the original, "
+    "and serves, exports and publishes it."
+)
 EXAMPLES = {
     "seqcls": """
   seqcls convert Qwen/Qwen3-Reranker-8B -o converted/Qwen3-Reranker-8B-seq-cls
@@ -52,22 +58,43 @@ EXAMPLES = {
 """Two or three examples that end each ``--help`` (tests parse every one with this parser)."""
 
 
+RAW = {"formatter_class": argparse.RawDescriptionHelpFormatter}
+
+
+def _wrapped(text: str) -> str:
+    """Descriptions are one paragraph each; the raw formatter (which keeps the examples' lines) does not wrap."""
+    return textwrap.fill(text, width=100, break_on_hyphens=False)
+
+
 def _epilog(command: str, note: str = "") -> str:
     return (f"{note}\n\n" if note else "") + "examples:" + EXAMPLES[command]
 
 
+def _subcommand(
+    sub, name: str, summary: str, description: str, note: str = "", examples: str | None = None
+) -> argparse.ArgumentParser:
+    """``summary`` is the line in ``seqcls --help``; ``description`` opens the command's own ``--help``."""
+    epilog = _epilog(examples or name, note)
+    p = sub.add_parser(name, help=summary, description=_wrapped(description), epilog=epilog, **RAW)
+    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    raw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
-    parser = argparse.ArgumentParser(prog="seqcls", description=__doc__, epilog=_epilog("seqcls"), **raw)
+    parser = argparse.ArgumentParser(prog="seqcls", description=_wrapped(DESCRIPTION), epilog=_epilog("seqcls"), **RAW)
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="command", required=True)
+    for add in (_convert, _verify, _serve, _publish, _inspect, _export, _demo):
+        add(sub)
+    return parser
 
-    p = sub.add_parser(
-        "convert",
-        help="convert an LLM-as-reranker checkpoint to sequence classification",
-        epilog=_epilog("convert"),
-        **raw,
-    )
+
+def _convert(sub) -> None:
+    p = _subcommand(
+        sub, "convert", "convert an LLM-as-reranker checkpoint to sequence classification",
+        "Convert an LLM-as-reranker checkpoint (a folder, or a model on the Hugging Face Hub or ModelScope) into a "
+        "sequence-classification checkpoint with its head computed exactly from the label tokens' rows.",
+    )  # fmt: skip
     p.add_argument("src", help="source: a folder, ORG/NAME[@REV] (Hugging Face) or modelscope:ORG/NAME[@REV]")
     p.add_argument(
         "--hub",
@@ -90,12 +117,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="label tokens, comma-separated, for any *ForCausalLM without a preset (false first: no,yes)",
     )
     p.add_argument("--method", choices=list(METHODS), help="how label rows become the head (with --tokens)")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.set_defaults(run=_convert)
+    p.set_defaults(run=commands.convert)
 
-    p = sub.add_parser(
-        "verify", help="prove the converted checkpoint scores like the original", epilog=_epilog("verify"), **raw
-    )
+
+def _verify(sub) -> None:
+    p = _subcommand(
+        sub, "verify", "prove the converted checkpoint scores like the original",
+        "Score the same pairs through the original (served the documented way) and the converted checkpoint (as-is), "
+        "compare both with a transformers reference of the original, and say which side is wrong if they differ. "
+        "Exit code 0: parity holds; 1: it does not; 2: bad input.",
+    )  # fmt: skip
     p.add_argument("converted", type=Path, help="converted checkpoint folder")
     p.add_argument("--original", required=True, help="original: a folder or a hub id, as for convert")
     p.add_argument("--hub", choices=("hf", "modelscope"), help="hub of a bare ORG/NAME --original")
@@ -168,15 +199,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-dir", type=Path, help="where vLLM logs go (default: beside the report)")
     p.add_argument("--update-card", action="store_true", help="record the result in the converted model card")
     p.add_argument("--card", type=Path, help="with a GGUF: the converted checkpoint whose card records it")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.set_defaults(run=_verify)
+    p.set_defaults(run=commands.verify)
 
-    p = sub.add_parser(
-        "serve",
-        help="serve a checkpoint with vLLM, correctly configured (or --print the command)",
-        epilog=_epilog("serve"),
-        **raw,
-    )
+
+def _serve(sub) -> None:
+    p = _subcommand(
+        sub, "serve", "serve a checkpoint with vLLM, correctly configured (or --print the command)",
+        "Serve a checkpoint with the right vLLM (or vllm-ascend, or llama.cpp) command for this host: the score "
+        "template, dtype and flags its version needs. A converted checkpoint needs no overrides; an original gets "
+        "its family's documented ones.",
+        "Arguments after -- go to vllm serve unchanged.",
+    )  # fmt: skip
     p.add_argument(
         "checkpoint", type=Path,
         help="converted checkpoint folder (or an original, served with overrides), or a GGUF from seqcls export gguf",
@@ -191,17 +224,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-prefix-caching", dest="prefix_caching", action="store_false", default=None)
     p.add_argument("--print", action="store_true", help="print the command instead of running it")
     p.add_argument("--preset", choices=PRESET_NAMES, help="family of an original (default: recognised)")
-    p.epilog = _epilog("serve", "Arguments after -- go to vllm serve unchanged.")
-    p.set_defaults(extra=[])
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.set_defaults(run=_serve)
+    p.set_defaults(extra=[], run=commands.serve)
 
-    p = sub.add_parser(
-        "publish",
-        help="upload a verified converted checkpoint to the Hugging Face Hub or ModelScope",
-        epilog=_epilog("publish"),
-        **raw,
-    )
+
+def _publish(sub) -> None:
+    p = _subcommand(
+        sub, "publish", "upload a verified converted checkpoint to the Hugging Face Hub or ModelScope",
+        "Upload a converted checkpoint to the Hugging Face Hub or ModelScope, with its model card pointing at the "
+        "repo, once a passing verify report lies beside it (--dry-run lists every file with its sha256).",
+    )  # fmt: skip
     p.add_argument("checkpoint", type=Path, help="converted checkpoint folder")
     p.add_argument("--repo-id", required=True, help="ORG/NAME on the hub")
     p.add_argument("--hub", choices=("hf", "modelscope"), default="hf")
@@ -221,31 +252,34 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="GLOB",
         help="also upload files matching GLOB (relative to the folder; repeatable); other stray files are left out",
     )
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.set_defaults(run=_publish)
+    p.set_defaults(run=commands.publish)
 
-    p = sub.add_parser(
-        "inspect",
-        help="say what a checkpoint is and whether it carries what loaders need",
-        epilog=_epilog("inspect"),
-        **raw,
-    )
+
+def _inspect(sub) -> None:
+    p = _subcommand(
+        sub, "inspect", "say what a checkpoint is and whether it carries what loaders need",
+        "Say what a checkpoint is (family, architecture, head, dtype, template) and whether it carries everything "
+        "vLLM, transformers, sentence-transformers and publish need.",
+        "Exit code 1 when the checkpoint has problems a loader or publish would trip over (stray files too).",
+    )  # fmt: skip
     p.add_argument("checkpoint", type=Path, help="checkpoint folder")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--preset", choices=PRESET_NAMES, help="family of an original (default: recognised)")
-    p.epilog = _epilog(
-        "inspect", "Exit code 1 when the checkpoint has problems a loader or publish would trip over (stray files too)."
-    )
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.set_defaults(run=_inspect)
+    p.set_defaults(run=commands.inspect)
 
+
+def _export(sub) -> None:
     p = sub.add_parser(
-        "export", help="export a converted checkpoint to another engine's format", epilog=_epilog("export"), **raw
-    )
+        "export", help="export a converted checkpoint to another engine's format", epilog=_epilog("export"),
+        description=_wrapped("Export a converted checkpoint to another engine's format (GGUF for llama.cpp)."), **RAW,
+    )  # fmt: skip
     formats = p.add_subparsers(dest="format", required=True)
-    g = formats.add_parser(
-        "gguf", help="GGUF files that llama.cpp serves as a reranker (--reranking)", epilog=_epilog("export"), **raw
-    )
+    g = _subcommand(
+        formats, "gguf", "GGUF files that llama.cpp serves as a reranker (--reranking)",
+        "Write GGUF files of a converted checkpoint, in one or more types, that llama.cpp's rank pooling scores "
+        "exactly as the checkpoint (llama-server --reranking), with the family's prompt as the rerank template.",
+        examples="export",
+    )  # fmt: skip
     g.add_argument("converted", type=Path, help="a checkpoint folder written by seqcls convert")
     g.add_argument("-o", "--out", type=Path, help="output folder (default: CONVERTED-GGUF beside it)")
     g.add_argument(
@@ -255,171 +289,21 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--instruction", help="the instruction the rerank template carries (default: the family's)")
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     g.add_argument("--threads", type=int, help="quantizer threads (default: all cores)")
-    g.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    g.set_defaults(run=_export_gguf)
+    g.set_defaults(run=commands.export_gguf)
 
-    p = sub.add_parser(
-        "demo", help="offline demo: build a tiny original, convert it, check parity", epilog=_epilog("demo"), **raw
-    )
+
+def _demo(sub) -> None:
+    p = _subcommand(
+        sub, "demo", "offline demo: build a tiny original, convert it, check parity",
+        "Build a tiny reranker with the real vocabulary and random weights, offline, convert it, and show that both "
+        "score the same pairs identically.",
+    )  # fmt: skip
     p.add_argument("--workdir", type=Path, default=Path("converted"), help="where the demo checkpoints go")
     p.add_argument("--rebuild", action="store_true", help="rebuild the tiny original")
     p.add_argument("--preset", choices=PRESET_NAMES, default=PRESET_NAMES[0], help="family to demo")
-    p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks")
-    p.set_defaults(run=_demo)
-    return parser
+    p.set_defaults(run=commands.demo)
 
 
 def _token_list(text: str) -> tuple[str, ...]:
     """Comma-separated; a token that is a comma itself is not supported here."""
     return tuple(text.split(","))
-
-
-def _convert(args: argparse.Namespace) -> int:
-    from .convert import convert
-    from .report import conversion_summary
-
-    plan, report = convert(
-        args.src, args.out, copy=args.copy, overwrite=args.overwrite, base_model=args.base_model, hub=args.hub,
-        offline=args.offline, preset=args.preset, tokens=args.tokens, method=args.method,
-    )  # fmt: skip
-    print(conversion_summary(plan, report))
-    return 0
-
-
-def _verify(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from .verify import VerifyOptions, verify
-    from .verify.outputs import markdown
-
-    names = {f.name for f in dataclasses.fields(VerifyOptions)}
-    options = VerifyOptions(pairs_file=args.pairs, **{k: v for k, v in vars(args).items() if k in names})
-    report = verify(args.converted, args.original, options)
-    print(markdown(report))
-    return 0 if report["verdict"] == "pass" else 1
-
-
-def _export_gguf(args: argparse.Namespace) -> int:
-    from .export import export_gguf
-
-    types = [t for item in args.types for t in item.split(",") if t]
-    for e in export_gguf(args.converted, args.out, types=types, instruction=args.instruction,
-                         overwrite=args.overwrite, threads=args.threads):  # fmt: skip
-        print(f"{e.type:7} {e.path.stat().st_size / 2**20:10.1f} MiB  {e.path}")
-    return 0
-
-
-def _serve(args: argparse.Namespace) -> int:
-    from .serve import run, serve_command
-    from .vllm_compat import detect
-
-    if args.checkpoint.suffix == ".gguf":
-        return _serve_gguf(args)
-    extra = args.extra
-    options = {k: getattr(args, k) for k in ("device", "port", "host", "dtype", "vllm_version", "max_model_len")}
-    options |= {"memory_fraction": args.memory_fraction, "prefix_caching": args.prefix_caching, "extra": extra}
-    options["preset"] = args.preset
-    command = serve_command(args.checkpoint, **options)
-    for note in command.notes:
-        print(f"seqcls: {note}", file=sys.stderr)
-    if args.print:
-        print(command.shell())
-        return 0
-    if command.install != detect():
-        raise SeqclsError(
-            f"--vllm-version {args.vllm_version} is not the installed vLLM ({detect().describe()}); "
-            "add --print to only print the command"
-        )
-    print(f"seqcls: running {command.shell()}", file=sys.stderr, flush=True)
-    run(command)
-    return 0
-
-
-def _serve_gguf(args: argparse.Namespace) -> int:
-    import shutil
-
-    from .serve import LLAMA_SERVER, llama_server_command, run
-
-    command, request = llama_server_command(
-        args.checkpoint, port=args.port, host=args.host, max_model_len=args.max_model_len, extra=args.extra
-    )
-    if not args.print and shutil.which(LLAMA_SERVER) is None:
-        raise SeqclsError(f"{LLAMA_SERVER} is not on PATH; install llama.cpp's server, or add --print")
-    for note in command.notes:
-        print(f"seqcls: {note}", file=sys.stderr)
-    if args.print:
-        print(command.shell())
-        print(request)
-        return 0
-    print(f"seqcls: running {command.shell()}; then: {request}", file=sys.stderr, flush=True)
-    run(command)
-    return 0
-
-
-def _publish(args: argparse.Namespace) -> int:
-    from .publish import publish, render_plan
-
-    plan = publish(
-        args.checkpoint, args.repo_id, hub=args.hub, private=args.private, revision=args.revision,
-        dry_run=args.dry_run, skip_verify=args.skip_verify, reports=args.report, include=args.include,
-        gguf=args.gguf, gguf_repo=args.gguf_repo,
-    )  # fmt: skip
-    print(render_plan(plan))
-    if args.dry_run:
-        if plan.credentials.startswith("none"):
-            print("note: no token found; a real run would stop here", file=sys.stderr)
-        print("dry run: nothing was uploaded")
-    else:
-        print(f"uploaded to {plan.repo_id} ({plan.branch})")
-    return 0
-
-
-def _inspect(args: argparse.Namespace) -> int:
-    import json
-
-    from .inspection import inspect_checkpoint, render
-
-    info = inspect_checkpoint(args.checkpoint, preset=args.preset)
-    print(json.dumps(info, indent=2, ensure_ascii=False) if args.json else render(info))
-    return 1 if info["problems"] or info["left_out"] else 0
-
-
-def _demo(args: argparse.Namespace) -> int:
-    from .demo import demo
-
-    return demo(args.workdir, rebuild=args.rebuild, preset=args.preset)
-
-
-def run(argv: list[str] | None = None) -> int:
-    """``seqcls serve ... -- ARGS`` hands ARGS to vLLM untouched."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = build_parser().parse_args(argv[: len(argv) - len(extra) - (1 if "--" in argv else 0)])
-    if extra:
-        if args.command != "serve":
-            print("seqcls: error: only serve takes arguments after --", file=sys.stderr)
-            return 2
-        args.extra = extra
-    try:
-        return args.run(args)
-    except (SeqclsError, OSError) as e:
-        if args.debug:
-            traceback.print_exc()
-        message = str(e) if isinstance(e, SeqclsError) else f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
-        print(f"seqcls: error: {message}", file=sys.stderr)
-        return 2
-    except ImportError as e:
-        if args.debug:
-            traceback.print_exc()
-        print(
-            f"seqcls: error: {e.name or e} is not installed; run scripts/setup or pip install torch first",
-            file=sys.stderr,
-        )
-        return 2
-    except KeyboardInterrupt:
-        print("seqcls: interrupted", file=sys.stderr)
-        return 130
-
-
-def main() -> None:
-    sys.exit(run())

@@ -1,0 +1,143 @@
+"""The card's opening sections: what was converted (the scoring formula, the facts table, how the head was computed)
+and the prompt format."""
+
+from __future__ import annotations
+
+from ..recipes import FROM_2_WAY_SOFTMAX, Recipe
+from ..report import markdown_table
+from ..templates import SCORE_TEMPLATE_FILE, half_marks
+from .facts import CardFacts
+
+
+def what_was_converted(f: CardFacts) -> str:
+    """The title, the scoring formula, ``## What was converted`` and ``## Prompt format``."""
+    r = f.recipe
+    lines, head, (label_text, how) = _formula(f)
+    base = f.base_model or "the original checkpoint"
+    labels = "one label" if r.num_labels == 1 else f"{r.num_labels} labels"
+    facts_table = markdown_table(
+        ("", ""),
+        [
+            ("source", f"`{base}` ({', '.join(r.source_architectures)})"),
+            ("family", f"{r.title} (recipe `{r.name}`)"),
+            ("result", f"`{r.target_architecture}`, {labels}"),
+            ("method", f"`{r.method}`"),
+            ("label tokens", label_text),
+            ("head taken from", f"`{f.head_name}`" + (" (tied embeddings)" if f.tied else "")),
+            ("`score.weight`", head),
+            ("other weights", f"unchanged, byte for byte ({f.dtype})"),
+            ("padding", f"left, pad token `{f.pad_token}` (id {f.pad_token_id})"),
+        ],
+    )
+    return f"""# {f.name}
+
+`{base}` converted by seqcls to a sequence-classification model with {labels}. It gives the original's scores
+without load-time overrides:
+
+```
+{lines}
+```
+
+## What was converted
+
+{facts_table}
+
+{how}
+
+## Prompt format
+
+{_prompt_section(r)}
+"""
+
+
+def _formula(f: CardFacts) -> tuple[str, str, str]:
+    """(the two scoring lines, the head's description, how the head was computed), by method."""
+    r = f.recipe
+    tokens = [f"`{t}` (id {i})" for t, i in zip(r.label_tokens, f.label_ids)]
+    if r.method == FROM_2_WAY_SOFTMAX:
+        (no, yes), (no_id, yes_id) = r.label_tokens, f.label_ids
+        lines = (
+            f"original:  p = softmax([logit_{no}, logit_{yes}])[1]   at the last token\n"
+            f"converted: p = sigmoid(h · (W[{yes}] - W[{no}])) = sigmoid(score(h))"
+        )
+        head = f"`fp32(W[{yes_id}]) - fp32(W[{no_id}])`, float32, shape [1, {f.hidden_size}]"
+        how = (
+            f"false {tokens[0]}, true {tokens[1]}",
+            "The difference of the two rows is computed and stored in float32: rounding it to the model's dtype "
+            "would cost about\n1e-4 in score.",
+        )
+        return lines, head, how
+    ids = ", ".join(map(str, f.label_ids))
+    names = ", ".join(r.label_tokens)
+    if r.num_labels == 1:
+        lines = (
+            f"original:  p = sigmoid(logit_{names})   at the last token\n"
+            f"converted: p = sigmoid(h · W[{names}]) = sigmoid(score(h))"
+        )
+    else:
+        lines = f"original:  logits of {names} at the last token\nconverted: score(h) = h · W[{names}]ᵀ, one label each"
+    head = f"rows `W[{ids}]`, float32, shape [{r.num_labels}, {f.hidden_size}]"
+    how = (", ".join(tokens), "The rows are stored in float32, which holds the model's values exactly.")
+    return lines, head, how
+
+
+def _prompt_section(r: Recipe) -> str:
+    if not r.has_prompt:
+        return (
+            "No prompt format is known for this conversion (`seqcls convert --tokens/--method`), so the checkpoint "
+            "carries no template. Format each pair exactly as the original model expects, or scores will be close "
+            "to random."
+        )
+    instruction = ""
+    if "{instruction}" in "".join(r.pieces):
+        default = f'defaults to "{r.default_instruction}"' if r.default_instruction else "is left out unless given"
+        instruction = (
+            f"\nThe instruction {default}. Pass one as `instruction` (vLLM's `chat_template_kwargs`"
+            + (")." if r.multimodal else ", `apply_chat_template`) or as sentence-transformers' `prompt`.")
+            + "\n"
+        )
+    notes = "\nThe tokenizer adds the BOS token in front, as the reference does.\n" if r.bos else ""
+    notes += f"\n{r.prompt_note}\n" if r.prompt_note else ""
+    if r.multimodal:
+        return f"""Scores are close to random without the official prompt. The checkpoint carries it as
+`{SCORE_TEMPLATE_FILE}` for vLLM's score and rerank APIs, which put a side's image and video placeholders before
+its text. The processor's own chat template is kept as it was: it is what turns image parts into placeholders in
+transformers. Rendered, a pair reads (an empty side reads `{r.empty_side}`):
+
+```
+{_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
+```
+{instruction}{notes}"""
+    return f"""Scores are close to random without the official prompt. The checkpoint carries it as
+`{SCORE_TEMPLATE_FILE}` (also the tokenizer's chat template and sentence-transformers' template), so raw
+`(query, document)` pairs work in every loader below. Rendered, a pair reads:
+
+```
+{_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
+```
+{instruction}
+Queries and documents already formatted by hand this way (the query up to the document, and the document with
+the rest, as the original's clients send them) pass through unchanged, so existing clients keep working; a mix of
+raw and formatted parts works too. The one ambiguity: a raw part that itself opens and closes like a formatted one
+({_marks(r)}) is taken as formatted.
+{notes}"""
+
+
+def _marks(r: Recipe) -> str:
+    """How a formatted query and document open and close, shortened, for one line of prose."""
+
+    def shown(text: str) -> str:
+        text = text.replace("\n", "\\n")
+        return f"`{text[:30]}…`" if len(text) > 32 else f"`{text}`"
+
+    halves = r.pieces[: r.document_from], r.pieces[r.document_from :]
+    (q_open, q_close), (d_open, d_close) = map(half_marks, halves)
+    return (
+        f"a query that opens with {shown(q_open)} and ends with {shown(q_close)}, a document that opens with "
+        f"{shown(d_open)} and ends with {shown(d_close)}"
+    )
+
+
+def _visible(text: str) -> str:
+    """Newlines shown as ``\\n`` at line ends, so the trailing ones of the suffix stay visible."""
+    return text.replace("\n", "\\n\n").rstrip("\n")
