@@ -1,6 +1,7 @@
 """Session fixtures: tiny originals of every preset (real Qwen vocabularies), built once and shared; one verify cache
-for the whole session (the original side of a fixture is the same model in many tests); and a check at the end that
-nothing the suite started is still running."""
+for the whole session (the original side of a fixture is the same model in many tests); engines shared by the whole
+session (``engines.py``), and a count of every engine started; and a check at the end that nothing the suite started
+is still running."""
 
 from __future__ import annotations
 
@@ -10,11 +11,15 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
 import pytest
 
+OUTERMOST = "SEQCLS_TEST_RUN" not in os.environ
+"""Not a pytest run started by a test of this suite (tests/test_suite_hygiene.py runs one): only the outermost run
+sweeps for vLLM processes by start time, which would otherwise take the outer run's engines for its own."""
 RUN_MARKER = f"SEQCLS_TEST_RUN={uuid.uuid4().hex}"
 """Every process the suite starts inherits this variable; the end-of-session check finds them by it."""
 os.environ["SEQCLS_TEST_RUN"] = RUN_MARKER.split("=", 1)[1]
@@ -33,7 +38,13 @@ if not os.environ.get("SEQCLS_TEST_SHARED"):
 SHARED = Path(os.environ["SEQCLS_TEST_SHARED"])
 """Fixtures built once per run and shared by the xdist workers (which inherit this from the controller)."""
 
+import engines  # noqa: E402
+
 from converter.tiny_model import build_tiny_reranker, build_tiny_vl_reranker  # noqa: E402  (after the environment)
+
+CONTROLLER = os.environ.get("SEQCLS_TEST_SHARED_OWNER") == str(os.getpid())
+"""This process runs the session (xdist's controller, or the only process without xdist): it owns the shared engines
+and the shared folder, and counts engine starts."""
 
 ORIGINALS = {
     "tied-bf16-single": {"tied": True, "dtype": "bfloat16"},
@@ -149,7 +160,8 @@ def _cuda() -> bool:
 
 
 def leftover_processes() -> list[tuple[int, str]]:
-    """Processes this test session started (they carry ``RUN_MARKER``) that are still alive, but for this one."""
+    """Processes this test session started (they carry ``RUN_MARKER``) that are still alive, but for this one and
+    the shared engines' (the controller ends those, and checks them, at the end of the run)."""
     found = []
     marker = RUN_MARKER.encode()
     for proc in Path("/proc").glob("[0-9]*"):
@@ -157,7 +169,8 @@ def leftover_processes() -> list[tuple[int, str]]:
         if pid == os.getpid():
             continue
         try:
-            if marker not in (proc / "environ").read_bytes().split(b"\0"):
+            environ = (proc / "environ").read_bytes().split(b"\0")
+            if marker not in environ or any(e.startswith(f"{engines.MARKER}=".encode()) for e in environ):
                 continue
             if (proc / "stat").read_text().split(") ")[-1].split()[0] == "Z":
                 continue
@@ -185,10 +198,54 @@ def nothing_outlives_the_tests():
         pytest.fail(f"{len(left)} process(es) started by the tests outlived them (now killed): {listing}")
 
 
+@pytest.fixture(scope="session")
+def shared_engine():
+    """``shared_engine(name, start)``: the engine ``name`` of this run, started by ``start(log, env)`` on first use
+    (see ``engines.shared_engine``)."""
+    return lambda name, start: engines.shared_engine(SHARED, name, start)
+
+
+ENGINE_COUNT = engines.EngineCount(RUN_MARKER)
+STARTED = time.time()
+
+
+def pytest_sessionstart(session):
+    if CONTROLLER:
+        ENGINE_COUNT.start()
+
+
 def pytest_sessionfinish(session, exitstatus):
+    """The controller ends the shared engines (whatever happened to the tests) and fails the run if any of their
+    processes is left."""
     shutil.rmtree(os.environ["SEQCLS_CACHE"], ignore_errors=True)
-    if os.environ.get("SEQCLS_TEST_SHARED_OWNER") == str(os.getpid()):
-        shutil.rmtree(SHARED, ignore_errors=True)
+    if not CONTROLLER:
+        return
+    shared, left = engines.stop_all(SHARED)
+    session.config.stash[SHARED_KEY] = shared
+    orphans = engines.vllm_orphans(STARTED) if OUTERMOST else []
+    for pid, _ in orphans:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    if left or orphans:
+        session.config.stash[LEFT_KEY] = [*left, *orphans]
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    shutil.rmtree(SHARED, ignore_errors=True)
+
+
+SHARED_KEY = pytest.StashKey[list]()
+LEFT_KEY = pytest.StashKey[list]()
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """What the run cost in engines: every start counted, the shared ones with their start-up time."""
+    if not CONTROLLER:
+        return
+    ENGINE_COUNT.stopping.set()
+    terminalreporter.write_line(ENGINE_COUNT.summary())
+    for engine in config.stash.get(SHARED_KEY, []):
+        terminalreporter.write_line(f"  shared engine {engine.name}: started in {engine.seconds:.0f} s")
+    if left := config.stash.get(LEFT_KEY, None):
+        terminalreporter.write_line(f"FAILED: engine processes outlived the run (now killed): {left}", red=True)
 
 
 def pytest_configure(config):

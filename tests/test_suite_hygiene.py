@@ -22,7 +22,8 @@ def test_leaves_a_process_behind(tmp_path):
 
 
 def test_a_leaked_process_fails_the_run_and_is_killed(tmp_path):
-    shutil.copy(TESTS / "conftest.py", tmp_path / "conftest.py")
+    for name in ("conftest.py", "engines.py"):
+        shutil.copy(TESTS / name, tmp_path / name)
     (tmp_path / "test_leaky.py").write_text(LEAKY)
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "base"),

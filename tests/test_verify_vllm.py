@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from unittest import mock
 
+import engines
 import pytest
 from conftest import FAMILY_ORIGINALS
 from helpers import load_all, official_scores, rewrite_tensor
@@ -24,10 +25,8 @@ from converter.recipes import QWEN3_RERANKER, preset
 from converter.templates import INPUT_FORMS
 from converter.verify import verify
 from converter.verify.backends.base import JOINED, MANUAL, TEMPLATE
-from converter.verify.backends.server import _healthy, running_server
 from converter.verify.outputs import markdown
 from converter.verify.parity import REFERENCE_IDS
-from converter.verify.processes import stop_process_group
 from converter.vllm_compat import EngineSpec, find_tcmalloc, require
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
@@ -212,6 +211,7 @@ def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(
     while time.monotonic() < deadline and "Supported pooling task" not in (
         log.read_text(errors="replace") if log.exists() else ""
     ):
+        assert thread.is_alive(), f"verify ended before its engine was up: {outcome}"
         time.sleep(0.2)
     [client] = _ours("converter.verify.backends.vllm_engine")
     vllm_processes = _ours("VLLM::")
@@ -296,40 +296,54 @@ def test_ci_parity_script_reports_a_broken_original_path_as_a_finding_and_passes
     assert f"verify report: {artifacts / 'report.json'}" in capsys.readouterr().out
 
 
-@pytest.fixture(scope="module")
-def original_server(original, tmp_path_factory):
-    """One server for the original, started the way the seed documents it (with hf_overrides)."""
-    src = original("tied-bf16-single")
-    spec = EngineSpec(str(src), "float32", "cpu", QWEN3_RERANKER.vllm_hf_overrides(), max_model_len=4096)
-    log = tmp_path_factory.mktemp("server") / "original.log"
-    with running_server(spec, require(), log, "cpu") as url:
-        yield src, url
-    assert _servers_running(src) == 0, "the original's server outlived its context"
+def _start_original_server(src: Path):
+    """The original, served the way the seed documents it (with hf_overrides)."""
+    from converter.verify.backends.server import HOST, free_port
+    from converter.vllm_compat import engine_env, serve_argv
+
+    def start(log: Path, env: dict) -> tuple[subprocess.Popen, str]:
+        spec = EngineSpec(str(src), "float32", "cpu", QWEN3_RERANKER.vllm_hf_overrides(), max_model_len=4096)
+        port = free_port()
+        argv = serve_argv(spec, require(), host=HOST, port=port)
+        with open(log, "w") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env | engine_env("cpu"),
+                                    start_new_session=True)  # fmt: skip
+        return proc, f"http://{HOST}:{port}"
+
+    return start
 
 
-@pytest.fixture(scope="module")
-def converted_server(pair_of, tmp_path_factory):
-    """The converted model of original_server's original, served by ``seqcls serve`` as users run it."""
+def _start_seqcls_serve(out: Path):
+    """The converted model, served by ``seqcls serve`` as users run it."""
     from converter.verify.backends.server import HOST, free_port
 
+    def start(log: Path, env: dict) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        cmd = [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port)]
+        cmd += ["--dtype", "float32", "--max-model-len", "4096", "--gpu-memory-utilization", "0.1"]
+        with open(log, "w") as f:
+            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return proc, f"http://{HOST}:{port}"
+
+    return start
+
+
+@pytest.fixture
+def original_server(original, shared_engine):
+    """The session's server of the tied bf16 original (seed overrides), shared by every test that asks."""
+    src = original("tied-bf16-single")
+    with engines.in_use(shared_engine("qwen3-original-server", _start_original_server(src))) as engine:
+        yield src, engine.url
+
+
+@pytest.fixture
+def converted_server(pair_of, shared_engine):
+    """The session's ``seqcls serve`` of that original's conversion, shared by every test that asks."""
     src, out = pair_of("tied-bf16-single")
-    port, log = free_port(), tmp_path_factory.mktemp("serve") / "serve.log"
-    cmd = [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port)]
-    cmd += ["--dtype", "float32", "--max-model-len", "4096", "--gpu-memory-utilization", "0.1"]
-    with open(log, "w") as f:
-        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        url, deadline = f"http://{HOST}:{port}", time.monotonic() + 600
-        while not _healthy(url):
-            assert proc.poll() is None, log.read_text()[-2000:]
-            assert time.monotonic() < deadline, "seqcls serve did not start"
-            time.sleep(1)
-        yield src, url, log
-    finally:
-        stop_process_group(proc)
+    with engines.in_use(shared_engine("qwen3-converted-server", _start_seqcls_serve(out))) as engine:
+        yield src, engine.url, Path(engine.log)
 
 
-@pytest.mark.xdist_group("original-server")
 @pytest.mark.vllm_processes
 def test_seqcls_serve_scores_raw_seed_formatted_and_mixed_input(converted_server):
     """``seqcls serve`` of the converted checkpoint: /v1/rerank and /score give the official scores whether clients
@@ -346,7 +360,6 @@ def test_seqcls_serve_scores_raw_seed_formatted_and_mixed_input(converted_server
     assert "--chat-template" in log.read_text()
 
 
-@pytest.mark.xdist_group("original-server")
 @pytest.mark.vllm_processes
 def test_ascend_client_agrees_between_the_original_and_the_converted_server(original_server, converted_server):
     """scripts/ascend/client.py, the seed's request demo, against real servers of both: the official scores from
@@ -366,7 +379,6 @@ def test_ascend_client_agrees_between_the_original_and_the_converted_server(orig
         assert result.stdout.rstrip().endswith("OK")
 
 
-@pytest.mark.xdist_group("original-server")
 @pytest.mark.vllm_processes
 def test_server_backend_rerank_and_score(original_server, converted_server, pair_of, tmp_path, capsys):
     """Both servers already running (``--original-url``, ``--converted-url``): both get the seed's request format, so
@@ -389,7 +401,6 @@ def test_server_backend_rerank_and_score(original_server, converted_server, pair
     assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
 
 
-@pytest.mark.xdist_group("original-server")
 @pytest.mark.vllm_processes
 def test_server_backend_catches_swapped_tokens(original_server, swapped, tmp_path, capsys):
     """Planted faults (the head, and a template that wraps formatted input twice) in a converted model whose server

@@ -13,13 +13,14 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import engines
 import pytest
 import torch
 from helpers import rewrite_tensor
 
 from converter.pairs import small_icon
 
-pytestmark = [pytest.mark.vision, pytest.mark.vllm, pytest.mark.xdist_group("vision")]
+pytestmark = [pytest.mark.vision, pytest.mark.vllm]
 VISION_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vision" / "bin" / "python"
 TIED, UNTIED = "tiny-qwen3-vl-reranker-2b", "tiny-qwen3-vl-reranker-8b"
 
@@ -94,54 +95,51 @@ def test_the_cards_transformers_snippet_runs(vl_pair_of, tmp_path):
     assert len(scores) == 2 and all(0 < x < 1 for x in scores) and scores[0] != scores[1]
 
 
-def test_seqcls_serve_answers_images_and_a_broken_original_server_is_a_finding(vl_pair_of, tmp_path):
+@pytest.fixture
+def vl_converted_server(vl_pair_of, shared_engine):
+    """``seqcls serve`` of the untied (8B-like) conversion, the real vLLM server with no overrides: the session's
+    shared Qwen3-VL server."""
+    from converter.verify.backends.server import free_port
+
+    src, out = vl_pair_of(UNTIED)
+
+    def start(log: Path, env: dict) -> tuple[subprocess.Popen, str]:
+        port = free_port()
+        argv = [str(VISION_PYTHON), "-m", "converter", "serve", str(out), "--port", str(port), "--host", "127.0.0.1"]
+        with open(log, "w") as f:
+            proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return proc, f"http://127.0.0.1:{port}"
+
+    with engines.in_use(shared_engine("qwen3-vl-converted-server", start)) as engine:
+        yield src, out, engine.url
+
+
+def test_seqcls_serve_answers_images_and_a_broken_original_server_is_a_finding(vl_converted_server, tmp_path):
     """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides): scripts/ascend/
     client_vl.py sends it an image document and a text document. Then ``verify --backend server`` scores every
     built-in pair against that server (image content parts in /v1/rerank and /score) and against a server of the
     original whose path is broken: the documented overrides with the label tokens swapped, so that vLLM's online
     conversion scores 1 - p. The original deviates from Qwen's scoring (the reference) on every pair, images
-    included; the conversion does not: a finding, and a pass."""
+    included; the conversion does not: a finding, and a pass. (That server of the original is started by verify
+    itself, as users of ``--backend server`` have it: the one Qwen3-VL test of how the backend starts a server.)"""
     import sys
-    import time
-    import urllib.request
 
     from converter.pairs import drawn_images
-    from converter.verify.backends.server import free_port
-    from converter.verify.processes import stop_process_group
 
-    src, out = vl_pair_of(UNTIED)
+    src, out, url = vl_converted_server
     image = tmp_path / "red-circle.png"
     image.write_bytes(base64.b64decode(drawn_images()["red-circle"].split(",", 1)[1]))
     query, text = "Which picture shows a red circle?", "A red circle drawn on a white background."
-    url = f"http://127.0.0.1:{free_port()}"
     broken = {"architectures": ["Qwen3VLForSequenceClassification"], "classifier_from_token": ["yes", "no"],
               "is_original_qwen3_reranker": True}  # fmt: skip
-    with open(tmp_path / "server.log", "w") as log:
-        server = subprocess.Popen(
-            [str(VISION_PYTHON), "-m", "converter", "serve", str(out), "--port", url.rsplit(":", 1)[1],
-             "--host", "127.0.0.1"],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-        )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 600
-        while True:
-            assert server.poll() is None, (tmp_path / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "the server did not come up"
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=5):
-                    break
-            except OSError:
-                time.sleep(2)
-        client = Path(__file__).resolve().parent.parent / "scripts" / "ascend" / "client_vl.py"
-        run = subprocess.run(
-            [sys.executable, str(client), "--converted-url", url, "--query", query, "--image", str(image),
-             "--document", text],
-            capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-        checked = verify(out, src, tmp_path / "report.json", "--backend", "server", "--converted-url", url,
-                         "--original-overrides", json.dumps(broken))  # fmt: skip
-    finally:
-        stop_process_group(server)
+    client = Path(__file__).resolve().parent.parent / "scripts" / "ascend" / "client_vl.py"
+    run = subprocess.run(
+        [sys.executable, str(client), "--converted-url", url, "--query", query, "--image", str(image),
+         "--document", text],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    checked = verify(out, src, tmp_path / "report.json", "--backend", "server", "--converted-url", url,
+                     "--original-overrides", json.dumps(broken))  # fmt: skip
     assert run.returncode == 0, run.stderr
     served = json.loads(run.stdout)["scores"]["converted"]
     assert checked.returncode == 0, checked.stderr[-3000:]

@@ -24,7 +24,7 @@ def stop_process_group(proc: subprocess.Popen, grace: float = 30, known: list | 
     may have left the group. Shared-memory files its processes had mapped (vLLM's message queues, a few hundred MB
     each) are removed: a killed engine cannot remove them itself, and ``/dev/shm`` is RAM."""
     known = [*(known or []), *_descendants(proc.pid)]
-    shared = _shared_memory_files([proc.pid, *(child.pid for child in known)])
+    shared = shared_memory_files([proc.pid, *(child.pid for child in known)])
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -51,7 +51,7 @@ def _descendants(pid: int) -> list:
         return []
 
 
-def _shared_memory_files(pids: list[int]) -> set[Path]:
+def shared_memory_files(pids: list[int]) -> set[Path]:
     """Files under /dev/shm that these processes map, and the semaphores joblib's loky names after them (Linux;
     elsewhere nothing is found)."""
     found = set()
