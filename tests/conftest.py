@@ -205,7 +205,8 @@ def shared_engine():
     return lambda name, start: engines.shared_engine(SHARED, name, start)
 
 
-ENGINE_COUNT = engines.EngineCount(RUN_MARKER)
+ENGINE_COUNT = engines.EngineCount(f"SEQCLS_TEST_SHARED={SHARED}")
+"""Every process of this run carries the shared folder's path (the run markers are per worker)."""
 STARTED = time.time()
 
 

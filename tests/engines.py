@@ -219,16 +219,16 @@ loads in a fraction of a second, and is not counted.)"""
 
 class EngineCount(threading.Thread):
     """Counts engine starts by watching the process table: a process whose command line names an engine, carrying
-    this run's marker, is one start (vLLM's engine core and workers, and seqcls serve, are parts of it)."""
+    ``marker`` (an environment entry every process of the run inherits), is one start (vLLM's engine core and workers, and seqcls serve, are parts of it)."""
 
-    def __init__(self, run_marker: str) -> None:
+    def __init__(self, marker: str) -> None:
         super().__init__(daemon=True, name="engine-count")
-        self.run_marker = run_marker.encode()
+        self.run_marker = marker.encode()
         self.seen: dict[int, dict] = {}
         self.stopping = threading.Event()
 
     def run(self) -> None:
-        while not self.stopping.wait(0.5):
+        while not self.stopping.wait(1.0):
             self.sample()
 
     def sample(self) -> None:

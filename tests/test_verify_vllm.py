@@ -44,8 +44,9 @@ def _engine_layout(request, monkeypatch):
             monkeypatch.setenv(key, value)
 
 
-# Tests that share one engine's work (the session's cached original, a module's server) form an xdist_group, so
-# they run on the same worker and the work is done once.
+# Servers are the session's shared engines (``original_server``, ``converted_server``: tests/engines.py), on any
+# worker. The vllm backend's engines are verify's own, one process per side, started by verify as users run it; the
+# tests that use one say so. Tests that share the session's cached original side form an xdist_group.
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -137,7 +138,8 @@ def test_vllm_backend_tied_fp32(qwen3_vllm):
 @pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
 def test_vllm_backend_other_presets_against_vllms_online_conversion(pair_of, tmp_path, family):
     """The original runs through vLLM's documented hf_overrides (its own online conversion); both sides must also
-    give the family's official scores, so vLLM's conversion, ours and the reference agree."""
+    give the family's official scores, so vLLM's conversion, ours and the reference agree. Its own engines: the
+    vllm backend starts one per side, and these originals are scored nowhere else."""
     src, out = pair_of(FAMILY_ORIGINALS[family])
     report = verify(out, src, backend="vllm", report=tmp_path / "report.json")
     assert report["verdict"] == "pass", report["failed_pairs"]
@@ -155,7 +157,8 @@ def test_vllm_backend_other_presets_against_vllms_online_conversion(pair_of, tmp
 def test_vllm_backend_multi_label_generic_conversion(original, tmp_path, capsys):
     """--tokens/--method with N labels: vLLM's classifier on both sides, the original (untied, sharded) through its
     generic online conversion (``method``, not the Qwen3 flag) with N tokens, raw pairs. (The two-label generic
-    method's overrides are mxbai-rerank-v2's, tested above.)"""
+    method's overrides are mxbai-rerank-v2's, tested above.) Its own engines: a model and an original path that no
+    other test scores."""
     src = original("untied-fp32-sharded")
     out = tmp_path / "generic3"
     convert(src, out, tokens=["no", "yes", "Ġmaybe"], method="no_post_processing")
@@ -189,7 +192,8 @@ def _ours(match: str) -> list:
 def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(pair_of, tmp_path, monkeypatch):
     """Planted fault, as seen here when the OOM killer took a worker: the engine core dies and vLLM's client waits
     forever. The client is frozen (SIGSTOP) so it cannot notice by itself. vLLM's log wording is switched off here,
-    so verify must see it from the process tree (the wording is tested in test_processes) and stop."""
+    so verify must see it from the process tree (the wording is tested in test_processes) and stop. Its own engine,
+    in vLLM's default process layout, since the test kills part of it."""
     import converter.verify.backends.vllm as backends
     import converter.verify.processes as processes
 
@@ -264,7 +268,8 @@ def test_ci_parity_script_reports_a_broken_original_path_as_a_finding_and_passes
     """The script a GPU or Ascend CI job runs, here on CPU: convert, verify with vLLM, leave the artifacts. Its
     original path is broken (EXTRA_ARGS carries the overrides): the original path deviates from the reference while
     the converted checkpoint matches it, so the job passes (exit 0) with the finding printed first and kept in the
-    report, the JUnit XML and the card, and publish accepts the report."""
+    report, the JUnit XML and the card, and publish accepts the report. Its own engines: the script starts them as
+    a CI job does, and its original path (broken overrides) is scored nowhere else."""
     src, out = original("tied-bf16-single"), tmp_path / "tiny-seq-cls"
     artifacts = tmp_path / "tiny-seq-cls-parity"
     overrides = json.dumps(BROKEN_ORIGINAL_PATH, separators=(",", ":"))  # EXTRA_ARGS is split on spaces
@@ -404,7 +409,8 @@ def test_server_backend_rerank_and_score(original_server, converted_server, pair
 @pytest.mark.vllm_processes
 def test_server_backend_catches_swapped_tokens(original_server, swapped, tmp_path, capsys):
     """Planted faults (the head, and a template that wraps formatted input twice) in a converted model whose server
-    the backend starts itself, with the template, and ends."""
+    the backend starts itself, with the template, and ends: its own server, as this is the text family's test of how
+    the server backend starts and stops one (the original's is the shared one)."""
     _, url = original_server
     src, bad = swapped
     args = ["verify", str(bad), "--original", str(src), "--backend", "server", "--original-url", url]
@@ -420,6 +426,8 @@ def test_server_backend_catches_swapped_tokens(original_server, swapped, tmp_pat
 
 @pytest.mark.vllm_processes
 def test_server_that_cannot_start_is_a_clean_error(pair_of, tmp_path, capsys):
+    """A start that fails (a model length over the model's) is one line and exit 2, and nothing is left running:
+    a start of its own, by the test's nature."""
     src, out = pair_of("untied-fp32-single")  # not the model original_server is serving
     args = ["verify", str(out), "--original", str(src), "--backend", "server", "--max-length", "100000"]
     assert run([*args, "--log-dir", str(tmp_path)]) == 2

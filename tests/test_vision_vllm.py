@@ -39,7 +39,8 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
     """Every built-in pair, ten of them with images (as the document, the query, both, beside text, an empty
     query, a small icon): the converted checkpoint as-is against the original through vLLM's documented overrides,
     both through the score template; both against the transformers reference; both sides' prompt ids against the
-    official ones (Qwen's messages, images sized as Qwen's scorer sizes them, the processor)."""
+    official ones (Qwen's messages, images sized as Qwen's scorer sizes them, the processor). Its own engines (the
+    vllm backend's, one per side): the Qwen3-VL offline path is scored nowhere else."""
     src, out = vl_pair_of(TIED)
     run = verify(out, src, tmp_path / "report.json", "--backend", "vllm")
     assert run.returncode == 0, run.stderr[-3000:]
