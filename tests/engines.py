@@ -219,7 +219,8 @@ loads in a fraction of a second, and is not counted.)"""
 
 class EngineCount(threading.Thread):
     """Counts engine starts by watching the process table: a process whose command line names an engine, carrying
-    ``marker`` (an environment entry every process of the run inherits), is one start (vLLM's engine core and workers, and seqcls serve, are parts of it)."""
+    ``marker`` (an environment entry every process of the run inherits), is one start (vLLM's engine core and
+    workers, and seqcls serve, are parts of it)."""
 
     def __init__(self, marker: str) -> None:
         super().__init__(daemon=True, name="engine-count")
