@@ -20,13 +20,13 @@ import signal
 import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
+
+from converter.verify.backends.server import healthy
 
 MARKER = "SEQCLS_TEST_SHARED_ENGINE"
 """Every process of a shared engine carries this variable (its name): worker leak checks leave them to the
@@ -54,14 +54,6 @@ def log_tail(log: Path | str, lines: int = 30) -> str:
     path = Path(log)
     text = path.read_text(errors="replace") if path.exists() else "(no log)"
     return "\n".join(text.splitlines()[-lines:])
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-            return response.status == 200
-    except (urllib.error.URLError, ConnectionError, TimeoutError):
-        return False
 
 
 def alive(pid: int) -> bool:

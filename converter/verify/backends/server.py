@@ -80,7 +80,7 @@ def running_server(
         )
     try:
         deadline = time.monotonic() + timeout
-        while not _healthy(url):
+        while not healthy(url):
             if proc.poll() is not None:
                 raise SeqclsError(
                     f"vLLM server for {spec.model} exited ({proc.returncode}): {last_error(log)}; log: {log}"
@@ -93,7 +93,7 @@ def running_server(
         stop_process_group(proc)
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
             return response.status == 200
