@@ -29,8 +29,9 @@ import pytest
 from converter.verify.backends.server import healthy
 
 MARKER = "SEQCLS_TEST_SHARED_ENGINE"
-"""Every process of a shared engine carries this variable (its name): worker leak checks leave them to the
-controller, which ends them by it."""
+"""Every process of a shared engine carries this variable, set to ``<the run's shared folder>/<name>``: worker leak
+checks leave them to the controller, which ends them by it. The folder keeps runs apart: a pytest run started by a
+test of this suite (test_shared_engines.py) must not end the outer run's engines."""
 START_TIMEOUT = float(os.environ.get("SEQCLS_SERVER_TIMEOUT", "600"))
 
 
@@ -80,7 +81,7 @@ def shared_engine(shared: Path, name: str, start: Callable[[Path, dict], tuple[s
             return engine
         log = folder / f"{name}.log"
         started = time.monotonic()
-        proc, url = start(log, os.environ | {MARKER: name})
+        proc, url = start(log, os.environ | {MARKER: f"{shared}/{name}"})
         (folder / f"{name}.pid").write_text(str(proc.pid))
         while not healthy(url):
             problem = None
@@ -112,8 +113,9 @@ def in_use(engine: SharedEngine) -> Iterator[SharedEngine]:
     check(engine)
 
 
-def processes_of(name: str | None = None) -> list[int]:
-    """Processes that carry the shared-engine marker (of ``name``, or of any engine)."""
+def processes_of(shared: Path, name: str | None = None) -> list[int]:
+    """Processes that carry the shared-engine marker of this run (of ``name``, or of any of its engines)."""
+    prefix = f"{MARKER}={shared}/".encode()
     found = []
     for proc in Path("/proc").glob("[0-9]*"):
         try:
@@ -121,7 +123,7 @@ def processes_of(name: str | None = None) -> list[int]:
         except OSError:
             continue
         for entry in environ:
-            if entry.startswith(f"{MARKER}=".encode()) and (name is None or entry == f"{MARKER}={name}".encode()):
+            if entry.startswith(prefix) and (name is None or entry == prefix + name.encode()):
                 found.append(int(proc.name))
                 break
     return found
@@ -148,7 +150,7 @@ def stop(shared: Path, name: str | None = None) -> list[int]:
     groups = [
         int((shared / "engines" / f"{n}.pid").read_text()) for n in names if (shared / "engines" / f"{n}.pid").exists()
     ]
-    pids = {pid for pgid in groups for pid in _group(pgid)} | set(processes_of(name))
+    pids = {pid for pgid in groups for pid in _group(pgid)} | set(processes_of(shared, name))
     pids = [pid for pid in pids if alive(pid)]
     files = shared_memory_files(pids)
     for pgid in groups:
@@ -172,7 +174,7 @@ def stop_all(shared: Path) -> tuple[list[SharedEngine], list[int]]:
     engines = [SharedEngine(**json.loads(p.read_text())) for p in sorted(folder.glob("*.json"))]
     stop(shared)
     groups = [int(p.read_text()) for p in folder.glob("*.pid")]
-    left = {pid for pgid in groups for pid in _group(pgid)} | set(processes_of())
+    left = {pid for pgid in groups for pid in _group(pgid)} | set(processes_of(shared))
     return engines, sorted(pid for pid in left if alive(pid))
 
 
@@ -239,7 +241,8 @@ class EngineCount(threading.Thread):
                 continue
             if self.run_marker not in environ:
                 continue
-            shared = next((e.split(b"=", 1)[1].decode() for e in environ if e.startswith(f"{MARKER}=".encode())), None)
+            marked = (e.split(b"=", 1)[1].decode() for e in environ if e.startswith(f"{MARKER}=".encode()))
+            shared = next((value.rsplit("/", 1)[-1] for value in marked), None)
             self.seen[pid] = {"kind": kind, "vision": b".venv-vision" in argv[0], "shared": shared}
 
     def summary(self) -> str:

@@ -97,8 +97,17 @@ def _gone(pid: int, seconds: float = 10) -> bool:
 
 
 def test_one_start_for_every_test_on_both_workers_then_stopped(tmp_path):
-    run = _run(tmp_path, SUITE, "-n", "2")
-    output, _ = run.communicate(timeout=300)
+    """Also: another run's shared engine (this outer suite's, say) is left alone. (Seen: a nested run ended every
+    process that carried the marker, and the outer run's Qwen3-VL server with them.)"""
+    other_run = os.environ | {"SEQCLS_TEST_SHARED_ENGINE": f"{tmp_path / 'another-run'}/toy"}
+    bystander = subprocess.Popen(["sleep", "300"], env=other_run, start_new_session=True)
+    try:
+        run = _run(tmp_path, SUITE, "-n", "2")
+        output, _ = run.communicate(timeout=300)
+        assert bystander.poll() is None, "the run ended another run's shared engine"
+    finally:
+        bystander.kill()
+        bystander.wait()
     assert run.returncode == 0, output[-3000:]
     pids = set((tmp_path / "out" / "pids").read_text().split())
     assert len(pids) == 1, f"the engine started more than once: {pids}"
