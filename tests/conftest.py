@@ -224,6 +224,10 @@ def pytest_sessionfinish(session, exitstatus):
     shared, left = engines.stop_all(SHARED)
     session.config.stash[SHARED_KEY] = shared
     orphans = engines.vllm_orphans(STARTED) if OUTERMOST else []
+    segments = engines.unmapped_shared_memory(STARTED) if OUTERMOST else []
+    for segment in segments:
+        segment.unlink(missing_ok=True)
+    session.config.stash[SEGMENTS_KEY] = segments
     for pid, _ in orphans:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
@@ -235,6 +239,7 @@ def pytest_sessionfinish(session, exitstatus):
 
 SHARED_KEY = pytest.StashKey[list]()
 LEFT_KEY = pytest.StashKey[list]()
+SEGMENTS_KEY = pytest.StashKey[list]()
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -245,6 +250,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_line(ENGINE_COUNT.summary())
     for engine in config.stash.get(SHARED_KEY, []):
         terminalreporter.write_line(f"  shared engine {engine.name}: started in {engine.seconds:.0f} s")
+    if segments := config.stash.get(SEGMENTS_KEY, None):
+        terminalreporter.write_line(f"removed {len(segments)} shared-memory segment(s) killed engines left: {segments}")
     if left := config.stash.get(LEFT_KEY, None):
         terminalreporter.write_line(f"FAILED: engine processes outlived the run (now killed): {left}", red=True)
 

@@ -196,6 +196,22 @@ def vllm_orphans(since: float) -> list[tuple[int, str]]:
     return found
 
 
+def unmapped_shared_memory(since: float) -> list[Path]:
+    """vLLM's shared-memory segments (``/dev/shm/psm_*``, 240 MiB each) made after ``since`` that no live process
+    maps any more: an engine that was killed could not remove its own. (One was left per run; which engine path
+    leaves it is not known yet.)"""
+    mapped = set()
+    for maps in Path("/proc").glob("[0-9]*/maps"):
+        with contextlib.suppress(OSError):
+            mapped.update(line.split()[-1] for line in maps.read_text().splitlines() if "/dev/shm/" in line)
+    found = []
+    for path in Path("/dev/shm").glob("psm_*"):
+        with contextlib.suppress(OSError):
+            if path.stat().st_mtime >= since and str(path) not in mapped:
+                found.append(path)
+    return found
+
+
 def _boot_time() -> float:
     for line in Path("/proc/stat").read_text().splitlines():
         if line.startswith("btime "):
