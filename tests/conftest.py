@@ -216,8 +216,8 @@ def pytest_sessionstart(session):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The controller ends the shared engines (whatever happened to the tests) and fails the run if any of their
-    processes is left."""
+    """The controller ends the shared engines (whatever happened to the tests), and fails the run if any of their
+    processes, or any orphaned vLLM process, is left; it removes vLLM's shared memory that killed engines left."""
     shutil.rmtree(os.environ["SEQCLS_CACHE"], ignore_errors=True)
     if not CONTROLLER:
         return

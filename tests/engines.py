@@ -179,9 +179,10 @@ def stop_all(shared: Path) -> tuple[list[SharedEngine], list[int]]:
 
 
 def vllm_orphans(since: float) -> list[tuple[int, str]]:
-    """vLLM's engine cores and workers started after ``since`` (a time.time()) that are still alive: they rename
-    themselves over their environment, so no marker finds them; whatever the tests started has ended by now."""
-    found = []
+    """vLLM's engine cores and workers started after ``since`` (a time.time()) whose engine is gone: parentless
+    (adopted by init), or below such a one. They rename themselves over their environment, so no marker finds them;
+    a vLLM the developer runs beside the suite keeps its parent, and is left alone."""
+    found = {}
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             name = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").strip()
@@ -192,8 +193,15 @@ def vllm_orphans(since: float) -> list[tuple[int, str]]:
             continue
         started = _boot_time() + int(stat[19]) / os.sysconf("SC_CLK_TCK")
         if started >= since:
-            found.append((int(proc.name), name))
-    return found
+            found[int(proc.name)] = (int(stat[1]), name)
+    orphans: dict[int, str] = {}
+    while True:
+        more = {
+            pid: name for pid, (ppid, name) in found.items() if pid not in orphans and (ppid == 1 or ppid in orphans)
+        }
+        if not more:
+            return sorted(orphans.items())
+        orphans |= more
 
 
 def unmapped_shared_memory(since: float) -> list[Path]:

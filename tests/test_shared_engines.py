@@ -4,6 +4,7 @@ ask for it afterwards with its log's tail, at once; and the run's end stops it, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -138,3 +139,25 @@ def test_an_interrupted_run_still_stops_the_engine(tmp_path):
     output, _ = run.communicate(timeout=120)
     assert run.returncode != 0 and "KeyboardInterrupt" in output, output[-3000:]
     assert _gone(pid), "an interrupted run left its shared engine running"
+
+
+def test_orphaned_vllm_processes_are_found_and_a_running_vllm_is_not():
+    """After a run, a ``VLLM::`` process whose engine is gone (adopted by init) is a leftover of the run; one whose
+    parent still runs (a vLLM the developer runs beside the suite) is not."""
+    import engines
+
+    since = time.time() - 1
+    started = subprocess.run(["bash", "-c", "(exec -a VLLM::EngineCore sleep 60 >/dev/null 2>&1) & echo $!; disown"],
+                             check=True, capture_output=True, text=True)  # fmt: skip
+    orphan = int(started.stdout.split()[0])
+    running = subprocess.Popen(["bash", "-c", "exec -a VLLM::Worker sleep 60"])
+    try:
+        deadline = time.monotonic() + 10
+        while orphan not in (found := dict(engines.vllm_orphans(since))) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert found.get(orphan) == "VLLM::EngineCore" and running.pid not in found, found
+    finally:
+        running.kill()
+        running.wait()
+        with contextlib.suppress(OSError):
+            os.kill(orphan, signal.SIGKILL)
