@@ -173,13 +173,13 @@ def test_vllm_backend_multi_label_generic_conversion(original, tmp_path, capsys)
     assert "verify it with --backend transformers or vllm" in capsys.readouterr().err
 
 
-def _ours(match: str) -> list:
-    """This test process's descendants whose name or command line contains ``match`` (other xdist workers' engines
-    are not ours to signal)."""
+def _ours(match: str, under=None) -> list:
+    """Descendants of ``under`` (default: this test process) whose name or command line contains ``match``: other
+    xdist workers' engines, and the shared engines this worker happened to start, are not ours to signal."""
     import psutil
 
     found = []
-    for child in psutil.Process().children(recursive=True):
+    for child in (under or psutil.Process()).children(recursive=True):
         try:
             if match in child.name() or match in " ".join(child.cmdline()):
                 found.append(child)
@@ -218,7 +218,7 @@ def test_an_engine_that_dies_under_a_waiting_client_is_a_clean_error_not_a_hang(
         assert thread.is_alive(), f"verify ended before its engine was up: {outcome}"
         time.sleep(0.2)
     [client] = _ours("converter.verify.backends.vllm_engine")
-    vllm_processes = _ours("VLLM::")
+    vllm_processes = _ours("VLLM::", under=client)
     workers = [p for p in vllm_processes if "Worker" in p.name() or "Worker" in " ".join(p.cmdline())]
     assert workers and len(vllm_processes) > len(workers), "expected an engine core and its worker(s)"
     client.send_signal(signal.SIGSTOP)
