@@ -200,9 +200,9 @@ def nothing_outlives_the_tests():
 
 @pytest.fixture(scope="session")
 def shared_engine():
-    """``shared_engine(name, start)``: the engine ``name`` of this run, started by ``start(log, env)`` on first use
+    """``shared_engine(name, argv, env=None)``: the engine ``name`` of this run, ``argv(port)`` started on first use
     (see ``engines.shared_engine``)."""
-    return lambda name, start: engines.shared_engine(SHARED, name, start)
+    return lambda name, argv, env=None: engines.shared_engine(SHARED, name, argv, env)
 
 
 ENGINE_COUNT = engines.EngineCount(f"SEQCLS_TEST_SHARED={SHARED}")

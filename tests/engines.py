@@ -20,13 +20,14 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytest
 
-from converter.verify.backends.server import healthy
+from converter.verify.backends.server import HOST, free_port, healthy
 
 MARKER = "SEQCLS_TEST_SHARED_ENGINE"
 """Every process of a shared engine carries this variable, set to ``<the run's shared folder>/<name>``: worker leak
@@ -57,18 +58,25 @@ def log_tail(log: Path | str, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def alive(pid: int) -> bool:
+def _stat(pid: int | str) -> list[str]:
+    """The fields of ``/proc/PID/stat`` after the command name (state, ppid, pgrp, ...), or none if it is gone."""
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[0]
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()
     except (OSError, IndexError):
-        return False
-    return state != "Z"
+        return []
 
 
-def shared_engine(shared: Path, name: str, start: Callable[[Path, dict], tuple[subprocess.Popen, str]]) -> SharedEngine:
-    """The engine ``name``, started by ``start(log, env)`` (which returns the process, leading its own session, and
-    the URL it will answer on) if no worker has started it yet. Fails the asking test, with the log's tail, if the
-    engine could not start or has died since."""
+def alive(pid: int) -> bool:
+    state = _stat(pid)[:1]
+    return bool(state) and state != ["Z"]
+
+
+def shared_engine(
+    shared: Path, name: str, argv: Callable[[int], list[str]], env: Mapping[str, str] | None = None
+) -> SharedEngine:
+    """The engine ``name``: ``argv(port)`` started in a process session of its own with ``env`` added, its output
+    in a log, answering on ``http://127.0.0.1:port``, unless a worker started it already. Fails the asking test,
+    with the log's tail, if the engine could not start or has died since."""
     folder = registry(shared)
     record, failed = folder / f"{name}.json", folder / f"{name}.failed"
     with open(folder / f"{name}.lock", "w") as lock:
@@ -79,9 +87,11 @@ def shared_engine(shared: Path, name: str, start: Callable[[Path, dict], tuple[s
             engine = SharedEngine(**json.loads(record.read_text()))
             check(engine)
             return engine
-        log = folder / f"{name}.log"
-        started = time.monotonic()
-        proc, url = start(log, os.environ | {MARKER: f"{shared}/{name}"})
+        log, port = folder / f"{name}.log", free_port()
+        url, started = f"http://{HOST}:{port}", time.monotonic()
+        with open(log, "w") as out:
+            proc = subprocess.Popen(argv(port), stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=os.environ | dict(env or {}) | {MARKER: f"{shared}/{name}"})  # fmt: skip
         (folder / f"{name}.pid").write_text(str(proc.pid))
         while not healthy(url):
             problem = None
@@ -132,12 +142,7 @@ def processes_of(shared: Path, name: str | None = None) -> list[int]:
 def _group(pgid: int) -> list[int]:
     """The processes of process group ``pgid``: vLLM's engine core and workers rename themselves over their
     environment, so the marker cannot find them, but they stay in the group their server leads."""
-    found = []
-    for proc in Path("/proc").glob("[0-9]*"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int((proc / "stat").read_text().rsplit(") ", 1)[1].split()[2]) == pgid:
-                found.append(int(proc.name))
-    return found
+    return [int(proc.name) for proc in Path("/proc").glob("[0-9]*") if _stat(proc.name)[2:3] == [str(pgid)]]
 
 
 def stop(shared: Path, name: str | None = None) -> list[int]:
@@ -146,10 +151,8 @@ def stop(shared: Path, name: str | None = None) -> list[int]:
     cannot remove). Returns the pids it killed."""
     from converter.verify.processes import shared_memory_files
 
-    names = [name] if name else [p.stem for p in (shared / "engines").glob("*.pid")]
-    groups = [
-        int((shared / "engines" / f"{n}.pid").read_text()) for n in names if (shared / "engines" / f"{n}.pid").exists()
-    ]
+    records = [shared / "engines" / f"{name}.pid"] if name else (shared / "engines").glob("*.pid")
+    groups = [int(record.read_text()) for record in records if record.exists()]
     pids = {pid for pgid in groups for pid in _group(pgid)} | set(processes_of(shared, name))
     pids = [pid for pid in pids if alive(pid)]
     files = shared_memory_files(pids)
@@ -186,10 +189,10 @@ def vllm_orphans(since: float) -> list[tuple[int, str]]:
     for proc in Path("/proc").glob("[0-9]*"):
         try:
             name = (proc / "cmdline").read_bytes().split(b"\0")[0].decode(errors="replace").strip()
-            stat = (proc / "stat").read_text().rsplit(") ", 1)[1].split()
-        except (OSError, IndexError):
+        except OSError:
             continue
-        if not name.startswith("VLLM::") or stat[0] == "Z":
+        stat = _stat(proc.name)
+        if not name.startswith("VLLM::") or stat[:1] in ([], ["Z"]):
             continue
         started = _boot_time() + int(stat[19]) / os.sysconf("SC_CLK_TCK")
         if started >= since:
@@ -272,9 +275,7 @@ class EngineCount(threading.Thread):
     def summary(self) -> str:
         self.sample()
         starts = list(self.seen.values())
-        kinds = {}
-        for start in starts:
-            kinds[start["kind"]] = kinds.get(start["kind"], 0) + 1
+        kinds = Counter(start["kind"] for start in starts)
         parts = [f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in sorted(kinds.items())]
         vision = sum(s["vision"] for s in starts)
         shared = sorted({s["shared"] for s in starts if s["shared"]})

@@ -29,23 +29,18 @@ import engines
 OUT = Path(os.environ["TOY_OUT"])
 
 
-def start(log, env):
+def argv(port):
     site = OUT / "site"
     site.mkdir(exist_ok=True)
     (site / "health").write_text("ok")
-    port = int(os.environ["TOY_PORT"])
-    with open(log, "w") as f:
-        print("toy engine log line", file=f, flush=True)
-        # A child without the marker, in the engine's process group, as vLLM's renamed engine core and workers are.
-        serve = f"{sys.executable} -m http.server {port} --bind 127.0.0.1 --directory {site}"
-        proc = subprocess.Popen(["sh", "-c", f"env -i sleep 600 & echo $! > {OUT}/child; exec {serve}"],
-                                stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    return proc, f"http://127.0.0.1:{port}"
+    # A child without the marker, in the engine's process group, as vLLM's renamed engine core and workers are.
+    serve = f"{sys.executable} -m http.server {port} --bind 127.0.0.1 --directory {site}"
+    return ["sh", "-c", f"echo toy engine log line; env -i sleep 600 & echo $! > {OUT}/child; exec {serve}"]
 
 
 @pytest.fixture
 def toy(shared_engine):
-    with engines.in_use(shared_engine("toy", start)) as engine:
+    with engines.in_use(shared_engine("toy", argv)) as engine:
         yield engine
 
 
@@ -75,10 +70,8 @@ def _run(tmp_path: Path, suite: str, *args: str, **env: str) -> subprocess.Popen
     (tmp_path / "test_toy.py").write_text(suite)
     out = tmp_path / "out"
     out.mkdir()
-    from converter.verify.backends.server import free_port
-
     environ = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_XDIST", "SEQCLS_TEST_SHARED"))}
-    environ |= {"TOY_OUT": str(out), "TOY_PORT": str(free_port()), **env}
+    environ |= {"TOY_OUT": str(out), **env}
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "base"),
            "-o", "addopts=", *args, str(tmp_path / "test_toy.py")]  # fmt: skip
     return subprocess.Popen(cmd, cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

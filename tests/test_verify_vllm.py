@@ -301,51 +301,34 @@ def test_ci_parity_script_reports_a_broken_original_path_as_a_finding_and_passes
     assert f"verify report: {artifacts / 'report.json'}" in capsys.readouterr().out
 
 
-def _start_original_server(src: Path):
-    """The original, served the way the seed documents it (with hf_overrides)."""
-    from converter.verify.backends.server import HOST, free_port
-    from converter.vllm_compat import engine_env, serve_argv
-
-    def start(log: Path, env: dict) -> tuple[subprocess.Popen, str]:
-        spec = EngineSpec(str(src), "float32", "cpu", QWEN3_RERANKER.vllm_hf_overrides(), max_model_len=4096)
-        port = free_port()
-        argv = serve_argv(spec, require(), host=HOST, port=port)
-        with open(log, "w") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env | engine_env("cpu"),
-                                    start_new_session=True)  # fmt: skip
-        return proc, f"http://{HOST}:{port}"
-
-    return start
-
-
-def _start_seqcls_serve(out: Path):
-    """The converted model, served by ``seqcls serve`` as users run it."""
-    from converter.verify.backends.server import HOST, free_port
-
-    def start(log: Path, env: dict) -> tuple[subprocess.Popen, str]:
-        port = free_port()
-        cmd = [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port)]
-        cmd += ["--dtype", "float32", "--max-model-len", "4096", "--gpu-memory-utilization", "0.1"]
-        with open(log, "w") as f:
-            proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        return proc, f"http://{HOST}:{port}"
-
-    return start
-
-
 @pytest.fixture
 def original_server(original, shared_engine):
     """The session's server of the tied bf16 original (seed overrides), shared by every test that asks."""
+    from converter.verify.backends.server import HOST
+    from converter.vllm_compat import engine_env, serve_argv
+
     src = original("tied-bf16-single")
-    with engines.in_use(shared_engine("qwen3-original-server", _start_original_server(src))) as engine:
+    spec = EngineSpec(str(src), "float32", "cpu", QWEN3_RERANKER.vllm_hf_overrides(), max_model_len=4096)
+
+    def argv(port: int) -> list[str]:
+        return serve_argv(spec, require(), host=HOST, port=port)
+
+    with engines.in_use(shared_engine("qwen3-original-server", argv, engine_env("cpu"))) as engine:
         yield src, engine.url
 
 
 @pytest.fixture
 def converted_server(pair_of, shared_engine):
     """The session's ``seqcls serve`` of that original's conversion, shared by every test that asks."""
+    from converter.verify.backends.server import HOST
+
     src, out = pair_of("tied-bf16-single")
-    with engines.in_use(shared_engine("qwen3-converted-server", _start_seqcls_serve(out))) as engine:
+
+    def argv(port: int) -> list[str]:
+        return [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port), "--dtype",
+                "float32", "--max-model-len", "4096", "--gpu-memory-utilization", "0.1"]  # fmt: skip
+
+    with engines.in_use(shared_engine("qwen3-converted-server", argv)) as engine:
         yield src, engine.url, Path(engine.log)
 
 

@@ -100,18 +100,12 @@ def test_the_cards_transformers_snippet_runs(vl_pair_of, tmp_path):
 def vl_converted_server(vl_pair_of, shared_engine):
     """``seqcls serve`` of the untied (8B-like) conversion, the real vLLM server with no overrides: the session's
     shared Qwen3-VL server."""
-    from converter.verify.backends.server import free_port
-
     src, out = vl_pair_of(UNTIED)
 
-    def start(log: Path, env: dict) -> tuple[subprocess.Popen, str]:
-        port = free_port()
-        argv = [str(VISION_PYTHON), "-m", "converter", "serve", str(out), "--port", str(port), "--host", "127.0.0.1"]
-        with open(log, "w") as f:
-            proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, env=env, start_new_session=True)
-        return proc, f"http://127.0.0.1:{port}"
+    def argv(port: int) -> list[str]:
+        return [str(VISION_PYTHON), "-m", "converter", "serve", str(out), "--port", str(port), "--host", "127.0.0.1"]
 
-    with engines.in_use(shared_engine("qwen3-vl-converted-server", start)) as engine:
+    with engines.in_use(shared_engine("qwen3-vl-converted-server", argv)) as engine:
         yield src, out, engine.url
 
 
