@@ -237,6 +237,17 @@ def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SHARED, ignore_errors=True)
 
 
+WORKER_SPANS: dict[str, list[float]] = {}
+"""Per xdist worker, when its first test started and its last ended: a worker that ends long before the other is the
+budget's waste, and the order of the tests is what decides it."""
+
+
+def pytest_runtest_logreport(report):
+    if CONTROLLER and (node := getattr(report, "node", None)) is not None:
+        span = WORKER_SPANS.setdefault(node.gateway.id, [report.start, report.stop])
+        span[0], span[1] = min(span[0], report.start), max(span[1], report.stop)
+
+
 SHARED_KEY = pytest.StashKey[list]()
 LEFT_KEY = pytest.StashKey[list]()
 SEGMENTS_KEY = pytest.StashKey[list]()
@@ -250,6 +261,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     terminalreporter.write_line(ENGINE_COUNT.summary())
     for engine in config.stash.get(SHARED_KEY, []):
         terminalreporter.write_line(f"  shared engine {engine.name}: started in {engine.seconds:.0f} s")
+    if len(WORKER_SPANS) > 1:
+        last = max(stop for _, stop in WORKER_SPANS.values())
+        terminalreporter.write_line("workers: " + ", ".join(
+            f"{worker} ran {stop - start:.0f} s, idle {last - stop:.0f} s at the end"
+            for worker, (start, stop) in sorted(WORKER_SPANS.items())))  # fmt: skip
     if segments := config.stash.get(SEGMENTS_KEY, None):
         terminalreporter.write_line(f"removed {len(segments)} shared-memory segment(s) killed engines left: {segments}")
     if left := config.stash.get(LEFT_KEY, None):
