@@ -17,6 +17,7 @@ from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
 from .recipes import original_recipe, recipe_for_converted
 from .templates import SCORE_TEMPLATE_FILE
+from .truncation import check_max_length
 from .vllm_compat import (
     EngineSpec,
     VllmInstall,
@@ -60,6 +61,8 @@ def serve_command(
     preset: str | None = None,
 ) -> ServeCommand:
     """``preset`` names the family of an original whose name does not (as for ``convert``)."""
+    if max_model_len is not None:
+        check_max_length(max_model_len, "--max-model-len")
     folder = Path(checkpoint)
     config = read_config(folder)
     archs = config.get("architectures") or []
@@ -138,6 +141,8 @@ def llama_server_command(
     slot. More slots need a context that many times larger."""
     from .export.gguf import read_exported
 
+    if max_model_len is not None:
+        check_max_length(max_model_len, "--max-model-len")
     exported = read_exported(gguf_file)
     longest = max_model_len or MAX_PROMPT_TOKENS
     argv = [LLAMA_SERVER, "-m", str(gguf_file), "--reranking", "--ctx-size", str(longest), "--batch-size",

@@ -16,6 +16,7 @@ from ..media import max_pixels
 from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set, vision_pairs
 from ..recipes import Recipe, recipe_for_converted
 from ..source import resolve_source
+from ..truncation import check_fits_template, check_max_length
 from . import cache
 from .backends import BACKENDS, ENGINE_BACKENDS, BackendRun, Settings, Side, backend_class
 from .backends.base import load_tokenizer
@@ -106,6 +107,8 @@ def verify(
         raise SeqclsError(f"unknown backend {o.backend!r}; choose one of {', '.join(BACKENDS)}")
     if o.device not in DEVICES or o.dtype not in DTYPES:
         raise SeqclsError(f"--device must be one of {DEVICES} and --dtype one of {DTYPES}")
+    if o.max_length is not None:
+        check_max_length(o.max_length)
     if o.chunk < 1:
         raise SeqclsError(f"the chunk of pairs sent at a time must be at least 1, not {o.chunk}")
     if o.timeout <= 0:
@@ -117,7 +120,9 @@ def verify(
     card = (o.card or _gguf_card(converted) if gguf_type else converted) if o.update_card else None
     overrides = _original_overrides(o, original, config)
     longest = recipe.language_settings(config).get("max_position_embeddings")
-    limit = o.max_length or min(longest or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
+    limit = o.max_length if o.max_length is not None else min(longest or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
+    if not recipe.multimodal:
+        check_fits_template(load_tokenizer(original), recipe, limit)
     if pairs is None and o.pairs_file:
         pixels = max_pixels(original) if recipe.multimodal else None
         loaded = load_pair_set(Path(o.pairs_file), o.split, Path(o.run_file) if o.run_file else None, pixels)

@@ -1,0 +1,99 @@
+"""Long documents, cut as the reference cuts them: the document loses its end, the instruction, the query and the
+prompt's suffix (the yes/no question the head reads) are kept whole.
+
+An engine that cuts the prompt's end instead scores a prompt the model never saw; one that refuses gives an error
+where a score was expected. A client that cannot rely on its engine cuts the document here first, as text, and
+sends the result: the engine then gets a prompt that fits."""
+
+from __future__ import annotations
+
+from .errors import SeqclsError
+from .recipes import Recipe
+from .reference import MAX_LENGTH
+
+
+def check_max_length(max_length: int, option: str = "--max-length") -> int:
+    if max_length <= 0:
+        raise SeqclsError(f"{option} must be a positive number of tokens, not {max_length}")
+    return max_length
+
+
+def template_length(tokenizer, recipe: Recipe, query: str = "", instruction: str | None = None) -> int:
+    """Tokens the prompt takes with an empty document: what no document can have."""
+    bos = 1 if recipe.bos else 0
+    if not recipe.has_prompt:
+        return bos + len(tokenizer(query, add_special_tokens=False)["input_ids"])
+    pieces = recipe.render_pieces(query, "", instruction)
+    document = _document_piece(recipe)
+    head, _ = recipe.pieces[document].split("{document}", 1)
+    pieces[document] = head.format(**_fields(recipe, query, instruction))
+    return bos + sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in pieces)
+
+
+def check_fits_template(tokenizer, recipe: Recipe, max_length: int, option: str = "--max-length") -> None:
+    """``max_length`` must leave room for a document after the template (with the default instruction)."""
+    own = template_length(tokenizer, recipe)
+    if check_max_length(max_length, option) <= own:
+        raise SeqclsError(
+            f"{option} {max_length} is not longer than the {recipe.title} prompt's own {own} tokens; "
+            f"give at least {own + 1}"
+        )
+
+
+def cut_document(
+    tokenizer, recipe: Recipe, query: str, document: str, instruction: str | None = None, max_length: int = MAX_LENGTH
+) -> str:
+    """``document`` cut so that the pair's prompt fits ``max_length`` tokens as the reference's does: the document's
+    piece keeps its first tokens and loses the rest, and the text returned is exactly those tokens' characters. Where
+    the reference keeps the document whole, it comes back unchanged. A query (with its instruction and the
+    template) that leaves no room for any document is an error: the reference would score a prompt without one."""
+    check_max_length(max_length)
+    bos = 1 if recipe.bos else 0
+    if recipe.has_prompt:
+        index = _document_piece(recipe)
+        pieces = recipe.render_pieces(query, document, instruction)
+        others = sum(
+            len(tokenizer(p, add_special_tokens=False)["input_ids"]) for i, p in enumerate(pieces) if i != index
+        )
+        head = recipe.pieces[index].split("{document}", 1)[0].format(**_fields(recipe, query, instruction))
+        piece = pieces[index]
+    else:
+        others, head, piece = 0, query, query + document
+    budget = max_length - bos - others
+    encoded = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
+    if len(encoded["input_ids"]) <= budget:
+        return document
+    start, head_length = len(head), len(tokenizer(head, add_special_tokens=False)["input_ids"])
+    if budget <= head_length:
+        raise SeqclsError(
+            f"the query and the prompt around it take {max_length - budget + head_length} tokens, leaving no room "
+            f"for a document in {max_length}; shorten the query or raise the length"
+        )
+    end = encoded["offset_mapping"][budget - 1][1]
+    while end > start:
+        cut = piece[:end]
+        if len(tokenizer(cut, add_special_tokens=False)["input_ids"]) <= budget:
+            return document[: end - start]
+        end = max(e for s, e in encoded["offset_mapping"] if e < end) if end > start else start
+    return ""
+
+
+def document_token_limit(
+    tokenizer, recipe: Recipe, query: str, instruction: str | None = None, max_length: int = MAX_LENGTH
+) -> int:
+    """A ``max_tokens_per_doc`` for vLLM's ``/score`` and ``/v1/rerank`` with this query: a prompt cut by it always
+    fits ``max_length`` and keeps its suffix. vLLM counts a document's own tokens, the reference counts them after the
+    template's text before it (``<Document>: ``), where the first word takes the space: so vLLM's cut falls a token
+    or two before the reference's for most documents (measured on the real vocabulary). ``cut_document`` is exact."""
+    own = template_length(tokenizer, recipe, query, instruction)
+    if max_length - own <= 0:
+        raise SeqclsError(f"the query and the prompt around it take {own} tokens, leaving none of {max_length}")
+    return max_length - own
+
+
+def _document_piece(recipe: Recipe) -> int:
+    return next(i for i, piece in enumerate(recipe.pieces) if "{document}" in piece)
+
+
+def _fields(recipe: Recipe, query: str, instruction: str | None) -> dict:
+    return {"query": recipe.side_text(query), "instruction": recipe.instruction_text(instruction), "document": ""}
