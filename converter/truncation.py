@@ -48,18 +48,14 @@ def cut_document(
     the reference keeps the document whole, it comes back unchanged. A query (with its instruction and the
     template) that leaves no room for any document is an error: the reference would score a prompt without one."""
     check_max_length(max_length)
-    bos = 1 if recipe.bos else 0
-    if recipe.has_prompt:
-        index = _document_piece(recipe)
-        pieces = recipe.render_pieces(query, document, instruction)
-        others = sum(
-            len(tokenizer(p, add_special_tokens=False)["input_ids"]) for i, p in enumerate(pieces) if i != index
-        )
-        head = recipe.pieces[index].split("{document}", 1)[0].format(**_fields(recipe, query, instruction))
-        piece = pieces[index]
-    else:
-        others, head, piece = 0, query, query + document
-    budget = max_length - bos - others
+    if not recipe.has_prompt:
+        raise SeqclsError(f"{recipe.title} has no known prompt format, so where its reference cuts is not known")
+    index = _document_piece(recipe)
+    pieces = recipe.render_pieces(query, document, instruction)
+    others = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for i, p in enumerate(pieces) if i != index)
+    head = recipe.pieces[index].split("{document}", 1)[0].format(**_fields(recipe, query, instruction))
+    piece = pieces[index]
+    budget = max_length - (1 if recipe.bos else 0) - others
     encoded = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
     if len(encoded["input_ids"]) <= budget:
         return document
@@ -74,7 +70,7 @@ def cut_document(
         cut = piece[:end]
         if len(tokenizer(cut, add_special_tokens=False)["input_ids"]) <= budget:
             return document[: end - start]
-        end = max(e for s, e in encoded["offset_mapping"] if e < end) if end > start else start
+        end = max((e for _, e in encoded["offset_mapping"] if e < end), default=start)
     return ""
 
 

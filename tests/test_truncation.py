@@ -11,7 +11,7 @@ from test_bad_input import refuse
 
 from converter.errors import SeqclsError
 from converter.pairs import LONG_FILLER, Pair
-from converter.recipes import MXBAI_RERANK_V2, QWEN3_RERANKER
+from converter.recipes import MXBAI_RERANK_V2, QWEN3_RERANKER, generic_recipe
 from converter.reference import iter_official
 from converter.truncation import cut_document, document_token_limit, template_length
 from converter.verify.backends.base import load_tokenizer
@@ -70,6 +70,9 @@ def test_a_query_that_leaves_no_room_is_an_error(tokenizer):
         cut_document(tokenizer, QWEN3_RERANKER, "why " * 200, "a document", max_length=100)
     with pytest.raises(SeqclsError, match="must be a positive number of tokens"):
         cut_document(tokenizer, QWEN3_RERANKER, QUERY, "a document", max_length=0)
+    generic = generic_recipe("Qwen3ForCausalLM", ("yes",), "no_post_processing")
+    with pytest.raises(SeqclsError, match="no known prompt format"):
+        cut_document(tokenizer, generic, QUERY, "a document", max_length=100)
 
 
 @pytest.mark.vllm
