@@ -136,12 +136,25 @@ class Recipe:
     def side_text(self, text: str) -> str:
         return text or self.empty_side or ""
 
+    def _fields(self, query: str, document: str, instruction: str | None) -> dict:
+        return {"query": self.side_text(query), "document": self.side_text(document),
+                "instruction": self.instruction_text(instruction)}  # fmt: skip
+
     def render_pieces(self, query: str, document: str, instruction: str | None = None) -> list[str]:
         if self.pieces is None:
             return [query, document]
-        fields = {"query": self.side_text(query), "document": self.side_text(document)}
-        fields["instruction"] = self.instruction_text(instruction)
+        fields = self._fields(query, document, instruction)
         return [piece.format(**fields) for piece in self.pieces]
+
+    @property
+    def document_piece(self) -> int:
+        """Index of the piece that holds ``{document}``: the one the reference cuts when a pair is too long."""
+        return next(i for i, piece in enumerate(self.pieces) if "{document}" in piece)
+
+    def document_head(self, query: str, instruction: str | None = None) -> str:
+        """The document piece's text before the document (``<Document>: ``), which no cut removes."""
+        head = self.pieces[self.document_piece].split("{document}", 1)[0]
+        return head.format(**self._fields(query, "", instruction))
 
     def format_query(self, query: str, instruction: str | None = None) -> str:
         """The query half of the official prompt, as the seed sends it to vLLM's score and rerank APIs."""

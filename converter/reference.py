@@ -78,7 +78,7 @@ def iter_official(
             ]
             continue
         bos = [tokenizer.bos_token_id] if recipe.bos else []
-        document_piece = next(i for i, piece in enumerate(recipe.pieces) if "{document}" in piece)
+        document_piece = recipe.document_piece
         rendered = [recipe.render_pieces(p.query, p.document, p.instruction) for p in chunk]
         by_piece = [
             tokenizer([texts[k] for texts in rendered], add_special_tokens=False)["input_ids"]

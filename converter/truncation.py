@@ -22,12 +22,10 @@ def template_length(tokenizer, recipe: Recipe, query: str = "", instruction: str
     """Tokens the prompt takes with an empty document: what no document can have."""
     bos = 1 if recipe.bos else 0
     if not recipe.has_prompt:
-        return bos + len(tokenizer(query, add_special_tokens=False)["input_ids"])
+        return bos + _length(tokenizer, query)
     pieces = recipe.render_pieces(query, "", instruction)
-    document = _document_piece(recipe)
-    head, _ = recipe.pieces[document].split("{document}", 1)
-    pieces[document] = head.format(**_fields(recipe, query, instruction))
-    return bos + sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in pieces)
+    pieces[recipe.document_piece] = recipe.document_head(query, instruction)
+    return bos + sum(_length(tokenizer, p) for p in pieces)
 
 
 def check_fits_template(tokenizer, recipe: Recipe, max_length: int, option: str = "--max-length") -> None:
@@ -50,25 +48,20 @@ def cut_document(
     check_max_length(max_length)
     if not recipe.has_prompt:
         raise SeqclsError(f"{recipe.title} has no known prompt format, so where its reference cuts is not known")
-    index = _document_piece(recipe)
-    pieces = recipe.render_pieces(query, document, instruction)
-    others = sum(len(tokenizer(p, add_special_tokens=False)["input_ids"]) for i, p in enumerate(pieces) if i != index)
-    head = recipe.pieces[index].split("{document}", 1)[0].format(**_fields(recipe, query, instruction))
-    piece = pieces[index]
-    budget = max_length - (1 if recipe.bos else 0) - others
+    own, head = template_length(tokenizer, recipe, query, instruction), recipe.document_head(query, instruction)
+    budget = max_length - own + _length(tokenizer, head)
+    piece = recipe.render_pieces(query, document, instruction)[recipe.document_piece]
     encoded = tokenizer(piece, add_special_tokens=False, return_offsets_mapping=True)
     if len(encoded["input_ids"]) <= budget:
         return document
-    start, head_length = len(head), len(tokenizer(head, add_special_tokens=False)["input_ids"])
-    if budget <= head_length:
+    if max_length <= own:
         raise SeqclsError(
-            f"the query and the prompt around it take {max_length - budget + head_length} tokens, leaving no room "
-            f"for a document in {max_length}; shorten the query or raise the length"
+            f"the query and the prompt around it take {own} tokens, leaving no room for a document in {max_length}; "
+            "shorten the query or raise the length"
         )
-    end = encoded["offset_mapping"][budget - 1][1]
+    start, end = len(head), encoded["offset_mapping"][budget - 1][1]
     while end > start:
-        cut = piece[:end]
-        if len(tokenizer(cut, add_special_tokens=False)["input_ids"]) <= budget:
+        if _length(tokenizer, piece[:end]) <= budget:
             return document[: end - start]
         end = max((e for _, e in encoded["offset_mapping"] if e < end), default=start)
     return ""
@@ -87,9 +80,5 @@ def document_token_limit(
     return max_length - own
 
 
-def _document_piece(recipe: Recipe) -> int:
-    return next(i for i, piece in enumerate(recipe.pieces) if "{document}" in piece)
-
-
-def _fields(recipe: Recipe, query: str, instruction: str | None) -> dict:
-    return {"query": recipe.side_text(query), "instruction": recipe.instruction_text(instruction), "document": ""}
+def _length(tokenizer, text: str) -> int:
+    return len(tokenizer(text, add_special_tokens=False)["input_ids"])

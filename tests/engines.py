@@ -211,14 +211,13 @@ def unmapped_shared_memory(since: float) -> list[Path]:
     """vLLM's shared-memory segments (``/dev/shm/psm_*``, 240 MiB each) made after ``since`` that no live process
     maps any more: an engine that was killed could not remove its own. (One was left per run; which engine path
     leaves it is not known yet.)"""
-    mapped = set()
-    for maps in Path("/proc").glob("[0-9]*/maps"):
-        with contextlib.suppress(OSError):
-            mapped.update(line.split()[-1] for line in maps.read_text().splitlines() if "/dev/shm/" in line)
+    from converter.verify.processes import shared_memory_files
+
+    mapped = shared_memory_files([int(proc.name) for proc in Path("/proc").glob("[0-9]*")])
     found = []
     for path in Path("/dev/shm").glob("psm_*"):
         with contextlib.suppress(OSError):
-            if path.stat().st_mtime >= since and str(path) not in mapped:
+            if path.stat().st_mtime >= since and path not in mapped:
                 found.append(path)
     return found
 
