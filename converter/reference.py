@@ -91,17 +91,31 @@ def iter_official(
             yield bos + [i for x in pieces for i in x]
 
 
+def batch_tokens(batch_size: int) -> int:
+    """The padded tokens a batch of prompts sorted by length may hold: ``batch_size`` rows of
+    ``TOKENS_PER_ROW``. Short prompts fill ``batch_size`` rows; a long one takes fewer companions, so one document
+    of 8,192 tokens does not pad seven short ones to its length (the work and memory of eight)."""
+    return batch_size * TOKENS_PER_ROW
+
+
+TOKENS_PER_ROW = 1024
+
+
 def _batches(ids: Iterable[list[int]], pad_id: int, side: str, batch_size: int, by_length: bool = True):
     """Padded batches, each with its prompts' positions in ``ids``. ``by_length``: within each window of ``CHUNK``
     prompts, batches are cut from the prompts sorted by length, so that a batch pads to a length its prompts
-    share (documents of real data vary by 10x); memory stays bounded by the window."""
+    share (documents of real data vary by 10x), and holds at most ``batch_tokens`` padded tokens (a prompt longer
+    than that alone); memory stays bounded by the window. Else ``batch_size`` prompts at a time, in input order."""
     import torch
 
     ids, start = iter(ids), 0
     while window := list(itertools.islice(ids, CHUNK if by_length else batch_size)):
-        order = sorted(range(len(window)), key=lambda i: len(window[i])) if by_length else list(range(len(window)))
-        for at in range(0, len(order), batch_size):
-            members = order[at : at + batch_size]
+        if by_length:
+            order = sorted(range(len(window)), key=lambda i: len(window[i]))
+            groups = _by_budget(order, [len(x) for x in window], batch_size, batch_tokens(batch_size))
+        else:
+            groups = [list(range(len(window)))]
+        for members in groups:
             _trim_heap()
             chunk = [window[i] for i in members]
             width = max(len(x) for x in chunk)
@@ -114,6 +128,18 @@ def _batches(ids: Iterable[list[int]], pad_id: int, side: str, batch_size: int, 
             last = width - 1 - mask.flip(-1).argmax(-1)
             yield input_ids, mask, last, torch.tensor(members, dtype=torch.long) + start
         start += len(window)
+
+
+def _by_budget(order: list[int], lengths: list[int], batch_size: int, budget: int) -> list[list[int]]:
+    """``order`` (ascending length) cut into batches of at most ``batch_size`` rows and ``budget`` padded tokens."""
+    groups: list[list[int]] = []
+    for i in order:
+        group = groups[-1] if groups else None
+        if group is None or len(group) == batch_size or (len(group) + 1) * lengths[i] > budget:
+            groups.append([i])
+        else:
+            group.append(i)
+    return groups
 
 
 def _in_input_order(rows: list, positions: list, labels: int):

@@ -78,6 +78,23 @@ def test_length_batching_keeps_input_order_and_cuts_padding():
     assert padding[True] < padding[False] / 3
 
 
+def test_a_long_prompt_does_not_pad_short_ones_to_its_length():
+    """Batches sorted by length hold at most ``batch_tokens`` padded tokens: a prompt near the model length takes
+    fewer companions (or none), where a plain cut of eight would pad seven short prompts to its length."""
+    from converter.reference import _batches, batch_tokens
+
+    ids = [[7] * n for n in (5, 2000, 5, 5, 1500, 5, 5, 900)]
+    batches = list(_batches(ids, 0, "left", 3, True))
+    assert [tuple(int(m.sum()) for m in mask) for _, mask, _, _ in batches] == [
+        (5, 5, 5),
+        (5, 5, 900),
+        (1500,),
+        (2000,),
+    ]
+    assert all(m.numel() <= batch_tokens(3) or len(m) == 1 for _, m, _, _ in batches)
+    assert sorted(int(i) for *_, at in batches for i in at) == list(range(len(ids)))
+
+
 def test_length_batching_gives_each_pair_its_own_score(original):
     """Scores batched by length, in file order and one pair at a time agree in input order (fp32, mixed lengths)."""
     src = original("untied-fp32-single")

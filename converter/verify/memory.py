@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import SeqclsError
 from ..io.checkpoint import open_checkpoint
+from ..reference import batch_tokens
 from ..source import snapshot_root
 
 ITEMSIZE = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -32,7 +33,8 @@ class Need:
 
 def estimate(folder: Path, dtype: str, batch_size: int, longest: int, logits_width: int = 1) -> Need:
     """``longest``: tokens of the longest prompt; ``logits_width``: output columns per row (the vocabulary for an
-    original scored at its last position, the labels for a classifier)."""
+    original scored at its last position, the labels for a classifier). Batches are cut by length and padded tokens
+    (``reference.batch_tokens``), so a long prompt does not count ``batch_size`` times."""
     checkpoint = open_checkpoint(folder, snapshot_root(Path(folder)))
     config = checkpoint.config.get("text_config", checkpoint.config)
     numel = 0
@@ -43,7 +45,7 @@ def estimate(folder: Path, dtype: str, batch_size: int, longest: int, logits_wid
         numel += count
     hidden = int(config.get("hidden_size") or 0)
     intermediate = int(config.get("intermediate_size") or 4 * hidden)
-    rows = batch_size * longest
+    rows = min(batch_size * longest, max(batch_tokens(batch_size), longest))
     # one layer's hidden states, attention projections and MLP at a time (no KV cache kept), and the logits in fp32
     activations = rows * (4 * hidden + 3 * intermediate) * ITEMSIZE[dtype] + batch_size * logits_width * 4
     return Need(numel * ITEMSIZE[dtype], activations)

@@ -7,6 +7,7 @@ import functools
 from collections.abc import Iterable
 
 from ...io.checkpoint import read_config
+from ...reference import batch_tokens
 from ..digests import PromptDigests
 from .base import (
     OFFICIAL,
@@ -77,6 +78,7 @@ class TransformersBackend:
         return {
             "token_ids": self._prompts(which).key(), "label_ids": list(self.label_ids), "method": s.recipe.method,
             "pad_id": self.pad_id, "dtype": s.dtype, "batch_size": s.batch_size,
+            "batch_tokens": batch_tokens(s.batch_size),
         }  # fmt: skip
 
     def score(self, which: str) -> Side:
