@@ -8,7 +8,7 @@ length against batched in file order, side by side.
 Real evaluation sets mix documents whose lengths vary by 10x or more; batches cut in file order pad every prompt to
 the longest of its batch. seqcls' reference scoring (``converter.reference``) sorts each window of 256 prompts by
 length before it cuts batches, and puts the scores back in input order. Both ways score the same converted checkpoint
-(synthesized, random weights of the real shape, see bench_convert.py) on the same ids: official prompts whose
+(synthesized, random weights of the real shape, see bench_shapes.py) on the same ids: official prompts whose
 documents are drawn log-uniform between --shortest and --longest tokens. Each way runs in its own process, the two
 interleaved in an order that alternates every run. Reported: medians of real (unpadded) tokens/s and pairs/s, the
 padding share, peak RSS, and the largest score difference between the two (it must be within float32 noise).
@@ -54,14 +54,14 @@ def padded_tokens(ids: list[list[int]], batch: int, by_length: bool) -> int:
 
 def prepare(args: argparse.Namespace) -> tuple[Path, Path, int]:
     sys.path.insert(0, str(ROOT / "scripts"))
-    import bench_convert
+    import bench_shapes
     from transformers import AutoTokenizer
 
     from converter.pairs import LONG_FILLER, RANKING, Pair
     from converter.recipes import QWEN3_RERANKER
     from converter.reference import encode_official
 
-    original, converted = bench_convert.synthesized_conversion(args.shape, args.workdir)
+    original, converted = bench_shapes.synthesized_conversion(args.shape, args.workdir)
     tokenizer = AutoTokenizer.from_pretrained(original)
     filler = tokenizer.encode(LONG_FILLER * (args.longest // 30 + 2))
     rng = random.Random(0)
@@ -109,7 +109,7 @@ def main() -> None:
             print(f"run {run + 1}/{args.runs}: {way} {results[way][-1]['seconds']:.1f} s", file=sys.stderr)
     text = report(args, json.loads(ids_file.read_text()), results)
     out = args.out or (args.workdir / "batching.md" if args.quick else ROOT / "docs" / "benchmarks.md")
-    from bench_convert import write_section
+    from bench_common import write_section
 
     write_section(out, "batching", text)
     print(text)
@@ -118,7 +118,7 @@ def main() -> None:
 
 def report(args: argparse.Namespace, ids: list[list[int]], results: dict[str, list[dict]]) -> str:
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_convert import machine
+    from bench_common import machine
 
     real = sum(map(len, ids))
     lengths = sorted(map(len, ids))

@@ -5,7 +5,7 @@ throughput of the exported types against transformers on the converted checkpoin
     .venv/bin/python scripts/bench_gguf.py                 # 0.6B and 8B export, 0.6B scoring; writes docs/benchmarks.md
     .venv/bin/python scripts/bench_gguf.py --quick         # tiny shape, 1 run, outputs in --workdir (the smoke test)
 
-Checkpoints are synthesized once (random bf16, scripts/bench_convert.py) into --workdir (default bench/) and
+Checkpoints are synthesized once (random bf16, scripts/bench_shapes.py) into --workdir (default bench/) and
 converted by seqcls. Export and copy run interleaved, each in its own process with `sync` after it; peak RSS is the
 largest resident set of the process tree. Scoring runs each engine on the same pairs in an order rotated every run;
 tables report medians and ratios from the same run.
@@ -23,7 +23,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_convert import _du, machine, run_once, synthesized_conversion, write_section
+from bench_common import du, machine, run_once, write_section
+from bench_shapes import synthesized_conversion
 
 ROOT = Path(__file__).resolve().parents[1]
 SCORED_TYPES = ("f16", "q8_0", "q4_k_m")
@@ -47,10 +48,10 @@ def bench_export(shape: str, workdir: Path, runs: int) -> dict:
             seconds, rss = run_once(methods[method], workdir)
             results[method]["seconds"].append(seconds)
             results[method]["rss"].append(rss)
-            results[method]["bytes"].append(_du(out))
+            results[method]["bytes"].append(du(out))
             print(f"{shape} run {i + 1}/{runs}: {method} {seconds:.1f} s, {rss / 2**20:.0f} MiB", file=sys.stderr)
     shutil.rmtree(out, ignore_errors=True)
-    return {"shape": shape, "source_bytes": _du(converted), "runs": runs, "methods": results}
+    return {"shape": shape, "source_bytes": du(converted), "runs": runs, "methods": results}
 
 
 def pairs(n: int, words: int) -> list[tuple[str, str]]:

@@ -11,7 +11,7 @@ Methods, on the same pairs (the official prompt, padded left), batch and dtype:
 - ``logits_to_keep=1``: the original computing the last position's logits only;
 - ``converted``: the converted ``*ForSequenceClassification`` checkpoint and a sigmoid.
 
-Checkpoints are synthesized (random finite bf16 of the real Qwen3-Reranker shape, see bench_convert.py) into
+Checkpoints are synthesized (random finite bf16 of the real Qwen3-Reranker shape, see bench_shapes.py) into
 --workdir and converted with seqcls. Each method runs in its own process, the methods interleaved in an order rotated
 every run; one warm-up batch is not timed. Peak memory is the process's peak RSS on CPU, and
 ``torch.cuda.max_memory_allocated`` on CUDA. Results: medians (pairs/s) with min-max, ratios to the model card's
@@ -111,14 +111,14 @@ def worker(args: argparse.Namespace) -> None:
 def prepare(args: argparse.Namespace) -> tuple[Path, Path, Path, list[int], int]:
     """The shape's original and its conversion, and the pairs' token ids (official prompt, ~``tokens`` each)."""
     sys.path.insert(0, str(ROOT / "scripts"))
-    import bench_convert
+    import bench_shapes
     from transformers import AutoTokenizer
 
     from converter.pairs import RANKING
     from converter.recipes import QWEN3_RERANKER
     from converter.reference import encode_official
 
-    original, converted = bench_convert.synthesized_conversion(args.shape, args.workdir)
+    original, converted = bench_shapes.synthesized_conversion(args.shape, args.workdir)
     tokenizer = AutoTokenizer.from_pretrained(original)
     filler = " ".join(p.document for p in RANKING)
     pairs = []
@@ -181,7 +181,7 @@ def main() -> None:
 
 def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> str:
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_convert import machine
+    from bench_common import machine
 
     def rate(r: dict) -> float:
         return args.pairs / r["seconds"]

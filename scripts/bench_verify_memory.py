@@ -166,7 +166,7 @@ def main() -> None:
             print(f"run {run + 1}/{args.runs}: {n} pairs{label}, peak RSS {got['peak_bytes'] / 2**20:.0f} MiB (tree "
                   f"{got['tree_peak_bytes'] / 2**20:.0f} MiB), {got['seconds']:.0f} s", file=sys.stderr)  # fmt: skip
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_convert import write_section
+    from bench_common import write_section
 
     if args.onednn_caches:
         text = onednn_report(args, sizes, results)
@@ -182,7 +182,7 @@ def main() -> None:
 
 
 def onednn_report(args: argparse.Namespace, sizes: list[int], results: dict[tuple[int, str], list[dict]]) -> str:
-    from bench_convert import machine
+    from bench_common import machine
 
     from converter.vllm_compat import ONEDNN_CACHE_VARIABLES
 
@@ -317,7 +317,7 @@ def engines_malloc(backend: str) -> str:
 
 def report(args: argparse.Namespace, sizes: list[int], results: dict[int, list[dict]]) -> str:
     sys.path.insert(0, str(ROOT / "scripts"))
-    from bench_convert import machine
+    from bench_common import machine
 
     def mib(n: int, key: str) -> float:
         return statistics.median(r[key] for r in results[n]) / 2**20

@@ -147,7 +147,7 @@ def main() -> None:
             print(f"run {run + 1}/{args.runs}: {kind} {json.dumps(got)}", file=sys.stderr)
     text = report(args, results)
     out = args.out or ROOT / "docs" / "benchmarks.md"
-    from bench_convert import write_section
+    from bench_common import write_section
 
     write_section(out, "verify-vllm", text)
     print(text)
@@ -156,7 +156,7 @@ def main() -> None:
 
 def compare_mallocs(args: argparse.Namespace, original: Path, converted: Path, pairs: Path) -> None:
     """Bare ``LLM.score`` of each side under each allocator, alternated run by run; medians and ratios to the first."""
-    from bench_convert import machine, write_section
+    from bench_common import machine, write_section
 
     cases = [(side, m) for side in ("original", "converted") for m in args.mallocs]
     got: dict[tuple[str, str], list[dict]] = {case: [] for case in cases}
@@ -191,7 +191,7 @@ def compare_mallocs(args: argparse.Namespace, original: Path, converted: Path, p
 
 
 def report(args: argparse.Namespace, results: dict[str, list[dict]]) -> str:
-    from bench_convert import machine
+    from bench_common import machine
 
     def med(values) -> float:
         return statistics.median(list(values))

@@ -131,6 +131,26 @@ def copy_of(original, tmp_path):
     return get
 
 
+@pytest.fixture
+def swapped(pair_of, tmp_path):
+    """A converted checkpoint whose head was built from swapped label tokens, and whose score template formats
+    pre-formatted input a second time (as templates did before they recognised it): the planted faults of the
+    vllm and server backends (tests/test_verify_vllm.py, tests/test_server_vllm.py)."""
+    from helpers import load_all, rewrite_tensor
+
+    from converter import convert
+
+    src, good = pair_of("tied-bf16-single")
+    bad = tmp_path / "swapped"
+    convert(src, bad)
+    rewrite_tensor(bad, "score.weight", -load_all(good)["score.weight"])
+    template = bad / "score_template.jinja"
+    text = template.read_text()
+    assert text.count(" if (ns.") == 2
+    template.write_text(text.replace(" if (ns.", " if false and (ns."))
+    return src, bad
+
+
 def pytest_collection_modifyitems(config, items):
     """Skips what this host cannot run, and puts the long tests (vLLM, then other slow ones) first, in their own
     order, so the two xdist workers end together instead of one waiting on a late engine start."""

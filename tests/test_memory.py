@@ -19,8 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location("bench_convert", ROOT / "scripts" / "bench_convert.py")
-    module = sys.modules.setdefault("bench_convert", importlib.util.module_from_spec(spec))
+    spec = importlib.util.spec_from_file_location("bench_shapes", ROOT / "scripts" / "bench_shapes.py")
+    module = sys.modules.setdefault("bench_shapes", importlib.util.module_from_spec(spec))
     spec.loader.exec_module(module)
     return module
 

@@ -1,4 +1,4 @@
-"""``seqcls serve``: the printed command for each target. The real server it starts is tested in test_verify_vllm
+"""``seqcls serve``: the printed command for each target. The real server it starts is tested in test_server_vllm
 (``converted_server``), beside a server of the original."""
 
 from __future__ import annotations

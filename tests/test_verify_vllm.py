@@ -1,4 +1,5 @@
-"""``seqcls verify`` through the real vLLM engine and server (CPU build here; CUDA and NPU where present)."""
+"""``seqcls verify --backend vllm`` through the real vLLM engine (CPU build here; CUDA and NPU where present). The
+servers (``--backend server``, ``seqcls serve``, the Ascend client) are tests/test_server_vllm.py."""
 
 from __future__ import annotations
 
@@ -12,22 +13,20 @@ import time
 from pathlib import Path
 from unittest import mock
 
-import engines
 import pytest
 from conftest import FAMILY_ORIGINALS
-from helpers import load_all, official_scores, rewrite_tensor
+from helpers import official_scores
 
 from converter import convert
 from converter.cli import run
 from converter.errors import SeqclsError
-from converter.pairs import DEMO_PAIRS, SEED_PAIRS, Pair
-from converter.recipes import QWEN3_RERANKER, preset
-from converter.templates import INPUT_FORMS
+from converter.pairs import SEED_PAIRS, Pair
+from converter.recipes import preset
 from converter.verify import verify
 from converter.verify.backends.base import JOINED, MANUAL, TEMPLATE
 from converter.verify.outputs import markdown
 from converter.verify.parity import REFERENCE_IDS
-from converter.vllm_compat import EngineSpec, find_tcmalloc, require
+from converter.vllm_compat import find_tcmalloc
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 INPROCESS = {"VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
@@ -44,37 +43,9 @@ def _engine_layout(request, monkeypatch):
             monkeypatch.setenv(key, value)
 
 
-# Servers are the session's shared engines (``original_server``, ``converted_server``: tests/engines.py), on any
-# worker. The vllm backend's engines are verify's own, one process per side, started by verify as users run it; the
-# tests that use one say so. Tests that share the session's cached original side form an xdist_group.
+# The vllm backend's engines are verify's own, one process per side, started by verify as users run it; the tests
+# that use one say so. Tests that share the session's cached original side form an xdist_group.
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _servers_running(model: Path) -> int:
-    count = 0
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            args = cmdline.read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"vllm.entrypoints.openai.api_server" in args and str(model).encode() in args:
-            count += 1
-    return count
-
-
-@pytest.fixture
-def swapped(pair_of, tmp_path):
-    """A converted checkpoint whose head was built from swapped label tokens, and whose score template formats
-    pre-formatted input a second time (as templates did before they recognised it)."""
-    src, good = pair_of("tied-bf16-single")
-    bad = tmp_path / "swapped"
-    convert(src, bad)
-    rewrite_tensor(bad, "score.weight", -load_all(good)["score.weight"])
-    template = bad / "score_template.jinja"
-    text = template.read_text()
-    assert text.count(" if (ns.") == 2
-    template.write_text(text.replace(" if (ns.", " if false and (ns."))
-    return src, bad
 
 
 @pytest.fixture(scope="session")
@@ -299,124 +270,6 @@ def test_ci_parity_script_reports_a_broken_original_path_as_a_finding_and_passes
     publish = ["publish", str(out), "--repo-id", "me/x", "--dry-run", "--report", str(artifacts / "report.json")]
     assert run(publish) == 0
     assert f"verify report: {artifacts / 'report.json'}" in capsys.readouterr().out
-
-
-@pytest.fixture
-def original_server(original, shared_engine):
-    """The session's server of the tied bf16 original (seed overrides), shared by every test that asks."""
-    from converter.verify.backends.server import HOST
-    from converter.vllm_compat import engine_env, serve_argv
-
-    src = original("tied-bf16-single")
-    spec = EngineSpec(str(src), "float32", "cpu", QWEN3_RERANKER.vllm_hf_overrides(), max_model_len=4096)
-
-    def argv(port: int) -> list[str]:
-        return serve_argv(spec, require(), host=HOST, port=port)
-
-    with engines.in_use(shared_engine("qwen3-original-server", argv, engine_env("cpu"))) as engine:
-        yield src, engine.url
-
-
-@pytest.fixture
-def converted_server(pair_of, shared_engine):
-    """The session's ``seqcls serve`` of that original's conversion, shared by every test that asks."""
-    from converter.verify.backends.server import HOST
-
-    src, out = pair_of("tied-bf16-single")
-
-    def argv(port: int) -> list[str]:
-        return [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port), "--dtype",
-                "float32", "--max-model-len", "4096", "--gpu-memory-utilization", "0.1"]  # fmt: skip
-
-    with engines.in_use(shared_engine("qwen3-converted-server", argv)) as engine:
-        yield src, engine.url, Path(engine.log)
-
-
-@pytest.mark.vllm_processes
-def test_seqcls_serve_scores_raw_seed_formatted_and_mixed_input(converted_server):
-    """``seqcls serve`` of the converted checkpoint: /v1/rerank and /score give the official scores whether clients
-    send raw pairs, pairs formatted by hand as the seed does, or a mix (instructions as chat_template_kwargs)."""
-    from converter.verify.backends.server import _query
-
-    src, url, log = converted_server
-    pairs = [*DEMO_PAIRS, Pair(SEED_PAIRS[0].query, "北京是中国的首都。")]
-    assert any(p.instruction for p in pairs) and any(not p.document for p in pairs)
-    want = official_scores(src, pairs)
-    for form in INPUT_FORMS:
-        for endpoint, got in _query(url, QWEN3_RERANKER, pairs, form, templated=True).items():
-            assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4, (form, endpoint)
-    assert "--chat-template" in log.read_text()
-
-
-@pytest.mark.vllm_processes
-def test_ascend_client_agrees_between_the_original_and_the_converted_server(original_server, converted_server):
-    """scripts/ascend/client.py, the seed's request demo, against real servers of both: the official scores from
-    the original, and the same from the converted one with the seed's formatting and with --raw."""
-    src, original_url = original_server
-    _, converted_url, _ = converted_server
-    script = [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py")]
-    other = "Given a question about a country, retrieve passages that name its capital"
-    for raw, instruction in (([], None), (["--raw"], None), (["--raw", "--instruction", other], other)):
-        args = [*script, "--original-url", original_url, "--converted-url", converted_url, "--atol", "1e-4", *raw]
-        result = subprocess.run(args, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, (raw, result.stdout, result.stderr)
-        shown = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
-        want = official_scores(src, [Pair(shown["query"], d, instruction) for d in shown["documents"]])
-        for side in ("original", "converted"):
-            assert max(abs(a - b) for a, b in zip(shown["scores"][side], want)) <= 1e-4, (raw, side)
-        assert result.stdout.rstrip().endswith("OK")
-
-
-@pytest.mark.vllm_processes
-def test_server_backend_rerank_and_score(original_server, converted_server, pair_of, tmp_path, capsys):
-    """Both servers already running (``--original-url``, ``--converted-url``): both get the seed's request format, so
-    the converted server's template must pass the seed-formatted input through. That the backend starts a server of
-    its own with the template, and ends it, is checked by the swapped-head test below."""
-    src, url = original_server
-    _, converted_url, _ = converted_server
-    _, out = pair_of("tied-bf16-single")
-    args = ["verify", str(out), "--original", str(src), "--backend", "server", "--original-url", url]
-    args += ["--converted-url", converted_url, "--report", str(tmp_path / "r.json"), "--chunk", "4"]
-    assert run(args) == 0, capsys.readouterr()
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["timings"]["converted"]["chunks"] == 6 and "/v1/rerank and /score" in report["timing"]
-    assert set(report["metrics"]["endpoints"]) == {"/v1/rerank", "/score"}
-    assert report["metrics"]["max_abs_delta"] <= 1e-4
-    assert not report["token_ids"]["mismatched_pairs"]
-    assert report["prompts"] == {"original": MANUAL, "converted": MANUAL}
-    assert report["cache"]["original"] == "n/a", "a server started elsewhere is not cached"
-    against = report["reference"]["converted"]
-    assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
-
-
-@pytest.mark.vllm_processes
-def test_server_backend_catches_swapped_tokens(original_server, swapped, tmp_path, capsys):
-    """Planted faults (the head, and a template that wraps formatted input twice) in a converted model whose server
-    the backend starts itself, with the template, and ends: its own server, as this is the text family's test of how
-    the server backend starts and stops one (the original's is the shared one)."""
-    _, url = original_server
-    src, bad = swapped
-    args = ["verify", str(bad), "--original", str(src), "--backend", "server", "--original-url", url]
-    assert run([*args, "--report", str(tmp_path / "r.json")]) == 1
-    out = capsys.readouterr().out
-    assert "seqcls verify: FAIL: the converted checkpoint deviates from the reference" in out
-    assert "its score template gives seed-formatted and mixed input other prompts or scores" in out
-    report = json.loads((tmp_path / "r.json").read_text())
-    assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
-    assert set(report["input_forms"]) == {"seed-formatted", "mixed"}
-    assert _servers_running(bad) == 0, "the converted model's server was not shut down"
-
-
-@pytest.mark.vllm_processes
-def test_server_that_cannot_start_is_a_clean_error(pair_of, tmp_path, capsys):
-    """A start that fails (a model length over the model's) is one line and exit 2, and nothing is left running:
-    a start of its own, by the test's nature."""
-    src, out = pair_of("untied-fp32-single")  # not the model original_server is serving
-    args = ["verify", str(out), "--original", str(src), "--backend", "server", "--max-length", "100000"]
-    assert run([*args, "--log-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "vLLM server for" in err[0] and "server-original.log" in err[0]
-    assert _servers_running(src) == 0
 
 
 @pytest.mark.cuda
