@@ -104,7 +104,8 @@ LONG_FILLER = (
 
 def builtin_pairs(long_document: str) -> list[Pair]:
     """The seed's examples, multilingual text, edge cases, one query against many documents, and two long
-    documents (``long_document`` is sized by the caller to sit near the model length)."""
+    documents (``long_document`` is sized by the caller to pass the model length, where the family's reference cuts
+    it, and its first half to fit)."""
     half = long_document[: len(long_document) // 2]
     return [
         *SEED_PAIRS,

@@ -7,7 +7,11 @@ sends the result: the engine then gets a prompt that fits."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 from .errors import SeqclsError
+from .pairs import Pair
 from .recipes import Recipe
 from .reference import MAX_LENGTH
 
@@ -78,6 +82,26 @@ def document_token_limit(
     if max_length - own <= 0:
         raise SeqclsError(f"the query and the prompt around it take {own} tokens, leaving none of {max_length}")
     return max_length - own
+
+
+def fit_pairs(tokenizer, recipe: Recipe, pairs: Sequence[Pair], max_length: int) -> tuple[list[Pair], list[int]]:
+    """The pairs as a client sends them to an engine: each one whose prompt would pass ``max_length`` with its
+    document cut by ``cut_document``; and the indices of those. A pair whose text has fewer bytes than the room the
+    template leaves cannot be over (a token is at least one byte) and is not tokenized. A multimodal family and one
+    without a known prompt format are sent as they are (their references refuse or join the pieces)."""
+    if recipe.multimodal or not recipe.has_prompt:
+        return list(pairs), []
+    room = max_length - template_length(tokenizer, recipe)
+    sent, cut = [], []
+    for i, p in enumerate(pairs):
+        if len(f"{p.query}{p.document}{p.instruction or ''}".encode()) < room:
+            sent.append(p)
+            continue
+        document = cut_document(tokenizer, recipe, p.query, p.document, p.instruction, max_length)
+        sent.append(p if document == p.document else dataclasses.replace(p, document=document))
+        if document != p.document:
+            cut.append(i)
+    return sent, cut
 
 
 def _length(tokenizer, text: str) -> int:

@@ -76,21 +76,25 @@ def rewrite_tensor(folder: Path, name: str, value: torch.Tensor) -> None:
 
 
 def official_scores(src: Path, pairs: list, recipe=None, rendered: bool = False) -> list[float]:
-    """The original's probabilities on the family's reference token ids (default: Qwen3-Reranker); ``rendered``:
-    on the ids of the prompt rendered as one string, as templates and vLLM tokenize it (see test_presets)."""
+    """The original's probabilities on the family's reference token ids (default: Qwen3-Reranker), cut to the model
+    length as verify takes it; ``rendered``: on the ids of the prompt rendered as one string, as templates and vLLM
+    tokenize it (see test_presets)."""
     from converter.io.checkpoint import read_config
     from converter.recipes import QWEN3_RERANKER
     from converter.reference import encode_official, score_original
     from converter.tokenizer import read_tokenizer_config, read_vocabulary
+    from converter.truncation import fit_pairs
     from converter.verify.backends.base import load_tokenizer
 
     recipe = recipe or QWEN3_RERANKER
     vocab = read_vocabulary(src, recipe.label_tokens, read_config(src), read_tokenizer_config(src))
     tokenizer = load_tokenizer(src)
+    limit = min(read_config(src).get("max_position_embeddings") or 8192, 8192)
     if rendered:
-        ids = tokenizer([recipe.format_pair(p.query, p.document, p.instruction) for p in pairs])["input_ids"]
+        sent, _ = fit_pairs(tokenizer, recipe, pairs, limit)  # the documents as verify sends them
+        ids = tokenizer([recipe.format_pair(p.query, p.document, p.instruction) for p in sent])["input_ids"]
     else:
-        ids = encode_official(tokenizer, recipe, pairs)
+        ids = encode_official(tokenizer, recipe, pairs, limit)
     return score_original(src, ids, recipe, pad_id=vocab.pad_token_id, label_ids=vocab.label_ids).probabilities
 
 

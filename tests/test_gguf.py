@@ -20,7 +20,9 @@ from converter.cli import run
 from converter.export import gguf as exporter
 from converter.export.gguf import export_gguf, file_name, read_exported
 from converter.export.llamacpp import GgufFile, RankModel
+from converter.pairs import Pair
 from converter.recipes import QWEN3_RERANKER
+from converter.verify import verify
 from converter.verify.backends.base import load_tokenizer
 
 pytestmark = [pytest.mark.llamacpp, pytest.mark.xdist_group("gguf")]
@@ -102,6 +104,9 @@ def test_verify_float_types_per_pair_and_quantized_on_rankings(exported, tmp_pat
     assert r["environment"]["llama-cpp-python"] == "0.3.36" and "llama-server fills it" in r["prompts"]["converted"]
     assert r["reference"] is None and r["inputs"]["converted"]["files"] == {files["f32"].name: sha256(files["f32"])}
     assert "seqcls verify: PASS" in text
+    # The long built-in document passes the model length: llama.cpp got it cut as the reference cuts it.
+    [cut] = r["cut_pairs"]
+    assert r["pairs"][cut]["document"].startswith("Rerankers read") and cut not in r["failed_pairs"]
 
     folder = beir_folder(tmp_path / "beir", queries=6)
     report = tmp_path / "q8.json"
@@ -113,6 +118,30 @@ def test_verify_float_types_per_pair_and_quantized_on_rankings(exported, tmp_pat
     assert summary["ndcg_atol"] == 0.01 and summary["judged_queries"] == 6 and summary["ndcg_ok"]
     assert r["metrics"]["max_abs_delta"] > 1e-3, "a quantized file differs per pair; it is judged on rankings"
     assert "q8_0 judged on rankings (median τ ≥ 0.95" in capsys.readouterr().out
+
+
+def test_a_path_that_cuts_the_prompts_end_is_named(exported, monkeypatch):
+    """Planted fault: llama.cpp given the whole over-length prompt cut to the model length at its end (what an
+    engine that truncates the prompt does) instead of the document cut: the pair fails, and the failure names the
+    pair and the path."""
+    from converter.verify.backends.llamacpp import LlamacppBackend
+    from converter.verify.parity import _long_document
+
+    src, _, files = exported
+    long = Pair("What do long documents test?", _long_document(src, QWEN3_RERANKER, 4096))
+    fill, tokenizer = LlamacppBackend.prompt, load_tokenizer(src)
+
+    def cut_at_the_end(self, pair):
+        if pair.query != long.query:
+            return fill(self, pair)
+        return tokenizer.decode(tokenizer(fill(self, long), add_special_tokens=False)["input_ids"][: self.s.max_length])
+
+    monkeypatch.setattr(LlamacppBackend, "prompt", cut_at_the_end)
+    report = verify(
+        files["f32"], src, backend="llamacpp", pairs=[Pair("What is the capital of China?", "Beijing."), long]
+    )
+    assert report["verdict"] == "fail" and report["cut_pairs"] == [1] and report["failed_pairs"] == [1]
+    assert "the converted path cut pair 1 over the model length elsewhere than the reference" in report["failure"]
 
 
 def _planted(converted, tmp_path, monkeypatch, head):

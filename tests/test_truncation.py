@@ -13,7 +13,7 @@ from converter.errors import SeqclsError
 from converter.pairs import LONG_FILLER, Pair
 from converter.recipes import MXBAI_RERANK_V2, QWEN3_RERANKER, generic_recipe
 from converter.reference import iter_official
-from converter.truncation import cut_document, document_token_limit, template_length
+from converter.truncation import cut_document, document_token_limit, fit_pairs, template_length
 from converter.verify.backends.base import load_tokenizer
 
 QUERY = "What is the capital of China?"
@@ -104,3 +104,17 @@ def test_verify_refuses_a_length_the_template_cannot_fit(pair_of, capsys, length
 def test_serve_refuses_a_length_that_is_not_positive(pair_of, capsys):
     _, out = pair_of("tied-fp32-single")
     refuse(["serve", str(out), "--max-model-len", "0", "--print"], capsys, "--max-model-len must be a positive")
+
+
+def test_pairs_are_sent_with_the_documents_the_reference_cuts(tokenizer):
+    """What verify's engine backends send: a pair over the length gets the cut document (its prompt is the
+    reference's truncated one), every other pair is passed on as it is, and the cut pairs are named."""
+    long, short = " ".join(WORDS * 40), "The capital of China is Beijing."
+    pairs = [Pair(QUERY, short), Pair(QUERY, long), Pair(QUERY, long, "Judge whether the passage is long")]
+    sent, cut = fit_pairs(tokenizer, QWEN3_RERANKER, pairs, 300)
+    assert cut == [1, 2] and sent[0] is pairs[0]
+    for p, s in zip(pairs[1:], sent[1:]):
+        want = next(iter_official(tokenizer, QWEN3_RERANKER, [p], 300))
+        assert len(want) == 300 and p.document.startswith(s.document) and s.instruction == p.instruction
+        assert next(iter_official(tokenizer, QWEN3_RERANKER, [s], 10**6)) == want
+    assert fit_pairs(tokenizer, QWEN3_RERANKER, pairs, 10**5) == (pairs, [])

@@ -66,7 +66,8 @@ def _engine_logs(folder: Path) -> list[str]:
 @pytest.mark.xdist_group("qwen3-vllm")
 def test_vllm_backend_tied_fp32(qwen3_vllm):
     """Also the shipped score template through vLLM (raw pairs, instructions as chat_template_kwargs, a document
-    ending in a newline, one near the model length): the official token ids, and the official scores."""
+    ending in a newline, one over the model length, sent cut as the reference cuts it): the official token ids, and
+    the official scores."""
     src, _, report, logs = qwen3_vllm
     assert report["verdict"] == "pass", report["failed_pairs"]
     assert report["metrics"]["max_abs_delta"] <= 1e-4
@@ -87,6 +88,8 @@ def test_vllm_backend_tied_fp32(qwen3_vllm):
     pairs = [Pair(p["query"], p["document"], p["instruction"]) for p in report["pairs"]]
     assert any(p.instruction for p in pairs) and any(p.document.endswith("\n") for p in pairs)
     assert max(len(p.document) for p in pairs) > 10_000
+    [cut] = report["cut_pairs"]
+    assert len(pairs[cut].document) == max(len(p.document) for p in pairs) and cut not in report["failed_pairs"]
     official = official_scores(src, pairs)
     assert max(abs(p["converted"] - o) for p, o in zip(report["pairs"], official)) <= 1e-4
     # The transformers reference, a third column on the same ids: both paths agree with it, and no finding.

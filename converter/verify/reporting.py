@@ -85,7 +85,7 @@ def _endpoint_stats(comparisons: list) -> dict:
 
 def build_report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: Sequence[Pair], seconds: float) -> dict:
     primary, run_env, prompts = v.endpoints[0], run.environment, run.prompts
-    findings, failure = judgement(v, run, len(pairs))
+    findings, failure = judgement(v, run, len(pairs), s.cut_pairs)
     reference = None
     if run.reference is not None:
         reference = {
@@ -106,6 +106,7 @@ def build_report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: 
         "dtype": s.dtype,
         "atol": v.atol,
         "max_length": s.max_length,
+        "cut_pairs": s.cut_pairs,
         "seconds": round(seconds, 1),
         "prompts": prompts,
         "timings": _throughput(run, len(pairs)),

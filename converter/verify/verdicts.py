@@ -24,8 +24,9 @@ def tolerance(dtype: str, atol: float | None, gguf_type: str | None) -> tuple[fl
     return (GGUF_ATOL[gguf_type] if atol is None else atol), None
 
 
-def judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | None]:
-    """(findings, the failure in words): which side is wrong, said once, for the summary, the report and the card."""
+def judgement(v: Verdict, run: BackendRun, n: int, cut: list[int] = ()) -> tuple[list[str], str | None]:
+    """(findings, the failure in words): which side is wrong, said once, for the summary, the report and the card.
+    ``cut``: the pairs over the model length, whose document the reference cuts."""
 
     def deviation(comparisons) -> str:
         worst = max(e.max_abs_delta for e in comparisons)
@@ -66,9 +67,21 @@ def judgement(v: Verdict, run: BackendRun, n: int) -> tuple[list[str], str | Non
             f"(≥ {gate['median_tau']}), top-1 agreement {summary.get('top1_agreement', 0):.2f} "
             f"(≥ {gate['top1_agreement']}) over {summary['queries']} queries"
         )
+    for side, label in (("original", "the original path"), ("converted", "the converted path")):
+        ids = getattr(run, side).token_ids
+        elsewhere = [i for i in ids.mismatches(run.reference_ids) if i in set(cut)] if ids else []
+        if elsewhere:
+            failures.append(
+                f"{label} cut {_pairs(elsewhere)} over the model length elsewhere than the reference, which cuts the "
+                "document and keeps the prompt's end (a path that cuts the end drops the question the head reads)"
+            )
     if v.forms_failed:
         failures.append(
             f"its score template gives {' and '.join(v.forms_failed)} input other prompts or scores than raw pairs "
             "(clients that format pairs by hand would get wrong scores)"
         )
     return findings, "; ".join(failures) or None
+
+
+def _pairs(indices: list[int]) -> str:
+    return f"pair {indices[0]}" if len(indices) == 1 else f"pairs {', '.join(map(str, indices))}"

@@ -97,6 +97,24 @@ class Settings:
     def folder(self, which: str) -> Path:
         return self.original if which == "original" else self.converted
 
+    @cached_property
+    def _fitted(self) -> tuple[list[Pair], list[int]]:
+        from ...truncation import fit_pairs
+
+        return fit_pairs(load_tokenizer(self.original), self.recipe, self.pairs, self.max_length)
+
+    @property
+    def sent_pairs(self) -> list[Pair]:
+        """The pairs as the engine backends send them: a document too long for ``max_length`` cut where the
+        reference cuts it (``truncation.cut_document``), so that every engine gets the reference's prompt instead of
+        an error or a prompt without its end."""
+        return self._fitted[0]
+
+    @property
+    def cut_pairs(self) -> list[int]:
+        """Indices of the pairs whose document the reference (and so every side) cuts."""
+        return self._fitted[1]
+
 
 @dataclass(frozen=True)
 class BackendRun:
@@ -148,7 +166,7 @@ def instructions(pairs: list[Pair]) -> list[dict | None]:
 
 
 def form_job(s: Settings, sample: list[int], form: str) -> dict:
-    pairs = [s.pairs[i] for i in sample]
+    pairs = [s.sent_pairs[i] for i in sample]
     sent = [as_sent(s.recipe, p.query, p.document, p.instruction, form, n) for n, p in enumerate(pairs)]
     return {
         "indices": sample,

@@ -47,7 +47,7 @@ class LlamacppBackend:
         context = max(self.reference_ids.longest, 1) + CONTEXT_MARGIN
         with RankModel(s.converted, n_ctx=context) as model:
             loaded = time.monotonic()
-            prompts = (model.tokenize(self.prompt(p)) for p in s.pairs)
+            prompts = (model.tokenize(self.prompt(p)) for p in s.sent_pairs)
             scores = [values[0] for values in model.scores(seen.recording(prompts))]
             done = time.monotonic()
         mixed = any(self._own_instruction(p) for p in s.pairs)

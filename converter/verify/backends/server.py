@@ -256,8 +256,8 @@ class ServerBackend:
         s, template = self.s, self._template(which)
         raw = template is not None or s.recipe.multimodal
         sample = form_sample(self.reference_ids, s.max_length) if template and not s.recipe.multimodal else None
-        side = query_server(url, s.recipe, s.pairs, raw, TEMPLATE if raw else MANUAL, sample, s.chunk)
+        side = query_server(url, s.recipe, s.sent_pairs, raw, TEMPLATE if raw else MANUAL, sample, s.chunk)
         if s.recipe.multimodal:
             return side
-        self.used_ids[which] = tokenize(url, s.recipe, s.pairs, self.spill / f"{which}.ids.jsonl")
+        self.used_ids[which] = tokenize(url, s.recipe, s.sent_pairs, self.spill / f"{which}.ids.jsonl")
         return dataclasses.replace(side, token_ids=PromptDigests.of(self.used_ids[which]))

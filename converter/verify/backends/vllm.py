@@ -99,7 +99,7 @@ class VllmBackend:
         """The pairs as sent, a JSON line each: ``[query, document, chat_template_kwargs]`` (raw pairs for the score
         template, else formatted by hand), or the prompt to classify."""
         s, templated = self.s, self._templated(which)
-        for p in s.pairs:
+        for p in s.sent_pairs:
             if s.recipe.num_labels > 1:
                 row = p.query + p.document
             elif templated:
