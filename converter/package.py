@@ -37,8 +37,12 @@ ST_TRANSFORMER = {
 SIGMOID = "torch.nn.modules.activation.Sigmoid"
 
 
-def loader_files(recipe: Recipe, vocab: Vocabulary, tokenizer_config: dict | None) -> dict[str, str]:
-    """File name -> text, for every file the converter writes besides weights, config and index.
+def loader_files(
+    recipe: Recipe, vocab: Vocabulary, tokenizer_config: dict | None, max_length: int | None = None
+) -> dict[str, str]:
+    """File name -> text, for every file the converter writes besides weights, config and index. ``max_length``: the
+    longest prompt the family's reference scores (it cuts the document there), the tokenizer's ``model_max_length``:
+    sentence-transformers cuts a longer prompt there and puts the template's end back, as the reference does.
 
     A recipe without a prompt format (generic) gets no templates: the original's chat template is dropped all the
     same, as it would format pairs as a chat, and the card says the prompt is the user's to supply. A multimodal
@@ -47,7 +51,7 @@ def loader_files(recipe: Recipe, vocab: Vocabulary, tokenizer_config: dict | Non
     st_config: dict = {"model_type": "CrossEncoder", "activation_fn": SIGMOID}
     if recipe.default_instruction:
         st_config |= {"prompts": {DEFAULT_PROMPT: recipe.default_instruction}, "default_prompt_name": DEFAULT_PROMPT}
-    files = {TOKENIZER_CONFIG: _json(_tokenizer_config(tokenizer_config or {}, vocab, recipe.multimodal))}
+    files = {TOKENIZER_CONFIG: _json(_tokenizer_config(tokenizer_config or {}, vocab, recipe.multimodal, max_length))}
     if recipe.has_prompt:
         files[SCORE_TEMPLATE_FILE] = score_template(recipe)
     if recipe.has_prompt and not recipe.multimodal:
@@ -61,10 +65,12 @@ def loader_files(recipe: Recipe, vocab: Vocabulary, tokenizer_config: dict | Non
     return files
 
 
-def _tokenizer_config(source: dict, vocab: Vocabulary, keep_chat_template: bool) -> dict:
+def _tokenizer_config(source: dict, vocab: Vocabulary, keep_chat_template: bool, max_length: int | None) -> dict:
     """Left padding keeps the scored last token real in every batch row, as the reference code pads."""
     config = {k: v for k, v in source.items() if keep_chat_template or k != "chat_template"}
     config.update(padding_side="left", pad_token=vocab.pad_token)
+    if max_length is not None and not keep_chat_template:
+        config["model_max_length"] = max_length
     return config
 
 

@@ -24,6 +24,7 @@ from .recipes import (
     original_recipe,
     presets_by_architecture,
 )
+from .reference import reference_length
 from .source import Source
 from .tokenizer import TOKENIZER_CONFIG, Vocabulary, read_tokenizer_config, read_vocabulary
 
@@ -105,7 +106,7 @@ def make_plan(
         config=_new_config(ckpt.config, recipe, vocab, head.name),
         shards=_output_shards(ckpt, drop={recipe.head_tensor}, score=score),
         carried_files=carried,
-        new_files=loader_files(recipe, vocab, tokenizer_config),
+        new_files=loader_files(recipe, vocab, tokenizer_config, reference_length(recipe, ckpt.config)),
         vocabulary=vocab,
         head_name=head.name,
         tied=tied,

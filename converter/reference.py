@@ -26,6 +26,13 @@ if TYPE_CHECKING:
     import torch
 
 MAX_LENGTH = 8192
+"""Qwen's reference code cuts a pair's prompt to 8,192 tokens (by its document); the other families' the same."""
+
+
+def reference_length(recipe: Recipe, config: dict) -> int:
+    """The longest prompt the reference scores for this model: ``MAX_LENGTH``, or the model's own length if shorter."""
+    longest = recipe.language_settings(config).get("max_position_embeddings")
+    return min(longest or MAX_LENGTH, MAX_LENGTH)
 
 
 @dataclass(frozen=True)

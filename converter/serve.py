@@ -16,6 +16,7 @@ from pathlib import Path
 from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
 from .recipes import original_recipe, recipe_for_converted
+from .reference import MAX_LENGTH, reference_length
 from .templates import SCORE_TEMPLATE_FILE
 from .truncation import check_max_length
 from .vllm_compat import (
@@ -75,12 +76,14 @@ def serve_command(
             f"{folder} is neither a converted checkpoint nor a known reranker original ({archs}); "
             "name the family of an original with --preset"
         )
+    recipe = converted or original
+    length = max_model_len or reference_length(recipe, config)
     spec = EngineSpec(
         model=str(folder),
         dtype=dtype or config_dtype(config),
         device=device,
         hf_overrides=original.vllm_hf_overrides() if original else None,
-        max_model_len=max_model_len,
+        max_model_len=length,
         prefix_caching=prefix_caching,
         memory_fraction=memory_fraction,
     )
@@ -89,7 +92,6 @@ def serve_command(
     templated = converted is not None and converted.has_prompt
     if templated and generation.score_template and not template.is_file():
         raise SeqclsError(f"{folder} has no {SCORE_TEMPLATE_FILE}; convert it again with this seqcls")
-    recipe = converted or original
     if recipe.multimodal:
         template, templated = _multimodal(recipe, install, template, original is not None, notes)
     elif original:
@@ -101,6 +103,8 @@ def serve_command(
             "this vLLM renders no score templates exactly: clients must format queries and documents as the seed "
             "does (scripts/ascend/client.py shows how)"
         )
+    if recipe.has_prompt and not recipe.multimodal:
+        notes.append(LONG_PAIRS.format(length=length, error="HTTP 400"))
     if spec.prefix_caching_for(install) is False and prefix_caching is None:
         notes.append("prefix caching off: vllm-ascend before 0.19.1 scores causal pooling models wrongly with it")
     argv = serve_argv(
@@ -152,7 +156,8 @@ def llama_server_command(
     notes = [
         f"{exported.type} GGUF of {exported.recipe.title}: llama-server fills its rerank template, instruction "
         f"{exported.instruction or '(none)'!r}; to serve several requests at once, raise --parallel and --ctx-size "
-        "together (the context is shared by the slots)"
+        "together (the context is shared by the slots)",
+        LONG_PAIRS.format(length=longest, error="HTTP 500, 'input is too large to process'"),
     ]
     documents = ["The capital of China is Beijing.", "Gravity attracts two bodies."]
     request = json.dumps({"query": "What is the capital of China?", "documents": documents})
@@ -161,8 +166,14 @@ def llama_server_command(
     return ServeCommand([*argv, *(extra or [])], {}, None, notes), curl
 
 
-MAX_PROMPT_TOKENS = 8192
+MAX_PROMPT_TOKENS = MAX_LENGTH
 """The longest prompt the text families' reference code scores (it truncates there)."""
+LONG_PAIRS = (
+    "a pair whose prompt passes {length} tokens is refused ({error}), where the reference cuts its document and "
+    "scores the rest: to get that score, cut the document first (converter.truncation.cut_document; "
+    "scripts/ascend/client.py --max-length does it). Never truncate the prompt itself (vLLM's truncate_prompt_tokens): "
+    "that drops its end, the question the head reads"
+)
 
 
 def run(command: ServeCommand) -> None:

@@ -272,6 +272,7 @@ def test_serve_prints_the_llama_server_command(exported, capsys, monkeypatch):
     command, request = out.out.strip().splitlines()
     want = f"llama-server -m {path} --reranking --ctx-size 8192 --batch-size 8192 --ubatch-size 8192 --parallel 1"
     assert command == f"{want} --port 8081" and "q8_0 GGUF of Qwen3-Reranker" in out.err
+    assert "a pair whose prompt passes 8192 tokens is refused (HTTP 500" in out.err and "cut_document" in out.err
     body = json.loads(request.split(" -d ", 1)[1].strip("'"))
     assert request.startswith("curl -s http://127.0.0.1:8081/v1/rerank") and len(body["documents"]) == 2
     monkeypatch.setenv("PATH", "/nonexistent")

@@ -31,7 +31,8 @@ def test_tokenizer_config_pads_left_and_carries_the_score_template(pair_of):
     src, out = pair_of("tied-fp32-single")
     config = json.loads((out / "tokenizer_config.json").read_text())
     source = json.loads((src / "tokenizer_config.json").read_text())
-    assert config == {**source, "padding_side": "left", "pad_token": "<|endoftext|>"}
+    # model_max_length: the reference's length for this model (its 4,096 positions; 8,192 for the real ones).
+    assert config == {**source, "padding_side": "left", "pad_token": "<|endoftext|>", "model_max_length": 4096}
     tokenizer = AutoTokenizer.from_pretrained(out)
     assert tokenizer.padding_side == "left" and tokenizer.pad_token_id == 151643
     assert tokenizer.chat_template == score_template(QWEN3_RERANKER, for_tokenizer=True)
@@ -120,6 +121,27 @@ def test_sentence_transformers_prompt_is_the_instruction(cross_encoder_pair):
     scores = model.predict([(p.query, p.document) for p in pairs], prompt=INSTRUCTION)
     default = model.predict([(p.query, p.document) for p in pairs])
     assert max_delta(default, scores) > 1e-4, "the instruction must change the scores"
+
+
+def test_sentence_transformers_cuts_an_over_length_document_as_the_reference_does(cross_encoder_pair, tmp_path):
+    """sentence-transformers (6.3 or newer) cuts a prompt at the tokenizer's ``model_max_length`` and puts the
+    template's end back: with the length the converter writes, the reference's cut (the document's end), exactly.
+    Planted fault: the same checkpoint with another length (as a real Qwen3-Reranker's 131,072, capped by its 40,960
+    positions, would be) cuts elsewhere: another score."""
+    from sentence_transformers import CrossEncoder
+
+    from converter.verify.parity import _long_document
+
+    src, out, model = cross_encoder_pair
+    long = Pair("What do long documents test?", _long_document(src, QWEN3_RERANKER, 4096))
+    pairs = [long, Pair(long.query, long.document[: len(long.document) // 2]), PAIRS[0]]
+    assert max_delta(model.predict([(p.query, p.document) for p in pairs]), official_scores(src, pairs)) <= 1e-6
+    other = tmp_path / "other-length"
+    shutil.copytree(out, other)
+    config = json.loads((other / "tokenizer_config.json").read_text())
+    (other / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 2048}))
+    elsewhere = CrossEncoder(str(other), device="cpu").predict([(long.query, long.document)])
+    assert max_delta(elsewhere, official_scores(src, [long])) > 1e-3
 
 
 @pytest.mark.slow  # inner loop: see docs/testing.md

@@ -29,13 +29,18 @@ def printed(capsys, *args) -> list[str]:
 
 
 def test_seed_generation_command_for_the_converted_model(pair_of, capsys):
-    """vllm-ascend 0.9.2: the seed's documented converted-model command, no overrides and --task score."""
+    """vllm-ascend 0.9.2: the seed's documented converted-model command, no overrides and --task score; the model
+    length is the reference's (this model's 4,096 positions; 8,192 for the real ones), so that a longer pair is
+    refused rather than scored whole, and the notes say how to cut one."""
     _, out = pair_of("tied-bf16-single")
     argv = printed(capsys, out, "--device", "npu", "--vllm-version", "0.9.2")
     assert argv == [
         "PYTORCH_NPU_ALLOC_CONF=expandable_segments:True", "vllm", "serve", str(out), "--task", "score",
-        "--dtype", "bfloat16", "--port", "8000", "--no-enable-prefix-caching",
+        "--dtype", "bfloat16", "--port", "8000", "--max-model-len", "4096", "--no-enable-prefix-caching",
     ]  # fmt: skip
+    notes = capsys.readouterr().err
+    assert "a pair whose prompt passes 4096 tokens is refused (HTTP 400)" in notes
+    assert "cut the document first (converter.truncation.cut_document" in notes and "truncate_prompt_tokens" in notes
 
 
 def test_newest_generation_uses_the_runner_and_the_template(pair_of, capsys):

@@ -105,6 +105,45 @@ def test_ascend_client_agrees_between_the_original_and_the_converted_server(orig
 
 
 @pytest.mark.vllm_processes
+def test_a_pair_over_the_length_is_refused_unless_its_document_is_cut(original_server, converted_server):
+    """Both servers run with the reference's length (4,096 for this model, as ``seqcls serve`` sets it). A pair over
+    it: the seed-style client is refused (one line, exit 2); with ``--max-length`` it cuts the document where Qwen's
+    reference cuts it, and both servers give the reference's score of the whole pair. The other ways vLLM offers, on
+    the converted server (docs/verify.md's table): ``max_tokens_per_doc`` keeps the prompt's end but cuts the
+    document a token or two early (close, not the same score); ``truncate_prompt_tokens`` cuts the prompt's end
+    (another score)."""
+    from converter.truncation import cut_document, document_token_limit
+    from converter.verify.backends.base import load_tokenizer
+    from converter.verify.backends.server import post
+    from converter.verify.parity import _long_document
+
+    src, original_url = original_server
+    _, converted_url, _ = converted_server
+    query, long = "What do long documents test?", _long_document(src, QWEN3_RERANKER, 4096)
+    script = [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py"), "--original-url", original_url,
+              "--converted-url", converted_url, "--atol", "1e-4", "--query", query, "--document", long,
+              "--document", "Beijing."]  # fmt: skip
+    refused = subprocess.run(script, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "the server refused the request (400)" in refused.stderr
+    cut = subprocess.run([*script, "--max-length", "4096", "--tokenizer", str(src)], capture_output=True, text=True,
+                         timeout=300)  # fmt: skip
+    assert cut.returncode == 0, (cut.stdout, cut.stderr)
+    shown = json.loads(cut.stdout[: cut.stdout.rindex("}") + 1])
+    want = official_scores(src, [Pair(query, long), Pair(query, "Beijing.")])
+    for side in ("original", "converted"):
+        assert max(abs(a - b) for a, b in zip(shown["scores"][side], want)) <= 1e-4, side
+    tokenizer = load_tokenizer(src)
+    assert shown["documents"][0] == cut_document(tokenizer, QWEN3_RERANKER, query, long, max_length=4096)
+
+    def score(**options) -> float:
+        return post(converted_url, "/score", {"queries": query, "documents": [long], **options})["data"][0]["score"]
+
+    per_doc = score(max_tokens_per_doc=document_token_limit(tokenizer, QWEN3_RERANKER, query, max_length=4096))
+    assert 0 < abs(per_doc - want[0]) < 0.05, "the prompt's end kept, the document cut a token or two early"
+    assert abs(score(truncate_prompt_tokens=4096, truncation_side="right") - want[0]) > 1e-3, "the prompt's end cut"
+
+
 def test_server_backend_rerank_and_score(original_server, converted_server, pair_of, tmp_path, capsys):
     """Both servers already running (``--original-url``, ``--converted-url``): both get the seed's request format, so
     the converted server's template must pass the seed-formatted input through. That the backend starts a server of

@@ -15,6 +15,7 @@ from ..io.fingerprint import fingerprint
 from ..media import max_pixels
 from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set, vision_pairs
 from ..recipes import Recipe, recipe_for_converted
+from ..reference import reference_length
 from ..source import resolve_source
 from ..truncation import check_fits_template, check_max_length
 from . import cache
@@ -28,8 +29,6 @@ from .verdicts import tolerance as tolerance_for
 
 DEVICES = ("cpu", "cuda", "npu")
 DTYPES = ("float32", "bfloat16", "float16")
-DEFAULT_MAX_LENGTH = 8192
-"""Qwen's reference code truncates at 8192 tokens; a longer --max-length is honoured."""
 PAIR_ROWS_INLINE = 10_000
 """Up to this many pairs the report holds a row per pair (``pairs``). Above, the rows are written to a JSONL file
 beside the report as they are made (``pairs_file``), so that neither memory nor the report grows with the pair
@@ -119,8 +118,7 @@ def verify(
     recipe, config, gguf_type = _check_inputs(converted, original, o.backend)
     card = (o.card or _gguf_card(converted) if gguf_type else converted) if o.update_card else None
     overrides = _original_overrides(o, original, config)
-    longest = recipe.language_settings(config).get("max_position_embeddings")
-    limit = o.max_length if o.max_length is not None else min(longest or DEFAULT_MAX_LENGTH, DEFAULT_MAX_LENGTH)
+    limit = o.max_length if o.max_length is not None else reference_length(recipe, config)
     if not recipe.multimodal:
         check_fits_template(load_tokenizer(original), recipe, limit)
     if pairs is None and o.pairs_file:

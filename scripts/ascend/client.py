@@ -7,7 +7,11 @@ Standard library only, so it runs unchanged inside the vllm-ascend image. Querie
 hand exactly as the seed does. The converted server (vLLM 0.22 or newer, started by serve_converted.sh) takes them
 so, as its score template passes formatted input through; with --raw it gets them unformatted (the instruction as
 chat_template_kwargs) and the template does the work. Exit code: 0 scores agree within --atol, 1 they do not,
-2 bad arguments or an unreachable server.
+2 bad arguments, an unreachable server or a refused request.
+
+A server refuses a pair longer than its --max-model-len; Qwen's reference cuts the document instead. With
+--max-length N --tokenizer MODEL the client cuts each document there first, as the reference does (this needs seqcls
+and transformers installed: converter.truncation.cut_document).
 """
 
 from __future__ import annotations
@@ -59,12 +63,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--document", action="append", dest="documents", help="repeat for several (default: seed's)")
     parser.add_argument("--instruction", default=INSTRUCTION)
     parser.add_argument("--atol", type=float, default=2e-2, help="allowed score difference (default: bf16's 2e-2)")
+    parser.add_argument("--max-length", type=int, help="cut documents so each prompt fits this many tokens")
+    parser.add_argument("--tokenizer", help="the served model's folder or hub id, for --max-length")
     args = parser.parse_args(argv)
     if not (args.original_url or args.converted_url):
         parser.error("give --original-url, --converted-url or both")
     if args.raw and not args.converted_url:
         parser.error("--raw applies to --converted-url")
+    if args.max_length and not args.tokenizer:
+        parser.error("--max-length needs --tokenizer (the served model's folder or hub id)")
     documents = args.documents or DOCUMENTS
+    if args.max_length:
+        try:
+            documents = cut(documents, args)
+        except (ImportError, ValueError) as e:
+            print(f"client.py: error: {e}", file=sys.stderr)
+            return 2
     query = QUERY_TEMPLATE.format(prefix=PREFIX, instruction=args.instruction, query=args.query)
     formatted = [DOCUMENT_TEMPLATE.format(doc=d, suffix=SUFFIX) for d in documents]
 
@@ -75,11 +89,35 @@ def main(argv: list[str] | None = None) -> int:
         if args.converted_url:
             raw = (args.query, documents, args.instruction) if args.raw else (query, formatted)
             columns["converted"] = rerank(args.converted_url, *raw)
+    except urllib.error.HTTPError as e:
+        said = e.read().decode("utf-8", "replace").strip().replace("\n", " ")[:300]
+        print(f"client.py: error: the server refused the request ({e.code}): {said}", file=sys.stderr)
+        return 2
     except (urllib.error.URLError, ConnectionError, TimeoutError, KeyError, ValueError) as e:
         print(f"client.py: error: {e}", file=sys.stderr)
         return 2
 
     return report(args.query, documents, columns, args.atol)
+
+
+def cut(documents: list[str], args: argparse.Namespace) -> list[str]:
+    """Each document cut where Qwen's reference cuts it for a prompt of ``--max-length`` tokens (its start kept, the
+    instruction, query and the prompt's end whole): seqcls's helper, on the served model's tokenizer."""
+    try:
+        from transformers import AutoTokenizer
+
+        from converter.errors import SeqclsError
+        from converter.recipes import QWEN3_RERANKER
+        from converter.truncation import cut_document
+    except ImportError as e:
+        raise ImportError(f"--max-length needs seqcls and transformers installed ({e})") from None
+    tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    try:
+        return [
+            cut_document(tokenizer, QWEN3_RERANKER, args.query, d, args.instruction, args.max_length) for d in documents
+        ]
+    except SeqclsError as e:
+        raise ValueError(str(e)) from None
 
 
 def report(query: str, documents: list[str], columns: dict[str, list[float]], atol: float) -> int:
