@@ -36,7 +36,8 @@ def test_metadata_and_conversion_facts(pair_of):
     assert "false `no` (id 2152), true `yes` (id 9693)" in text
     assert "`fp32(W[9693]) - fp32(W[2152])`, float32, shape [1, 128]" in text
     assert "`lm_head.weight`" in text and "(tied embeddings)" not in text
-    assert f"vllm serve {out} --runner pooling --dtype float32 --chat-template {out}/score_template.jinja" in text
+    flags = f"--runner pooling --dtype float32 --max-model-len 4096 --chat-template {out}/score_template.jinja"
+    assert f"vllm serve {out} {flags}" in text
     assert "--no-enable-prefix-caching" in text
     assert "Not verified yet" in text
 

@@ -39,6 +39,7 @@ def _facts(recipe, *, tied: bool, label_ids: tuple[int, ...], name: str, base: s
     return CardFacts(
         name=name, recipe=recipe, label_ids=label_ids, tied=tied, dtype="bfloat16", pad_token="<|endoftext|>",
         pad_token_id=151643, hidden_size=1024, base_model=base, license="apache-2.0" if base else None,
+        max_length=8192,
     )  # fmt: skip
 
 

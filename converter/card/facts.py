@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from ..errors import SeqclsError
 from ..io.checkpoint import config_dtype, read_config
 from ..recipes import CONFIG_KEY, Recipe, recipe_for_converted
+from ..reference import reference_length
 
 if TYPE_CHECKING:
     from ..plan import Plan
@@ -31,6 +32,8 @@ class CardFacts:
     hidden_size: int | None
     base_model: str | None
     license: str | None
+    max_length: int
+    """The longest prompt the family's reference scores: it cuts a longer pair's document there."""
 
     @property
     def head_name(self) -> str:
@@ -50,6 +53,7 @@ def facts_from_plan(plan: Plan, name: str, base_model: str | None) -> CardFacts:
         hidden_size=plan.recipe.language_settings(config).get("hidden_size"),
         base_model=base_model or plan.source.repo_id or default_base_model(plan.source.spec, plan.source.folder),
         license=source_license(plan.source.folder, config),
+        max_length=reference_length(plan.recipe, config),
     )
 
 
@@ -76,6 +80,7 @@ def facts_from_folder(folder: Path) -> CardFacts:
         hidden_size=recipe.language_settings(config).get("hidden_size"),
         base_model=data.get("base_model"),
         license=data.get("license") or config.get("license"),
+        max_length=reference_length(recipe, config),
     )
 
 

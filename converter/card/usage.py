@@ -19,7 +19,7 @@ def usage(f: CardFacts, ref: str) -> str:
 ### vLLM (GPU, CPU)
 
 ```bash
-{download}vllm serve {model_dir} --runner pooling --dtype {f.dtype}{template_flag}
+{download}vllm serve {model_dir} --runner pooling --dtype {f.dtype} --max-model-len {f.max_length}{template_flag}
 curl -s localhost:8000/v1/rerank -H 'Content-Type: application/json' \\
   -d '{{"query": "What is the capital of China?", "documents": ["The capital of China is Beijing.", "Gravity."]}}'
 ```
@@ -109,4 +109,19 @@ with torch.no_grad():
     scores = torch.sigmoid(model(**batch).logits[:, 0].float()).tolist()
 print(scores)
 ```
+{_long_documents(f)}
 """
+
+
+def _long_documents(f: CardFacts) -> str:
+    """What each loader does with a pair over the reference's length, and how to get the reference's score."""
+    n = f"{f.max_length:,}"
+    return f"""
+### Long documents
+
+The family's reference cuts a pair whose prompt passes {n} tokens by its **document**, keeping the instruction,
+the query and the prompt's end (the question the head reads). sentence-transformers (6.3 or newer) does the same
+with this checkpoint (its tokenizer's `model_max_length` is {n}). vLLM, with the command above, and llama-server,
+as `seqcls serve` starts it, refuse a longer pair; the transformers snippet above scores it whole. For the
+reference's score, cut the document first: `converter.truncation.cut_document` in seqcls. Never truncate the whole
+prompt (`truncation=True`, vLLM's `truncate_prompt_tokens`): that cuts its end."""
