@@ -198,8 +198,10 @@ def build_tiny_reranker(
     seed: int = 0,
     hidden_size: int = 128,
     num_layers: int = 2,
+    max_position_embeddings: int = 4096,
 ) -> Path:
-    """Save a random original of ``family`` (a preset name) to ``out``, the way transformers saves one."""
+    """Save a random original of ``family`` (a preset name) to ``out``, the way transformers saves one. The tests'
+    4,096 positions keep their long pairs cheap; the real models have 32,768 or more."""
     import torch
     import transformers
     from transformers import GenerationConfig
@@ -216,7 +218,7 @@ def build_tiny_reranker(
         num_attention_heads=2,
         num_key_value_heads=1,
         head_dim=64,
-        max_position_embeddings=4096,
+        max_position_embeddings=max_position_embeddings,
         tie_word_embeddings=tied,
         bos_token_id=tokenizer.convert_tokens_to_ids(spec.bos),
         eos_token_id=tokenizer.convert_tokens_to_ids(spec.eos),

@@ -62,6 +62,12 @@ d = json.load(open(sys.argv[1])).get("dtype") or json.load(open(sys.argv[1])).ge
 print(d if d in ("float32", "bfloat16", "float16") else "bfloat16")' "$model/config.json" 2>/dev/null) || dtype=bfloat16
     fi
 
+    # The reference's length (8,192, or the model's own if shorter): a longer pair is refused, not scored whole.
+    local length
+    length=$(python3 -c 'import json, sys
+c = json.load(open(sys.argv[1]))
+print(min(c.get("max_position_embeddings") or 8192, 8192))' "$model/config.json" 2>/dev/null) || length=8192
+
     local runner=(--runner pooling) overrides_flag=--hf-overrides template=0
     if ! version_ge "$version" 0.10.1; then
         runner=(--task score)
@@ -71,7 +77,7 @@ print(d if d in ("float32", "bfloat16", "float16") else "bfloat16")' "$model/con
 
     CMD=(vllm serve "$model" "${runner[@]}" --dtype "$dtype")
     [[ -n $host ]] && CMD+=(--host "$host")
-    CMD+=(--port "$port")
+    CMD+=(--port "$port" --max-model-len "$length")
     if [[ $mode == original ]]; then
         CMD+=("$overrides_flag" '{"architectures":["Qwen3ForSequenceClassification"],"classifier_from_token":["no","yes"],"is_original_qwen3_reranker":true}')
     fi
@@ -83,6 +89,7 @@ print(d if d in ("float32", "bfloat16", "float16") else "bfloat16")' "$model/con
     if [[ $mode == original || $template == 0 ]]; then
         echo "note: clients must format queries and documents as the seed does (see client.py)" >&2
     fi
+    echo "note: a pair over $length tokens is refused; client.py --max-length cuts its document as the reference does" >&2
     export PYTORCH_NPU_ALLOC_CONF=expandable_segments:True
     if [[ $print == 1 ]]; then
         printf 'PYTORCH_NPU_ALLOC_CONF=%s' "$PYTORCH_NPU_ALLOC_CONF"
