@@ -129,17 +129,22 @@ def vllm_offline(out: Path, docs: list[str]) -> dict[str, list]:
     from vllm import LLM
 
     from converter.templates import SCORE_TEMPLATE_FILE
+    from converter.verify.processes import shared_memory_files
 
     llm = LLM(model=str(out), runner="pooling", dtype="float32", max_model_len=LIMIT, enforce_eager=True)
     template = (out / SCORE_TEMPLATE_FILE).read_text()
     score = lambda d: llm.score(QUERY, d, chat_template=template, use_tqdm=False)[0].outputs.score  # noqa: E731
-    return {"vLLM offline, `LLM.score` (max_model_len 8192)": each(score, docs)}
+    rows = {"vLLM offline, `LLM.score` (max_model_len 8192)": each(score, docs)}
+    for path in shared_memory_files([os.getpid()]):  # vLLM's queues; this process ends without vLLM's shutdown
+        path.unlink(missing_ok=True)
+    return rows
 
 
 def vllm_server(src: Path, out: Path, tokenizer, docs: list[str], workdir: Path) -> dict[str, list]:
     from converter.recipes import QWEN3_RERANKER
     from converter.truncation import cut_document, document_token_limit
     from converter.verify.backends.server import post
+    from converter.verify.processes import stop_process_group
 
     port = 8765
     argv = [sys.executable, "-m", "converter", "serve", str(out), "--port", str(port), "--host", "127.0.0.1",
@@ -169,8 +174,7 @@ def vllm_server(src: Path, out: Path, tokenizer, docs: list[str], workdir: Path)
             "`seqcls serve`, the client cuts the document (`cut_document`)": each(cut, docs),
         }
     finally:
-        os.killpg(server.pid, 9)
-        server.wait()
+        stop_process_group(server, grace=10)
 
 
 def _wait(url: str, server: subprocess.Popen, limit: float = 600) -> None:
