@@ -120,6 +120,7 @@ def test_verify_float_types_per_pair_and_quantized_on_rankings(exported, tmp_pat
     assert "q8_0 judged on rankings (median τ ≥ 0.95" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_a_path_that_cuts_the_prompts_end_is_named(exported, monkeypatch):
     """Planted fault: llama.cpp given the whole over-length prompt cut to the model length at its end (what an
     engine that truncates the prompt does) instead of the document cut: the pair fails, and the failure names the

@@ -123,6 +123,7 @@ def test_sentence_transformers_prompt_is_the_instruction(cross_encoder_pair):
     assert max_delta(default, scores) > 1e-4, "the instruction must change the scores"
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_sentence_transformers_cuts_an_over_length_document_as_the_reference_does(cross_encoder_pair, tmp_path):
     """sentence-transformers (6.3 or newer) cuts a prompt at the tokenizer's ``model_max_length`` and puts the
     template's end back: with the length the converter writes, the reference's cut (the document's end), exactly.
