@@ -64,6 +64,13 @@ def test_asks_after_the_death(toy):
 """
 
 
+def _default_sigint() -> None:
+    """A job started in the background by a shell without job control (``nohup``, ``cmd &`` in a script) inherits
+    SIGINT ignored, and Python then installs no KeyboardInterrupt: the toy run gets Ctrl-C's default, as at a
+    terminal. (Seen: a CI run launched so, whose interrupted toy run slept on.)"""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _run(tmp_path: Path, suite: str, *args: str, **env: str) -> subprocess.Popen:
     for name in ("conftest.py", "engines.py"):
         shutil.copy(TESTS / name, tmp_path / name)
@@ -75,7 +82,7 @@ def _run(tmp_path: Path, suite: str, *args: str, **env: str) -> subprocess.Popen
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "base"),
            "-o", "addopts=", *args, str(tmp_path / "test_toy.py")]  # fmt: skip
     return subprocess.Popen(cmd, cwd=tmp_path, env=environ, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, start_new_session=True)  # fmt: skip
+                            text=True, start_new_session=True, preexec_fn=_default_sigint)  # fmt: skip
 
 
 def _gone(pid: int, seconds: float = 10) -> bool:
