@@ -97,7 +97,10 @@ def fit_pairs(tokenizer, recipe: Recipe, pairs: Sequence[Pair], max_length: int)
         if len(f"{p.query}{p.document}{p.instruction or ''}".encode()) < room:
             sent.append(p)
             continue
-        document = cut_document(tokenizer, recipe, p.query, p.document, p.instruction, max_length)
+        try:
+            document = cut_document(tokenizer, recipe, p.query, p.document, p.instruction, max_length)
+        except SeqclsError as e:
+            raise SeqclsError(f"pair {i}: {e}") from None
         sent.append(p if document == p.document else dataclasses.replace(p, document=document))
         if document != p.document:
             cut.append(i)

@@ -118,3 +118,5 @@ def test_pairs_are_sent_with_the_documents_the_reference_cuts(tokenizer):
         assert len(want) == 300 and p.document.startswith(s.document) and s.instruction == p.instruction
         assert next(iter_official(tokenizer, QWEN3_RERANKER, [s], 10**6)) == want
     assert fit_pairs(tokenizer, QWEN3_RERANKER, pairs, 10**5) == (pairs, [])
+    with pytest.raises(SeqclsError, match=r"^pair 1: the query and the prompt around it take"):
+        fit_pairs(tokenizer, QWEN3_RERANKER, [pairs[0], Pair(long, long)], 300)
