@@ -148,7 +148,7 @@ def llama_server_command(
     if max_model_len is not None:
         check_max_length(max_model_len, "--max-model-len")
     exported = read_exported(gguf_file)
-    longest = max_model_len or MAX_PROMPT_TOKENS
+    longest = max_model_len or MAX_LENGTH
     argv = [LLAMA_SERVER, "-m", str(gguf_file), "--reranking", "--ctx-size", str(longest), "--batch-size",
             str(longest), "--ubatch-size", str(longest), "--parallel", "1", "--port", str(port)]  # fmt: skip
     if host:
@@ -166,8 +166,6 @@ def llama_server_command(
     return ServeCommand([*argv, *(extra or [])], {}, None, notes), curl
 
 
-MAX_PROMPT_TOKENS = MAX_LENGTH
-"""The longest prompt the text families' reference code scores (it truncates there)."""
 LONG_PAIRS = (
     "a pair whose prompt passes {length} tokens is refused ({error}), where the reference cuts its document and "
     "scores the rest: to get that score, cut the document first (converter.truncation.cut_document; "

@@ -101,9 +101,10 @@ def fit_pairs(tokenizer, recipe: Recipe, pairs: Sequence[Pair], max_length: int)
             document = cut_document(tokenizer, recipe, p.query, p.document, p.instruction, max_length)
         except SeqclsError as e:
             raise SeqclsError(f"pair {i}: {e}") from None
-        sent.append(p if document == p.document else dataclasses.replace(p, document=document))
         if document != p.document:
+            p = dataclasses.replace(p, document=document)
             cut.append(i)
+        sent.append(p)
     return sent, cut
 
 

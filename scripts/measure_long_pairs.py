@@ -140,7 +140,7 @@ def vllm_offline(out: Path, docs: list[str]) -> dict[str, list]:
     return rows
 
 
-def vllm_server(src: Path, out: Path, tokenizer, docs: list[str], workdir: Path) -> dict[str, list]:
+def vllm_server(out: Path, tokenizer, docs: list[str], workdir: Path) -> dict[str, list]:
     from converter.recipes import QWEN3_RERANKER
     from converter.truncation import cut_document, document_token_limit
     from converter.verify.backends.server import post
@@ -192,7 +192,7 @@ def _wait(url: str, server: subprocess.Popen, limit: float = 600) -> None:
     raise SystemExit("the server did not start")
 
 
-def llamacpp(src: Path, out: Path, tokenizer, docs: list[str], workdir: Path) -> dict[str, list]:
+def llamacpp(out: Path, tokenizer, docs: list[str], workdir: Path) -> dict[str, list]:
     from converter.export.gguf import export_gguf, read_exported
     from converter.export.llamacpp import RankModel
     from converter.recipes import QWEN3_RERANKER
@@ -251,9 +251,9 @@ def main() -> None:
     want = reference(src, tokenizer, docs)
     rows = transformers_paths(out, docs) | sentence_transformers_path(out, docs)
     if "llamacpp" not in args.skip:
-        rows |= llamacpp(src, out, tokenizer, docs, args.workdir)
+        rows |= llamacpp(out, tokenizer, docs, args.workdir)
     if "server" not in args.skip:
-        rows |= vllm_server(src, out, tokenizer, docs, args.workdir)
+        rows |= vllm_server(out, tokenizer, docs, args.workdir)
     if "vllm" not in args.skip:
         rows |= vllm_offline(out, docs)
     text = (

@@ -81,7 +81,7 @@ def official_scores(src: Path, pairs: list, recipe=None, rendered: bool = False)
     tokenize it (see test_presets)."""
     from converter.io.checkpoint import read_config
     from converter.recipes import QWEN3_RERANKER
-    from converter.reference import encode_official, score_original
+    from converter.reference import encode_official, reference_length, score_original
     from converter.tokenizer import read_tokenizer_config, read_vocabulary
     from converter.truncation import fit_pairs
     from converter.verify.backends.base import load_tokenizer
@@ -89,7 +89,7 @@ def official_scores(src: Path, pairs: list, recipe=None, rendered: bool = False)
     recipe = recipe or QWEN3_RERANKER
     vocab = read_vocabulary(src, recipe.label_tokens, read_config(src), read_tokenizer_config(src))
     tokenizer = load_tokenizer(src)
-    limit = min(read_config(src).get("max_position_embeddings") or 8192, 8192)
+    limit = reference_length(recipe, read_config(src))
     if rendered:
         sent, _ = fit_pairs(tokenizer, recipe, pairs, limit)  # the documents as verify sends them
         ids = tokenizer([recipe.format_pair(p.query, p.document, p.instruction) for p in sent])["input_ids"]

@@ -323,8 +323,10 @@ def _long_document(original: Path, recipe: Recipe, max_length: int) -> str:
     reference cuts its document to fit, and so must every path (a family whose reference cannot cut it, multimodal or
     without a known prompt, gets one about 64 tokens under the length instead). Its first half fits."""
     tokenizer = load_tokenizer(original)
-    overhead = len(tokenizer.encode(recipe.format_pair("What do long documents test?", ""), add_special_tokens=False))
-    over = recipe.has_prompt and not recipe.multimodal
-    budget = max_length + max_length // 4 if over else max(max_length - overhead - 64, 16)
+    if recipe.has_prompt and not recipe.multimodal:
+        budget = max_length + max_length // 4
+    else:
+        prompt = recipe.format_pair("What do long documents test?", "")
+        budget = max(max_length - len(tokenizer.encode(prompt, add_special_tokens=False)) - 64, 16)
     ids = tokenizer.encode(LONG_FILLER * (budget // 20 + 1), add_special_tokens=False)[:budget]
     return tokenizer.decode(ids)

@@ -67,10 +67,13 @@ def judgement(v: Verdict, run: BackendRun, n: int, cut: list[int] = ()) -> tuple
             f"(≥ {gate['median_tau']}), top-1 agreement {summary.get('top1_agreement', 0):.2f} "
             f"(≥ {gate['top1_agreement']}) over {summary['queries']} queries"
         )
-    for side, label in (("original", "the original path"), ("converted", "the converted path")):
-        ids = getattr(run, side).token_ids
-        elsewhere = [i for i in ids.mismatches(run.reference_ids) if i in set(cut)] if ids else []
-        if elsewhere:
+    converted_ids, cut = run.converted.token_ids, set(cut)
+    official = {
+        "the original path": v.official_token_mismatches or [],
+        "the converted path": converted_ids.mismatches(run.reference_ids) if converted_ids else [],
+    }
+    for label, mismatched in official.items():
+        if elsewhere := [i for i in mismatched if i in cut]:
             failures.append(
                 f"{label} cut {_pairs(elsewhere)} over the model length elsewhere than the reference, which cuts the "
                 "document and keeps the prompt's end (a path that cuts the end drops the question the head reads)"
