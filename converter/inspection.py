@@ -55,6 +55,8 @@ def inspect_checkpoint(path: str | Path, preset: str | None = None, include: tup
     }
     if recipe is None:
         return info
+    if kind == "converted":
+        info["score"] = recipe.score_statement()
     try:
         vocab = read_vocabulary(folder, recipe.label_tokens, config, read_tokenizer_config(folder))
         info["labels"] = [{"token": t, "id": i} for t, i in zip(recipe.label_tokens, vocab.label_ids)]
@@ -105,6 +107,7 @@ def render(info: dict) -> str:
         ("architectures", ", ".join(info["architectures"]) or "none"),
         ("label tokens", labels),
         ("head", f"{head['tensor']} {head['dtype']} {head['shape']} in {head['file']}" if head else "n/a"),
+        *([("score", info["score"])] if info.get("score") else []),
         ("tied embeddings", "yes" if info["tied"] else "no"),
         ("dtype", f"{info['dtype']} ({', '.join(f'{k} x{v}' for k, v in info['tensor_dtypes'].items())})"),
         ("weights", f"{len(info['shards'])} file(s), {info['total_bytes'] / 1e9:.2f} GB"),

@@ -88,15 +88,23 @@ class Plan:
 
 
 def make_plan(
-    source: Source, *, preset_name: str | None = None, tokens: tuple[str, ...] | None = None, method: str | None = None
+    source: Source,
+    *,
+    preset_name: str | None = None,
+    tokens: tuple[str, ...] | None = None,
+    method: str | None = None,
+    raw_logit: bool = False,
 ) -> Plan:
-    """``preset_name`` forces a preset; ``tokens`` with ``method`` build a generic recipe (see ``recipes``)."""
+    """``preset_name`` forces a preset; ``tokens`` with ``method`` build a generic recipe (see ``recipes``);
+    ``raw_logit`` keeps a calibrated family's logit instead of its calibrated score."""
     ckpt = open_checkpoint(source.folder, source.root)
     _check_not_converted(ckpt)
     recipe = choose_recipe(ckpt.config, source, preset_name, tokens, method)
+    recipe = recipe.raw() if raw_logit else recipe
     carried = _carried_files(source, recipe)
     tokenizer_config = read_tokenizer_config(source.folder)
     vocab = read_vocabulary(source.folder, recipe.label_tokens, ckpt.config, tokenizer_config)
+    _check_family_ids(recipe, vocab.label_ids)
     tied = recipe.tied(ckpt.config)
     head = _head_tensor(ckpt, recipe, tied)
     score = _score(head, vocab.label_ids, recipe)
@@ -140,6 +148,17 @@ def choose_recipe(
         f"no conversion recipe for architectures {archs or '(none)'}; known: {', '.join(known_architectures())}; "
         f"or pass --tokens/--method (presets: {', '.join(PRESET_NAMES)})"
     )
+
+
+def _check_family_ids(recipe: Recipe, label_ids: tuple[int, ...]) -> None:
+    """A look-alike (another base vocabulary under the family's name) would get a head of the wrong rows."""
+    if recipe.label_ids is not None and label_ids != recipe.label_ids:
+        got = ", ".join(f"{t!r} = {i}" for t, i in zip(recipe.label_tokens, label_ids))
+        want = ", ".join(map(str, recipe.label_ids))
+        raise SeqclsError(
+            f"this checkpoint's vocabulary gives {got}, but {recipe.name} scores id {want}: it is not a {recipe.name} "
+            "checkpoint (another base vocabulary); convert it with --preset or --tokens/--method for what it is"
+        )
 
 
 def _check_counterpart(recipe: Recipe, config: dict) -> bool:
@@ -200,7 +219,7 @@ def _row_f32(head: TensorInfo, row: int) -> np.ndarray:
 def _score(head: TensorInfo, label_ids: tuple[int, ...], recipe: Recipe) -> NewTensor:
     """``from_2_way_softmax``: ``fp32(W[true]) - fp32(W[false])``, as rounding the difference to the model dtype
     would cost ~1e-4 in score. ``no_post_processing``: the rows themselves, one label each, widened to fp32
-    (exactly)."""
+    (exactly), and divided by a calibrated family's temperature in fp32."""
     for token, i in zip(recipe.label_tokens, label_ids):
         if not 0 <= i < head.shape[0]:
             raise SeqclsError(f"label token {token!r} has id {i}, outside {head.name} ({head.shape[0]} rows)")
@@ -212,6 +231,8 @@ def _score(head: TensorInfo, label_ids: tuple[int, ...], recipe: Recipe) -> NewT
         false_row, true_row = rows
         rows = [true_row - false_row]
     matrix = np.stack(rows).astype("<f4")
+    if recipe.temperature != 1:
+        matrix = matrix / np.float32(recipe.temperature)
     return NewTensor(recipe.score_tensor, "F32", matrix.shape, matrix.tobytes())
 
 

@@ -30,17 +30,18 @@ MAX_LENGTH = 8192
 
 
 def reference_length(recipe: Recipe, config: dict) -> int:
-    """The longest prompt the reference scores for this model: ``MAX_LENGTH``, or the model's own length if shorter."""
+    """The longest prompt the reference scores for this model: the family's (``MAX_LENGTH`` for most), or the model's
+    own length if shorter."""
     longest = recipe.language_settings(config).get("max_position_embeddings")
-    return min(longest or MAX_LENGTH, MAX_LENGTH)
+    return min(longest or recipe.max_length, recipe.max_length)
 
 
 @dataclass(frozen=True)
 class Scores:
     rows: torch.Tensor
     """(pairs, labels), float32. Per pair, one logit per label: ``logit_true - logit_false`` for a
-    ``from_2_way_softmax`` original, the label tokens' logits for a ``no_post_processing`` one, the classifier's
-    logits for the converted model."""
+    ``from_2_way_softmax`` original, the label tokens' logits for a ``no_post_processing`` one (over a calibrated
+    family's temperature), the classifier's logits for the converted model."""
     load_seconds: float = 0.0
     score_seconds: float = 0.0
 
@@ -76,6 +77,7 @@ def iter_official(
     tokenizer, recipe: Recipe, pairs: Iterable[Pair], max_length: int = MAX_LENGTH
 ) -> Iterator[list[int]]:
     """The document's piece is cut to make the whole fit ``max_length``, as the references truncate the document.
+    A ``joined`` recipe's prompt is tokenized whole, as its reference does, and piece by piece only to be cut.
     A recipe without a prompt format gets ``query + document`` tokenized as vLLM does for such a model."""
     pairs = iter(pairs)
     while chunk := list(itertools.islice(pairs, CHUNK)):
@@ -91,7 +93,13 @@ def iter_official(
             tokenizer([texts[k] for texts in rendered], add_special_tokens=False)["input_ids"]
             for k in range(len(recipe.pieces))
         ]
-        for pieces in zip(*by_piece):
+        whole = (
+            tokenizer(["".join(t) for t in rendered], add_special_tokens=False)["input_ids"] if recipe.joined else []
+        )
+        for n, pieces in enumerate(zip(*by_piece)):
+            if whole and len(bos) + len(whole[n]) <= max_length:
+                yield bos + whole[n]
+                continue
             pieces = list(pieces)
             budget = max_length - len(bos) - sum(len(x) for i, x in enumerate(pieces) if i != document_piece)
             pieces[document_piece] = pieces[document_piece][: max(budget, 0)]
@@ -209,6 +217,8 @@ def score_original(
             chosen = at_last[:, list(label_ids)]
             if recipe.method == FROM_2_WAY_SOFTMAX:
                 chosen = chosen[:, 1:] - chosen[:, :1]
+            if recipe.temperature != 1:
+                chosen = chosen / recipe.temperature
             rows.append(chosen.cpu())
             positions.append(at)
     return Scores(

@@ -16,7 +16,7 @@ from pathlib import Path
 from .errors import SeqclsError
 from .io.checkpoint import config_dtype, read_config
 from .recipes import original_recipe, recipe_for_converted
-from .reference import MAX_LENGTH, reference_length
+from .reference import reference_length
 from .templates import SCORE_TEMPLATE_FILE
 from .truncation import check_max_length
 from .vllm_compat import (
@@ -103,6 +103,11 @@ def serve_command(
             "this vLLM renders no score templates exactly: clients must format queries and documents as the seed "
             "does (scripts/ascend/client.py shows how)"
         )
+    if recipe.calibration:
+        notes.append(f"scores: {recipe.score_statement()}" if converted else (
+            f"scores: vLLM's sigmoid of the raw logit, not {recipe.calibration.formula} (the family's calibrated "
+            "score): ask with \"use_activation\": false and calibrate, or serve a conversion by seqcls convert"
+        ))  # fmt: skip
     if recipe.has_prompt and not recipe.multimodal:
         notes.append(LONG_PAIRS.format(length=length, error="HTTP 400"))
     if spec.prefix_caching_for(install) is False and prefix_caching is None:
@@ -148,7 +153,7 @@ def llama_server_command(
     if max_model_len is not None:
         check_max_length(max_model_len, "--max-model-len")
     exported = read_exported(gguf_file)
-    longest = max_model_len or MAX_LENGTH
+    longest = max_model_len or exported.recipe.max_length
     argv = [LLAMA_SERVER, "-m", str(gguf_file), "--reranking", "--ctx-size", str(longest), "--batch-size",
             str(longest), "--ubatch-size", str(longest), "--parallel", "1", "--port", str(port)]  # fmt: skip
     if host:

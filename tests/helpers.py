@@ -75,6 +75,15 @@ def rewrite_tensor(folder: Path, name: str, value: torch.Tensor) -> None:
     raise KeyError(name)
 
 
+def zerank_reference_ids(tokenizer, query: str, document: str) -> list[int]:
+    """zerank-2 as its published code formats a pair: the query as the system message, the document as the user
+    message, the chat template with its generation prompt, tokenized whole (the fixture's chat template renders
+    these two messages as Qwen3's does)."""
+    messages = [{"role": "system", "content": query}, {"role": "user", "content": document}]
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def official_scores(src: Path, pairs: list, recipe=None, rendered: bool = False) -> list[float]:
     """The original's probabilities on the family's reference token ids (default: Qwen3-Reranker), cut to the model
     length as verify takes it; ``rendered``: on the ids of the prompt rendered as one string, as templates and vLLM

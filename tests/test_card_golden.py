@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from converter.card import CardFacts, render_card
-from converter.recipes import FROM_2_WAY_SOFTMAX, NO_POST_PROCESSING, PRESETS, generic_recipe
+from converter.recipes import FROM_2_WAY_SOFTMAX, NO_POST_PROCESSING, PRESETS, ZERANK_2, generic_recipe
 
 CARDS = Path(__file__).resolve().parent / "cards"
 DATE = "2026-12-03"
@@ -45,7 +45,7 @@ def _facts(recipe, *, tied: bool, label_ids: tuple[int, ...], name: str, base: s
 
 def cases() -> dict[str, str]:
     """Card name -> rendered text: each preset tied and untied, local and hub references, with and without results;
-    the generic conversions with one, two and three labels."""
+    zerank-2 converted with --raw-logit; the generic conversions with one, two and three labels."""
     ids = {("no", "yes"): (2152, 9693), ("0", "1"): (15, 16), ("Yes",): (9454,)}
     out = {}
     for recipe in PRESETS:
@@ -54,6 +54,8 @@ def cases() -> dict[str, str]:
         out[f"{recipe.name}-local"] = render_card(fresh, "converted/x-seq-cls")
         verified = _facts(recipe, tied=False, label_ids=label_ids, name=f"{recipe.name}-seq-cls", base="Org/x")
         out[f"{recipe.name}-hub"] = render_card(verified, "ORG/x-seq-cls", PARITY, GGUF)
+    raw = _facts(ZERANK_2.raw(), tied=True, label_ids=(9454,), name="zerank-2-raw-seq-cls", base=None)
+    out["zerank-2-raw-logit"] = render_card(raw, "converted/x-seq-cls")
     generic = {
         "generic-2-way": (("no", "yes"), FROM_2_WAY_SOFTMAX, (2152, 9693)),
         "generic-1-label": (("Yes",), NO_POST_PROCESSING, (9454,)),

@@ -86,7 +86,7 @@ def cross_encoder_pair(pair_of):
     return src, out, CrossEncoder(str(out), device="cpu")
 
 
-@pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
+@pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma", "zerank-2"])
 def test_sentence_transformers_pairs_match_the_original_for_every_preset(pair_of, family):
     """Gemma's BOS comes from the tokenizer's chat template here, as ST tokenizes without special tokens. Raw,
     seed-formatted and mixed pairs alike."""

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from conftest import FAMILY_ORIGINALS
-from helpers import load_all, rewrite_tensor
+from helpers import load_all, rewrite_tensor, zerank_reference_ids
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from converter import convert
@@ -43,13 +43,15 @@ def test_each_preset_is_recognised_and_its_head_is_exact(pair_of, family):
     recipe = preset(family)
     config = config_of(out)
     assert config["architectures"] == [recipe.target_architecture]
+    calibrated = {"temperature": recipe.temperature} if recipe.calibration else {}
     assert config["seqcls"] == {"recipe": family, "method": recipe.method, "label_tokens": list(recipe.label_tokens),
-                                "head_from": recipe.embed_tensor}  # fmt: skip
+                                **calibrated, "head_from": recipe.embed_tensor}  # fmt: skip
     assert not {"method", "classifier_from_token", "is_original_qwen3_reranker"} & set(config)
     assert recipe_for_converted(config) == recipe
     ids = load_tokenizer(src).convert_tokens_to_ids(list(recipe.label_tokens))
+    assert recipe.label_ids in (None, tuple(ids))
     w = load_all(src)["model.embed_tokens.weight"].float()
-    expected = w[ids[1]] - w[ids[0]] if recipe.method == "from_2_way_softmax" else w[ids]
+    expected = w[ids[1]] - w[ids[0]] if recipe.method == "from_2_way_softmax" else w[ids] / recipe.temperature
     score = load_all(out)["score.weight"]
     assert score.dtype == torch.float32 and torch.equal(score, expected.reshape(score.shape))
     assert inspect_checkpoint(out)["problems"] == []
@@ -119,6 +121,7 @@ def qwen3_reference_ids(tokenizer, query, document, instruction=None):
         ("qwen3-reranker", qwen3_reference_ids),
         ("mxbai-rerank-v2", mxbai_reference_ids),
         ("bge-reranker-v2-gemma", bge_gemma_reference_ids),
+        ("zerank-2", zerank_reference_ids),
     ],
 )
 def test_official_ids_follow_each_reference(original, family, reference):
@@ -127,7 +130,7 @@ def test_official_ids_follow_each_reference(original, family, reference):
     recipe = preset(family)
     ours = encode_official(tokenizer, recipe, PAIRS)
     for pair, ids in zip(PAIRS, ours):
-        extra = (pair.instruction,) if pair.instruction and family != "bge-reranker-v2-gemma" else ()
+        extra = (pair.instruction,) if pair.instruction and "{instruction}" in "".join(recipe.pieces) else ()
         assert ids == reference(tokenizer, pair.query, pair.document, *extra), pair
     rendered = tokenizer([recipe.format_pair(p.query, p.document, p.instruction) for p in PAIRS])["input_ids"]
     differ = [i for i, (a, b) in enumerate(zip(rendered, ours)) if a != b]

@@ -64,6 +64,23 @@ def test_other_presets_originals_get_their_documented_overrides(pair_of, capsys)
     assert argv[argv.index("--chat-template") + 1] == str(out / "score_template.jinja")
 
 
+def test_zerank_2_serves_its_calibrated_score_and_its_original_says_what_it_returns(pair_of, capsys):
+    """The conversion needs nothing but its template, and its notes say it returns the calibrated score; the
+    original gets the overrides users pass today, with a note that vLLM's sigmoid of its logit is not that score."""
+    src, out = pair_of("tiny-zerank-2")
+    argv = printed(capsys, src, "--device", "cuda", "--vllm-version", "0.23.0")
+    assert json.loads(argv[argv.index("--hf-overrides") + 1]) == {
+        "architectures": ["Qwen3ForSequenceClassification"], "classifier_from_token": ["Yes"],
+        "method": "no_post_processing",
+    }  # fmt: skip
+    assert 'not sigmoid(logit / 5) (the family\'s calibrated score): ask with "use_activation": false' in (
+        capsys.readouterr().err
+    )
+    argv = printed(capsys, out, "--device", "cuda", "--vllm-version", "0.23.0")
+    assert "--hf-overrides" not in argv and argv[argv.index("--chat-template") + 1] == str(out / "score_template.jinja")
+    assert "scores: sigmoid(logit / 5): the family's calibrated score" in capsys.readouterr().err
+
+
 def test_an_original_without_a_telling_name_needs_a_preset(original, tmp_path, capsys):
     import shutil
 

@@ -104,6 +104,26 @@ def test_ascend_client_agrees_between_the_original_and_the_converted_server(orig
         assert result.stdout.rstrip().endswith("OK")
 
 
+def test_a_calibrated_original_is_asked_for_its_logit(original_server):
+    """The server side of a calibrated family's original (zerank-2: sigmoid(logit / 5)): both endpoints asked with
+    ``use_activation`` off, each logit then calibrated, give the reference's calibrated scores. On the shared Qwen3
+    original with a temperature set on its recipe: a zerank-2 original would need a server of its own."""
+    from dataclasses import replace
+
+    from converter.recipes import Calibration
+    from converter.verify.backends.server import query_server
+
+    src, url = original_server
+    recipe = replace(QWEN3_RERANKER, calibration=Calibration(5.0, "this test's"))
+    pairs = list(DEMO_PAIRS)
+    side = query_server(url, recipe, pairs, raw_logits=True)
+    want = official_scores(src, pairs, recipe)
+    assert max(abs(a - b) for a, b in zip(want, official_scores(src, pairs))) > 1e-3, "the calibration shows"
+    assert set(side.scores) == {"/v1/rerank", "/score"}
+    for endpoint, got in side.scores.items():
+        assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4, endpoint
+
+
 @pytest.mark.vllm_processes
 def test_a_pair_over_the_length_is_refused_unless_its_document_is_cut(original_server, converted_server):
     """Both servers run with the reference's length (4,096 for this model, as ``seqcls serve`` sets it). A pair over

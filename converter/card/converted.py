@@ -69,6 +69,8 @@ def _formula(f: CardFacts) -> tuple[str, str, str]:
         return lines, head, how
     ids = ", ".join(map(str, f.label_ids))
     names = ", ".join(r.label_tokens)
+    if r.calibration:
+        return _calibrated_formula(f, tokens[0])
     if r.num_labels == 1:
         lines = (
             f"original:  p = sigmoid(logit_{names})   at the last token\n"
@@ -79,6 +81,37 @@ def _formula(f: CardFacts) -> tuple[str, str, str]:
     head = f"rows `W[{ids}]`, float32, shape [{r.num_labels}, {f.hidden_size}]"
     how = (", ".join(tokens), "The rows are stored in float32, which holds the model's values exactly.")
     return lines, head, how
+
+
+def _calibrated_formula(f: CardFacts, token: str) -> tuple[str, str, tuple[str, str]]:
+    """A family with a calibrated score: the head carries it (default) or the raw logit (``--raw-logit``)."""
+    r = f.recipe
+    name, (row,) = r.label_tokens[0], f.label_ids
+    if not r.raw_logit:
+        t = f"{r.temperature:g}"
+        lines = (
+            f"original:  p = sigmoid(logit_{name} / {t})   at the last token (the family's calibrated score)\n"
+            f"converted: p = sigmoid(h · W[{name}] / {t}) = sigmoid(score(h))"
+        )
+        head = f"`fp32(W[{row}]) / {t}`, float32, shape [1, {f.hidden_size}]"
+        how = (
+            f"The row is stored in float32 divided by {t}, so the sigmoid that vLLM, sentence-transformers and "
+            f"llama.cpp apply gives the calibrated score.\nCalibration: {r.calibration.source}. "
+            "`seqcls convert --raw-logit` keeps the raw logit instead."
+        )
+        return lines, head, (token, how)
+    lines = (
+        f"original:  logit_{name}   at the last token (the raw logit; calibrated: {r.calibration.formula})\n"
+        f"converted: score(h) = h · W[{name}] = logit_{name}"
+    )
+    head = f"`W[{row}]`, float32, shape [1, {f.hidden_size}]"
+    how = (
+        "Converted with `--raw-logit`: the checkpoint returns the raw logit. vLLM and sentence-transformers apply "
+        f"a sigmoid to it, which is not the family's calibrated score ({r.calibration.formula}); ask them for the "
+        "logit (vLLM: `use_activation: false`; sentence-transformers: `activation_fn=torch.nn.Identity()`).\n"
+        f"Calibration: {r.calibration.source}."
+    )
+    return lines, head, (token, how)
 
 
 def _prompt_section(r: Recipe) -> str:
@@ -132,9 +165,10 @@ def _marks(r: Recipe) -> str:
 
     halves = r.pieces[: r.document_from], r.pieces[r.document_from :]
     (q_open, q_close), (d_open, d_close) = map(half_marks, halves)
+    document = f"opens with {shown(d_open)} and ends with" if d_open else "ends with"
     return (
-        f"a query that opens with {shown(q_open)} and ends with {shown(q_close)}, a document that opens with "
-        f"{shown(d_open)} and ends with {shown(d_close)}"
+        f"a query that opens with {shown(q_open)} and ends with {shown(q_close)}, a document that {document} "
+        f"{shown(d_close)}"
     )
 
 

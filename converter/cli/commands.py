@@ -15,7 +15,7 @@ def convert(args: argparse.Namespace) -> int:
 
     plan, report = run_conversion(
         args.src, args.out, copy=args.copy, overwrite=args.overwrite, base_model=args.base_model, hub=args.hub,
-        offline=args.offline, preset=args.preset, tokens=args.tokens, method=args.method,
+        offline=args.offline, preset=args.preset, tokens=args.tokens, method=args.method, raw_logit=args.raw_logit,
     )  # fmt: skip
     print(conversion_summary(plan, report))
     return 0

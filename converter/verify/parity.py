@@ -224,6 +224,7 @@ def _original_side(backend, s: Settings, o: VerifyOptions, folder: Path) -> tupl
     inputs = backend.cache_inputs("original") if o.use_cache else None
     if inputs is None:
         return backend.score("original"), "n/a" if o.use_cache else "off", None
+    inputs = inputs | {"temperature": s.recipe.temperature}  # a calibrated family's score of the same logits
     key = cache.cache_key(backend.name, s.device, fingerprint(s.original), inputs)
     if hit := cache.load(folder, key):
         return hit, "hit", key

@@ -97,6 +97,12 @@ class Settings:
     def folder(self, which: str) -> Path:
         return self.original if which == "original" else self.converted
 
+    def raw_logits(self, which: str) -> bool:
+        """The original of a calibrated head (zerank-2) is asked for its raw logit (vLLM's ``use_activation``
+        off), which ``Recipe.calibrated`` then scores: vLLM's own sigmoid of it is not the family's score, and a
+        float32 probability near 1 cannot give the logit back."""
+        return which == "original" and self.recipe.temperature != 1
+
     @cached_property
     def _fitted(self) -> tuple[list[Pair], list[int]]:
         from ...truncation import fit_pairs

@@ -117,14 +117,16 @@ def post(url: str, path: str, body: dict) -> dict:
 
 def query_server(
     url: str, recipe: Recipe, pairs: Sequence[Pair], raw: bool = False, prompts: str | None = None,
-    sample: list[int] | None = None, chunk: int = 2048,
+    sample: list[int] | None = None, chunk: int = 2048, raw_logits: bool = False,
 ):  # fmt: skip
     """Per query: one ``/v1/rerank`` and one ``/score`` request. The seed formats queries and documents by hand;
     with ``raw`` the server's score template does it and an instruction travels as ``chat_template_kwargs``. The
     pairs of ``sample`` are also sent formatted by hand and mixed, as the seed's clients send them to such a server.
+    With ``raw_logits`` the server returns logits (``use_activation`` off), scored by ``Recipe.calibrated``.
     The token ids come from ``tokenize``."""
     started = time.perf_counter()
-    scores = _query(url, recipe, pairs, "raw" if raw else "seed-formatted", templated=raw, chunk=chunk)
+    form = "raw" if raw else "seed-formatted"
+    scores = _query(url, recipe, pairs, form, templated=raw, chunk=chunk, raw_logits=raw_logits)
     timings = {"score_seconds": time.perf_counter() - started, "chunks": -(-len(pairs) // chunk)}
     forms = {}
     if sample:
@@ -147,8 +149,9 @@ def tokenize(url: str, recipe: Recipe, pairs: Iterable[Pair], path: Path) -> Spi
 
 
 def _query(
-    url: str, recipe: Recipe, pairs: Sequence[Pair], form: str, templated: bool, chunk: int = 2048
-) -> dict[str, list[float]]:
+    url: str, recipe: Recipe, pairs: Sequence[Pair], form: str, templated: bool, chunk: int = 2048,
+    raw_logits: bool = False,
+) -> dict[str, list[float]]:  # fmt: skip
     """Requests per query within each ``chunk`` of pairs, so that what is held does not grow with the pair set; a
     query whose documents span two chunks is asked twice."""
     rerank, score = [], []
@@ -167,11 +170,14 @@ def _query(
         for key, members in groups.items():
             query, instruction = json.loads(key)
             extra = {"chat_template_kwargs": {"instruction": instruction}} if templated and instruction else {}
+            extra |= {"use_activation": False} if raw_logits else {}
             docs = [d for _, d in members]
             for r in post(url, "/v1/rerank", {"query": query, "documents": docs, **extra})["results"]:
                 rerank[offset + members[r["index"]][0]] = r["relevance_score"]
             for d in post(url, "/score", {"queries": query, "documents": docs, **extra})["data"]:
                 score[offset + members[d["index"]][0]] = d["score"]
+    if raw_logits:
+        rerank, score = [recipe.calibrated(x) for x in rerank], [recipe.calibrated(x) for x in score]
     return {"/v1/rerank": rerank, "/score": score}
 
 
@@ -256,7 +262,8 @@ class ServerBackend:
         s, template = self.s, self._template(which)
         raw = template is not None or s.recipe.multimodal
         sample = form_sample(self.reference_ids, s.max_length) if template and not s.recipe.multimodal else None
-        side = query_server(url, s.recipe, s.sent_pairs, raw, TEMPLATE if raw else MANUAL, sample, s.chunk)
+        side = query_server(url, s.recipe, s.sent_pairs, raw, TEMPLATE if raw else MANUAL, sample, s.chunk,
+                            raw_logits=s.raw_logits(which))  # fmt: skip
         if s.recipe.multimodal:
             return side
         self.used_ids[which] = tokenize(url, s.recipe, s.sent_pairs, self.spill / f"{which}.ids.jsonl")

@@ -88,7 +88,9 @@ class VllmBackend:
         job = {"engine": engine_kwargs(s.spec(which), self.install), "chunk": s.chunk}
         if s.recipe.num_labels > 1:
             job["classify"] = True
-        elif self._templated(which):
+        if s.raw_logits(which):
+            job["raw_logits"] = True
+        if s.recipe.num_labels == 1 and self._templated(which):
             job["chat_template"] = (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8")
             if which == "converted" and not s.recipe.multimodal:
                 sample = form_sample(self.reference_ids, s.max_length)
@@ -128,7 +130,7 @@ class VllmBackend:
         names = endpoint_names(self.s.recipe)
         scores, ids = [], PromptDigests()
         for score, prompt_ids in SpilledIds(job["outputs"], column=None):
-            scores.append(score)
+            scores.append(self.s.recipe.calibrated(score) if job.get("raw_logits") else score)
             ids.add(prompt_ids)
         per_label = [list(x) for x in zip(*scores)] if job.get("classify") else [scores]
         forms = {

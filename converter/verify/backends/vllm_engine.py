@@ -69,7 +69,9 @@ def _score_pairs(llm, job: dict, queries: list, documents: list, per_pair: list)
     scores, token_ids = [0.0] * len(queries), [[]] * len(queries)
     for key, members in groups.items():
         kwargs = json.loads(key)
-        params = PoolingParams(extra_kwargs={"chat_template_kwargs": kwargs}) if kwargs else None
+        options = {"extra_kwargs": {"chat_template_kwargs": kwargs}} if kwargs else {}
+        options |= {"use_activation": False} if job.get("raw_logits") else {}
+        params = PoolingParams(**options) if options else None
         outputs = llm.score(
             [queries[i] for i in members],
             [documents[i] for i in members],
