@@ -202,6 +202,8 @@ def mixed(args: argparse.Namespace) -> None:
             results[n, every].append(got)
             print(f"run {run + 1}/{args.runs}: {n} pairs, long every {every or '-'}: tree peak "
                   f"{got['tree_peak_bytes'] / 2**20:.0f} MiB, {got['seconds']:.0f} s", file=sys.stderr)  # fmt: skip
+    saved = {f"{n} {every}": runs for (n, every), runs in results.items()}
+    (args.workdir / "long-mix.json").write_text(json.dumps(saved, indent=1))
     text = mixed_report(args, cases, results)
     out = args.out or ROOT / "docs" / "verify-memory.md"
     write_section(out, "long-mix", text, "# verify's memory against the number of pairs")
@@ -221,9 +223,10 @@ def mixed_report(args: argparse.Namespace, cases: list, results: dict[tuple[int,
             f"{base[0]:,} short pairs | verify's own peak RSS | verify wall time |", "|---" * 6 + "|"]  # fmt: skip
     for case in cases:
         n, every = case
-        long_pairs = f"{n // every:,} ({statistics.median(r['cut_pairs'] for r in results[case]):,.0f} cut)"
+        cut = statistics.median(r["cut_pairs"] for r in results[case])
+        long_pairs = f"{n // every:,} ({cut:,.0f} cut)" if every else "none"
         seconds = statistics.median(r["seconds"] for r in results[case])
-        rows.append(f"| {n:,} | {long_pairs if every else 'none'} | {mib(case):.0f} MiB | {mib(case) - mib(base):+.0f} "
+        rows.append(f"| {n:,} | {long_pairs} | {mib(case):.0f} MiB | {mib(case) - mib(base):+.0f} "
                     f"MiB | {mib(case, 'peak_bytes'):.0f} MiB | {seconds:.0f} s |")  # fmt: skip
     largest = max(cases)
     grew = mib(largest) - mib(base)

@@ -112,3 +112,44 @@ def test_bench_gguf_quick(workdir):
     assert set(data["scoring"]["seconds"]) == {"llama.cpp f16", "llama.cpp q8_0", "llama.cpp q4_k_m",
                                                "transformers float32", "transformers bfloat16"}  # fmt: skip
     assert "| llama.cpp q4_k_m |" in (workdir / "benchmarks.md").read_text() and docs.read_bytes() == before
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("bench")
+def test_bench_long_inputs_quick(workdir):
+    """scripts/bench_long_inputs.py --quick with the transformers engine only (vLLM's worker is the same loop over
+    ``LLM.score``, and its engine start would cost this smoke run 25 s): two lengths on the tiny shape, prompts of
+    exactly those lengths, the table in the workdir, docs/ untouched."""
+    docs = ROOT / "docs" / "benchmarks.md"
+    before = docs.read_bytes()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_long_inputs.py"), "--quick", "--engines", "transformers",
+         "--workdir", str(workdir)],
+        capture_output=True, text=True, cwd=ROOT, timeout=900,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    [run] = json.loads((workdir / "long-inputs.json").read_text())["tiny"]["transformers"]
+    assert [r["tokens"] for r in run["lengths"]] == [512, 1024] and all(r["seconds"] > 0 for r in run["lengths"])
+    text = (workdir / "benchmarks.md").read_text()
+    assert "| 512 |" in text and "| 1,024 |" in text and docs.read_bytes() == before
+
+
+def test_bench_long_inputs_mixed_pairs_and_table(tmp_path):
+    """scripts/bench_long_inputs.py --mixed's own parts, in this process: its pair file (every Nth document long,
+    each its own, the rest bench_verify_memory.py's set unchanged) and its table, with and without long pairs. The
+    verify processes it runs are bench_verify_memory.py's worker, smoke-tested above."""
+    import argparse
+    import importlib
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    bench = importlib.import_module("bench_long_inputs")
+    plain = [json.loads(line) for line in bench.mixed_pairs(tmp_path, 40, 0).read_text().splitlines()]
+    mixed = [json.loads(line) for line in bench.mixed_pairs(tmp_path, 40, 20).read_text().splitlines()]
+    changed = [i for i, (a, b) in enumerate(zip(plain, mixed)) if a != b]
+    assert len(mixed) == 40 and changed == [19, 39] and mixed[19]["document"] != mixed[39]["document"]
+    assert all(len(mixed[i]["document"].split()) == 6000 and mixed[i]["query"] == plain[i]["query"] for i in changed)
+    run = {"tree_peak_bytes": 900 * 2**20, "peak_bytes": 800 * 2**20, "seconds": 3.0}
+    results = {(40, 0): [run | {"cut_pairs": 0}], (40, 20): [run | {"cut_pairs": 2}]}
+    args = argparse.Namespace(mixed=[40], long_every=20, backend="transformers", runs=1)
+    rows = [r for r in bench.mixed_report(args, list(results), results).splitlines() if r.startswith("| 40 |")]
+    assert [r.split(" | ")[1] for r in rows] == ["none", "2 (2 cut)"] and all("| 900 MiB | +0 MiB |" in r for r in rows)
