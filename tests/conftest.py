@@ -136,7 +136,7 @@ def copy_of(original, tmp_path):
 def swapped(pair_of, tmp_path):
     """A converted checkpoint whose head was built from swapped label tokens, and whose score template formats
     pre-formatted input a second time (as templates did before they recognised it): the planted faults of the
-    vllm and server backends (tests/test_verify_vllm.py, tests/test_server_vllm.py)."""
+    vllm backend (tests/test_verify_vllm.py)."""
     from helpers import load_all, rewrite_tensor
 
     from converter import convert

@@ -21,8 +21,9 @@ def _complete(out) -> bool:
 
 @pytest.mark.slow
 def test_kill_9_never_leaves_a_partial_output(original, tmp_path):
-    """Kills at growing delays until a run finishes, then inside that last interval, so that some kill lands while
-    the temporary folder is being written however fast or loaded the machine is."""
+    """Kills at growing delays (each 1.4 times the last) until a run finishes, then inside that last interval, from
+    its end back, so that some kill lands while the temporary folder is being written however fast or loaded the
+    machine is."""
     src = original("untied-fp32-sharded")
     attempts = iter(range(1000))
 
@@ -45,11 +46,11 @@ def test_kill_9_never_leaves_a_partial_output(original, tmp_path):
         killed_mid_write |= mid_write
         if finished:
             break
-        last_unfinished, delay = delay, delay + 0.05
-    for k in range(1, 50):
+        last_unfinished, delay = delay, delay * 1.4
+    for k in range(1, 50):  # from the end of that interval back: the write is a run's last part
         if killed_mid_write:
             break
-        killed_mid_write |= kill_after(last_unfinished + (delay - last_unfinished) * k / 50)[1]
+        killed_mid_write |= kill_after(delay - (delay - last_unfinished) * k / 50)[1]
     assert killed_mid_write, "no kill landed during a write; the test proved nothing"
 
 

@@ -5,6 +5,7 @@ default process layout, as users run them."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from converter.cli import run
 from converter.pairs import DEMO_PAIRS, SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER
 from converter.templates import INPUT_FORMS
-from converter.verify.backends.base import MANUAL, TEMPLATE
+from converter.verify.backends.base import MANUAL
 from converter.vllm_compat import EngineSpec, require
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.vllm_processes]
@@ -166,8 +167,7 @@ def test_a_pair_over_the_length_is_refused_unless_its_document_is_cut(original_s
 
 def test_server_backend_rerank_and_score(original_server, converted_server, pair_of, tmp_path, capsys):
     """Both servers already running (``--original-url``, ``--converted-url``): both get the seed's request format, so
-    the converted server's template must pass the seed-formatted input through. That the backend starts a server of
-    its own with the template, and ends it, is checked by the swapped-head test below."""
+    the converted server's template must pass the seed-formatted input through."""
     src, url = original_server
     _, converted_url, _ = converted_server
     _, out = pair_of("tied-bf16-single")
@@ -185,22 +185,31 @@ def test_server_backend_rerank_and_score(original_server, converted_server, pair
     assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
 
 
-@pytest.mark.vllm_processes
-def test_server_backend_catches_swapped_tokens(original_server, swapped, tmp_path, capsys):
-    """Planted faults (the head, and a template that wraps formatted input twice) in a converted model whose server
-    the backend starts itself, with the template, and ends: its own server, as this is the text family's test of how
-    the server backend starts and stops one (the original's is the shared one)."""
-    _, url = original_server
-    src, bad = swapped
-    args = ["verify", str(bad), "--original", str(src), "--backend", "server", "--original-url", url]
-    assert run([*args, "--report", str(tmp_path / "r.json")]) == 1
-    out = capsys.readouterr().out
-    assert "seqcls verify: FAIL: the converted checkpoint deviates from the reference" in out
-    assert "its score template gives seed-formatted and mixed input other prompts or scores" in out
+def test_server_backend_fails_a_served_conversion_that_deviates_from_the_reference(
+    original_server, converted_server, pair_of, tmp_path, capsys
+):
+    """Planted fault, on the shared servers: the reference's copy of the original has its ``yes`` row replaced by its
+    ``no`` row (every reference score 0.5), so the served conversion, which agrees with the served original, deviates
+    from it. The backend must fail the conversion, not take the two servers' agreement as proof. (A tampered
+    checkpoint of its own would cost a server start; the vllm backend's swapped-token test serves one, and the
+    Qwen3-VL serve test has verify start and stop a server itself.)"""
+    from helpers import load_all, rewrite_tensor
+
+    src, url = original_server
+    _, converted_url, _ = converted_server
+    _, out = pair_of("tied-bf16-single")
+    flat = tmp_path / "original-without-an-answer"
+    shutil.copytree(src, flat)
+    embed = load_all(src)["model.embed_tokens.weight"].clone()
+    embed[9693] = embed[2152]
+    rewrite_tensor(flat, "model.embed_tokens.weight", embed)
+    args = ["verify", str(out), "--original", str(flat), "--backend", "server", "--original-url", url,
+            "--converted-url", converted_url, "--report", str(tmp_path / "r.json")]  # fmt: skip
+    assert run(args) == 1
+    assert "seqcls verify: FAIL: the converted checkpoint deviates from the reference" in capsys.readouterr().out
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
-    assert set(report["input_forms"]) == {"seed-formatted", "mixed"}
-    assert _servers_running(bad) == 0, "the converted model's server was not shut down"
+    assert all(abs(r["reference"] - 0.5) < 1e-6 for r in report["pairs"])
+    assert max(abs(r["original"] - r["converted"]) for r in report["pairs"]) <= 1e-4, "the servers agree"
 
 
 @pytest.mark.vllm_processes
