@@ -114,6 +114,7 @@ def test_bench_gguf_quick(workdir):
     assert "| llama.cpp q4_k_m |" in (workdir / "benchmarks.md").read_text() and docs.read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("bench")
 def test_bench_long_inputs_parts(workdir):
     """scripts/bench_long_inputs.py's own parts, in this process (its worker processes only run them): documents

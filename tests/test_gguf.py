@@ -280,6 +280,7 @@ def test_serve_prints_the_llama_server_command(exported, capsys, monkeypatch):
     refuse(["serve", str(path)], capsys, "llama-server is not on PATH; install llama.cpp's server, or add --print")
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 @pytest.mark.parametrize("raw_logit", [False, True], ids=["calibrated", "raw-logit"])
 def test_zerank_2_gguf_scores_as_its_card_says(original, tmp_path, raw_logit):
     """zerank-2's GGUF (community ones give near-zero scores, llama.cpp #25447): llama.cpp's rank pooling over

@@ -48,6 +48,7 @@ def classifier_logits(out) -> torch.Tensor:
     return torch.stack(got).double()
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_the_converted_score_is_the_cards_calibrated_score(pair_of):
     """transformers and sentence-transformers give sigmoid(logit / 5) as they load the checkpoint, with no option;
     the fixture's logits are large enough that the calibration changes every score."""
@@ -67,6 +68,7 @@ def test_the_converted_score_is_the_cards_calibrated_score(pair_of):
     assert "p = sigmoid(logit_Yes / 5)" in card and "`fp32(W[9454]) / 5`" in card and "--raw-logit" in card
 
 
+@pytest.mark.slow  # inner loop: see docs/testing.md
 def test_raw_logit_keeps_the_logit_and_says_so(original, tmp_path, capsys):
     src = original(ORIGINAL)
     out = tmp_path / "zerank-2-raw"
