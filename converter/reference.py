@@ -77,7 +77,8 @@ def iter_official(
     tokenizer, recipe: Recipe, pairs: Iterable[Pair], max_length: int = MAX_LENGTH
 ) -> Iterator[list[int]]:
     """The document's piece is cut to make the whole fit ``max_length``, as the references truncate the document.
-    A ``joined`` recipe's prompt is tokenized whole, as its reference does, and piece by piece only to be cut.
+    A ``joined`` recipe's prompt is tokenized whole, as its reference does, and piece by piece only where it must be
+    cut, so a short pair is tokenized once.
     A recipe without a prompt format gets ``query + document`` tokenized as vLLM does for such a model."""
     pairs = iter(pairs)
     while chunk := list(itertools.islice(pairs, CHUNK)):
@@ -87,23 +88,29 @@ def iter_official(
             ]
             continue
         bos = [tokenizer.bos_token_id] if recipe.bos else []
-        document_piece = recipe.document_piece
         rendered = [recipe.render_pieces(p.query, p.document, p.instruction) for p in chunk]
+        whole = []
+        if recipe.joined:
+            whole = tokenizer(["".join(t) for t in rendered], add_special_tokens=False)["input_ids"]
+        fits = {n for n, ids in enumerate(whole) if len(bos) + len(ids) <= max_length}
+        pieced = [n for n in range(len(chunk)) if n not in fits]
         by_piece = [
-            tokenizer([texts[k] for texts in rendered], add_special_tokens=False)["input_ids"]
+            tokenizer([rendered[n][k] for n in pieced], add_special_tokens=False)["input_ids"] if pieced else []
             for k in range(len(recipe.pieces))
         ]
-        whole = (
-            tokenizer(["".join(t) for t in rendered], add_special_tokens=False)["input_ids"] if recipe.joined else []
-        )
-        for n, pieces in enumerate(zip(*by_piece)):
-            if whole and len(bos) + len(whole[n]) <= max_length:
-                yield bos + whole[n]
-                continue
-            pieces = list(pieces)
-            budget = max_length - len(bos) - sum(len(x) for i, x in enumerate(pieces) if i != document_piece)
-            pieces[document_piece] = pieces[document_piece][: max(budget, 0)]
-            yield bos + [i for x in pieces for i in x]
+        cut = {
+            n: _cut(list(pieces), recipe.document_piece, max_length - len(bos))
+            for n, pieces in zip(pieced, zip(*by_piece))
+        }
+        for n in range(len(chunk)):
+            yield bos + (cut[n] if n in cut else whole[n])
+
+
+def _cut(pieces: list[list[int]], document_piece: int, budget: int) -> list[int]:
+    """The pieces' ids with the document's cut so that the whole takes at most ``budget`` tokens."""
+    room = budget - sum(len(x) for i, x in enumerate(pieces) if i != document_piece)
+    pieces[document_piece] = pieces[document_piece][: max(room, 0)]
+    return [i for x in pieces for i in x]
 
 
 def batch_tokens(batch_size: int) -> int:
