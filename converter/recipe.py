@@ -57,7 +57,9 @@ class Recipe:
     """The prompt, as the reference code tokenizes it: each piece on its own, then concatenated. Fields:
     ``{query}``, ``{document}``, ``{instruction}``. None: no prompt format is known (generic recipes)."""
     document_from: int = 0
-    """Index of the first piece of the document half (the seed sends the halves as vLLM's query and document)."""
+    """Index of the piece that opens the prompt's second half. The seed's clients send the first half as vLLM's
+    query and the second as its document, which vLLM joins as they are. The first half holds the query, unless the
+    family puts the document first (ctxl-rerank-v2)."""
     instruction_part: str = "{instruction}"
     """What ``{instruction}`` renders to when there is an instruction; nothing when there is none."""
     default_instruction: str | None = None
@@ -101,6 +103,9 @@ class Recipe:
     engine's own sigmoid gives it; None: the logit is the score."""
     raw_logit: bool = False
     """A calibrated family converted with ``--raw-logit``: the head keeps the logit itself."""
+    logit_score: bool = False
+    """The family publishes the raw logit as its score (ctxl-rerank-v2): an engine's sigmoid of it keeps the
+    ranking, not the values."""
     max_length: int = 8192
     """The longest prompt the family's reference scores (Qwen's code cuts at 8,192 tokens): it cuts longer ones by
     their document."""
@@ -164,6 +169,10 @@ class Recipe:
             return f"{self.calibration.formula}: the family's calibrated score (the head is divided by it)"
         if self.calibration:
             return f"the raw logit (--raw-logit); the family's calibrated score is {self.calibration.formula}"
+        if self.logit_score:
+            return (
+                "the logit, the family's own score (vLLM and sentence-transformers apply a sigmoid unless asked not to)"
+            )
         if self.method == FROM_2_WAY_SOFTMAX:
             return f"sigmoid(logit) = softmax over ({', '.join(self.label_tokens)})[1], as the original"
         return "sigmoid(logit) for one label, a softmax across labels otherwise; the logits are the original's"
@@ -212,18 +221,33 @@ class Recipe:
         head = self.pieces[self.document_piece].split("{document}", 1)[0]
         return head.format(**self._fields(query, "", instruction))
 
+    @property
+    def document_first(self) -> bool:
+        """The document comes before the query in the prompt: its half is the one the seed sends as vLLM's query,
+        so a raw side and a formatted half cannot be mixed in one request."""
+        return self.pieces is not None and "{document}" in "".join(self.pieces[: self.document_from])
+
+    def halves(self, query: str, document: str, instruction: str | None = None) -> tuple[str, str]:
+        """The official prompt cut in two as the seed's clients send it to vLLM's score and rerank APIs: (what goes
+        as the query, what goes as the document)."""
+        if self.pieces is None:
+            return query, document
+        pieces = self.render_pieces(query, document, instruction)
+        return "".join(pieces[: self.document_from]), "".join(pieces[self.document_from :])
+
     def format_query(self, query: str, instruction: str | None = None) -> str:
-        """The query half of the official prompt, as the seed sends it to vLLM's score and rerank APIs."""
-        pieces = self.render_pieces(query, "", instruction)
-        return "".join(pieces[: self.document_from]) if self.pieces else query
+        """The query's half of the official prompt."""
+        first, second = self.halves(query, "", instruction)
+        return second if self.document_first else first
 
     def format_document(self, document: str) -> str:
-        pieces = self.render_pieces("", document)
-        return "".join(pieces[self.document_from :]) if self.pieces else document
+        """The document's half of the official prompt."""
+        first, second = self.halves("", document)
+        return first if self.document_first else second
 
     def format_pair(self, query: str, document: str, instruction: str | None = None) -> str:
         """The official prompt for one pair, without the BOS token; scores without it are close to random."""
-        return self.format_query(query, instruction) + self.format_document(document)
+        return "".join(self.halves(query, document, instruction))
 
     def vllm_hf_overrides(self) -> dict:
         """The load-time overrides that vLLM documents for serving the original checkpoint."""

@@ -24,10 +24,11 @@ from .recipe import (
 )
 
 __all__ = [  # the recipe fields (recipe.py) travel with the families
-    "BGE_RERANKER_V2_GEMMA", "CONFIG_KEY", "FROM_2_WAY_SOFTMAX", "GENERIC", "METHODS", "MXBAI_RERANK_V2",
-    "NO_POST_PROCESSING", "PRESETS", "PRESET_NAMES", "QWEN3_RERANKER", "QWEN3_VL_RERANKER", "VLLM_CONVERSION_KEYS",
-    "ZERANK_2", "Calibration", "LlamaCpp", "Recipe", "generic_recipe", "known_architectures", "original_recipe",
-    "preset", "presets_by_architecture", "recipe_for", "recipe_for_converted", "recipe_for_original",
+    "BGE_RERANKER_V2_GEMMA", "CONFIG_KEY", "CTXL_RERANK_V2", "FROM_2_WAY_SOFTMAX", "GENERIC", "METHODS",
+    "MXBAI_RERANK_V2", "NO_POST_PROCESSING", "PRESETS", "PRESET_NAMES", "QWEN3_RERANKER", "QWEN3_VL_RERANKER",
+    "VLLM_CONVERSION_KEYS", "ZERANK_2", "Calibration", "LlamaCpp", "Recipe", "generic_recipe", "known_architectures",
+    "original_recipe", "preset", "presets_by_architecture", "recipe_for", "recipe_for_converted",
+    "recipe_for_original",
 ]  # fmt: skip
 
 QWEN3_RERANKER = Recipe(
@@ -179,7 +180,39 @@ ZERANK_2 = Recipe(
 community conversion's account of its prompt (the query as the system turn, the document as the user turn, the chat
 template's generation prompt). docs/presets.md says which of these facts were checked and how."""
 
-PRESETS: tuple[Recipe, ...] = (QWEN3_RERANKER, MXBAI_RERANK_V2, BGE_RERANKER_V2_GEMMA, QWEN3_VL_RERANKER, ZERANK_2)
+CTXL_RERANK_V2 = Recipe(
+    name="ctxl-rerank-v2",
+    title="ContextualAI/ctxl-rerank-v2-instruct-multilingual (1B, 2B, 6B)",
+    source_architectures=("Qwen3ForCausalLM",),
+    target_architecture="Qwen3ForSequenceClassification",
+    method=NO_POST_PROCESSING,
+    label_tokens=("!",),
+    label_ids=(0,),
+    pieces=(
+        "Check whether a given document contains information helpful to answer the query.\n<Document> ",
+        "{document}",
+        "\n<Query> {query}{instruction} ??",
+    ),
+    document_from=2,
+    instruction_part=" {instruction}",
+    joined=True,
+    max_length=32768,
+    logit_score=True,
+    name_hints=("ctxl-rerank",),
+    llamacpp=LlamaCpp(arch="qwen3", pre_tokenizer="qwen2"),
+)
+"""From the family's model cards and the code users copy from them: the document before the query, an optional
+instruction after the query and a space, the prompt tokenized whole with no chat template; the score is the logit of
+vocabulary id 0 (``!`` in Qwen3's vocabulary) at the last token, raw. docs/presets.md says which facts were checked."""
+
+PRESETS: tuple[Recipe, ...] = (
+    QWEN3_RERANKER,
+    MXBAI_RERANK_V2,
+    BGE_RERANKER_V2_GEMMA,
+    QWEN3_VL_RERANKER,
+    ZERANK_2,
+    CTXL_RERANK_V2,
+)
 PRESET_NAMES: tuple[str, ...] = tuple(r.name for r in PRESETS)
 
 

@@ -77,8 +77,8 @@ def iter_official(
     tokenizer, recipe: Recipe, pairs: Iterable[Pair], max_length: int = MAX_LENGTH
 ) -> Iterator[list[int]]:
     """The document's piece is cut to make the whole fit ``max_length``, as the references truncate the document.
-    A ``joined`` recipe's prompt is tokenized whole, as its reference does, and piece by piece only where it must be
-    cut, so a short pair is tokenized once.
+    A ``joined`` recipe's prompt is tokenized whole, as its reference does, a cut one too (with its document cut as
+    text), so that the text around the cut joins as the family's tokenizer joins it.
     A recipe without a prompt format gets ``query + document`` tokenized as vLLM does for such a model."""
     pairs = iter(pairs)
     while chunk := list(itertools.islice(pairs, CHUNK)):
@@ -94,16 +94,28 @@ def iter_official(
             whole = tokenizer(["".join(t) for t in rendered], add_special_tokens=False)["input_ids"]
         fits = {n for n, ids in enumerate(whole) if len(bos) + len(ids) <= max_length}
         pieced = [n for n in range(len(chunk)) if n not in fits]
-        by_piece = [
-            tokenizer([rendered[n][k] for n in pieced], add_special_tokens=False)["input_ids"] if pieced else []
-            for k in range(len(recipe.pieces))
-        ]
-        cut = {
-            n: _cut(list(pieces), recipe.document_piece, max_length - len(bos))
-            for n, pieces in zip(pieced, zip(*by_piece))
-        }
+        if recipe.joined:
+            cut = {n: _cut_joined(tokenizer, recipe, chunk[n], max_length) for n in pieced}
+        else:
+            by_piece = [
+                tokenizer([rendered[n][k] for n in pieced], add_special_tokens=False)["input_ids"] if pieced else []
+                for k in range(len(recipe.pieces))
+            ]
+            cut = {
+                n: _cut(list(pieces), recipe.document_piece, max_length - len(bos))
+                for n, pieces in zip(pieced, zip(*by_piece))
+            }
         for n in range(len(chunk)):
             yield bos + (cut[n] if n in cut else whole[n])
+
+
+def _cut_joined(tokenizer, recipe: Recipe, pair: Pair, max_length: int) -> list[int]:
+    """A joined recipe's prompt with the document cut as ``truncation.cut_document`` cuts it, tokenized whole."""
+    from .truncation import cut_document
+
+    document = cut_document(tokenizer, recipe, pair.query, pair.document, pair.instruction, max_length)
+    text = recipe.format_pair(pair.query, document, pair.instruction)
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
 def _cut(pieces: list[list[int]], document_piece: int, budget: int) -> list[int]:

@@ -96,10 +96,16 @@ INPUT_FORMS = ("raw", "seed-formatted", "mixed")
 """How clients send a pair to a converted checkpoint's template; each must give the official prompt."""
 
 
+def input_forms(recipe: Recipe) -> tuple[str, ...]:
+    """The forms a family's clients can use: where the document comes first, the seed's first half carries the
+    document, so a raw side beside a formatted half has no meaning."""
+    return INPUT_FORMS[:2] if recipe.document_first else INPUT_FORMS
+
+
 def as_sent(recipe: Recipe, query: str, document: str, instruction: str | None, form: str, index: int = 0):
     """(query, document) as a client sends them in ``form``: raw, formatted by hand as the seed does, or mixed (even
     ``index``: the query formatted and the document raw; odd: the other way round)."""
-    formatted = recipe.format_query(query, instruction), recipe.format_document(document)
+    formatted = recipe.halves(query, document, instruction)
     if form == "raw":
         return query, document
     if form == "seed-formatted":

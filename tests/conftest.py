@@ -57,10 +57,12 @@ ORIGINALS = {
     "tiny-mxbai-rerank-base-v2": {"family": "mxbai-rerank-v2", "tied": True, "dtype": "float32"},
     "tiny-bge-reranker-v2-gemma": {"family": "bge-reranker-v2-gemma", "tied": True, "dtype": "float32"},
     "tiny-zerank-2": {"family": "zerank-2", "tied": True, "dtype": "float32"},
+    "tiny-ctxl-rerank-v2": {"family": "ctxl-rerank-v2", "tied": True, "dtype": "float32"},
 }
 QWEN3_ORIGINALS = [name for name, options in ORIGINALS.items() if "family" not in options]
 FAMILY_ORIGINALS = {"qwen3-reranker": "tied-fp32-single", "mxbai-rerank-v2": "tiny-mxbai-rerank-base-v2",
-                    "bge-reranker-v2-gemma": "tiny-bge-reranker-v2-gemma", "zerank-2": "tiny-zerank-2"}  # fmt: skip
+                    "bge-reranker-v2-gemma": "tiny-bge-reranker-v2-gemma", "zerank-2": "tiny-zerank-2",
+                    "ctxl-rerank-v2": "tiny-ctxl-rerank-v2"}  # fmt: skip
 """One fp32 original per preset, for tests that run every family."""
 
 

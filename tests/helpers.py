@@ -84,6 +84,17 @@ def zerank_reference_ids(tokenizer, query: str, document: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def ctxl_reference_ids(tokenizer, query: str, document: str, instruction: str | None = None) -> list[int]:
+    """ctxl-rerank-v2 as the code on its model cards formats a pair: one f-string, the document before the query, an
+    instruction after the query and a space, tokenized whole with the tokenizer's defaults."""
+    suffix = f" {instruction}" if instruction else ""
+    prompt = (
+        "Check whether a given document contains information helpful to answer the query.\n"
+        f"<Document> {document}\n<Query> {query}{suffix} ??"
+    )
+    return tokenizer(prompt)["input_ids"]
+
+
 def official_scores(src: Path, pairs: list, recipe=None, rendered: bool = False) -> list[float]:
     """The original's probabilities on the family's reference token ids (default: Qwen3-Reranker), cut to the model
     length as verify takes it; ``rendered``: on the ids of the prompt rendered as one string, as templates and vLLM

@@ -46,7 +46,7 @@ def _facts(recipe, *, tied: bool, label_ids: tuple[int, ...], name: str, base: s
 def cases() -> dict[str, str]:
     """Card name -> rendered text: each preset tied and untied, local and hub references, with and without results;
     zerank-2 converted with --raw-logit; the generic conversions with one, two and three labels."""
-    ids = {("no", "yes"): (2152, 9693), ("0", "1"): (15, 16), ("Yes",): (9454,)}
+    ids = {("no", "yes"): (2152, 9693), ("0", "1"): (15, 16), ("Yes",): (9454,), ("!",): (0,)}
     out = {}
     for recipe in PRESETS:
         label_ids = ids[recipe.label_tokens]

@@ -299,3 +299,24 @@ def test_zerank_2_gguf_scores_as_its_card_says(original, tmp_path, raw_logit):
     report = verify(gguf.path, src, backend="llamacpp", pairs=pairs)
     assert report["verdict"] == "pass" and report["token_ids"]["mismatched_pairs"] == [], report["failure"]
     assert report["token_ids"]["official_mismatched_pairs"] == [] and report["metrics"]["max_abs_delta"] < 5e-4
+
+
+@pytest.mark.slow  # inner loop: see docs/testing.md
+def test_ctxl_rerank_v2_gguf_puts_the_document_first(original, tmp_path):
+    """ctxl-rerank-v2's GGUF: its rerank template puts ``{document}`` before ``{query}`` as the family's prompt does,
+    and llama-server fills it into the family's ids token for token (a document ending with a newline, which the
+    prompt's own newline joins, and a pair with an instruction, formatted by hand); llama.cpp's rank pooling over
+    ``[w; 0]`` gives sigmoid of the id-0 logit within f32's tolerance."""
+    from converter import convert
+
+    src = original("tiny-ctxl-rerank-v2")
+    out = tmp_path / "ctxl-rerank-v2-seq-cls"
+    convert(src, out)
+    [gguf] = export_gguf(out, tmp_path / "gguf", types=["f32"])
+    template = read_exported(gguf.path).rerank_template
+    assert template.index("{document}") < template.index("{query}") and template.endswith("{query} ??")
+    pairs = [Pair("What is the capital of China?", "The capital of China is Beijing.\n"),
+             Pair("Gravity?", "A force.", "Prioritize recent research")]  # fmt: skip
+    report = verify(gguf.path, src, backend="llamacpp", pairs=pairs)
+    assert report["verdict"] == "pass" and report["token_ids"]["mismatched_pairs"] == [], report["failure"]
+    assert report["token_ids"]["official_mismatched_pairs"] == [] and report["metrics"]["max_abs_delta"] < 5e-4

@@ -15,7 +15,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from converter.pairs import Pair, builtin_pairs
 from converter.recipes import QWEN3_RERANKER, preset, recipe_for_converted
-from converter.templates import INPUT_FORMS, as_sent, score_template
+from converter.templates import INPUT_FORMS, as_sent, input_forms, score_template
 from converter.tiny_model import CHATML_TEMPLATE
 
 PAIRS = builtin_pairs("A long document about rerankers. " * 40)
@@ -57,13 +57,13 @@ def test_a_generation_template_inside_tokenizer_config_is_replaced(copy_of, tmp_
 @pytest.mark.parametrize("name", list(dict.fromkeys(["untied-fp32-sharded", *FAMILY_ORIGINALS.values()])))
 def test_transformers_batched_pairs_match_the_original(pair_of, name):
     """What the model card shows: the tokenizer's own template, padded batches, a sigmoid; raw pairs, pairs
-    formatted by hand as the seed's clients do, and a mix of the two."""
+    formatted by hand as the seed's clients do, and a mix of the two where the query comes first."""
     src, out = pair_of(name)
     recipe = recipe_for_converted(json.loads((out / "config.json").read_text()))
     tokenizer = AutoTokenizer.from_pretrained(out)
     model = AutoModelForSequenceClassification.from_pretrained(out, dtype=torch.float32).eval()
     expected = official_scores(src, PAIRS, recipe, rendered=recipe.name == "mxbai-rerank-v2")  # see test_presets
-    for form in INPUT_FORMS:
+    for form in input_forms(recipe):
         scores = []
         for instruction, chunk in itertools.groupby(enumerate(PAIRS), key=lambda x: x[1].instruction):
             sent = [as_sent(recipe, p.query, p.document, p.instruction, form, i) for i, p in chunk]
@@ -96,7 +96,7 @@ def test_sentence_transformers_pairs_match_the_original_for_every_preset(pair_of
     recipe, model = preset(family), CrossEncoder(str(out), device="cpu")
     plain = [p for p in PAIRS if p.instruction is None]
     expected = official_scores(src, plain, recipe, rendered=family == "mxbai-rerank-v2")  # see test_presets
-    for form in INPUT_FORMS:
+    for form in input_forms(recipe):
         sent = [as_sent(recipe, p.query, p.document, None, form, i) for i, p in enumerate(plain)]
         assert max_delta(model.predict(sent, batch_size=5), expected) <= 1e-4, form
 

@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 from conftest import FAMILY_ORIGINALS
-from helpers import load_all, rewrite_tensor, zerank_reference_ids
+from helpers import ctxl_reference_ids, load_all, rewrite_tensor, zerank_reference_ids
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
 from converter import convert
@@ -122,6 +122,7 @@ def qwen3_reference_ids(tokenizer, query, document, instruction=None):
         ("mxbai-rerank-v2", mxbai_reference_ids),
         ("bge-reranker-v2-gemma", bge_gemma_reference_ids),
         ("zerank-2", zerank_reference_ids),
+        ("ctxl-rerank-v2", ctxl_reference_ids),
     ],
 )
 def test_official_ids_follow_each_reference(original, family, reference):

@@ -9,7 +9,7 @@ from conftest import FAMILY_ORIGINALS
 from converter.pairs import Pair, builtin_pairs
 from converter.recipes import QWEN3_RERANKER, preset
 from converter.reference import encode_official
-from converter.templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent, half_marks, score_template
+from converter.templates import SCORE_TEMPLATE_FILE, as_sent, half_marks, input_forms, score_template
 from converter.verify.backends.base import load_tokenizer
 
 PAIRS = [
@@ -43,9 +43,11 @@ def test_rendered_template_tokenizes_to_the_official_ids(pair_of):
 
 @pytest.mark.parametrize("family", list(FAMILY_ORIGINALS))
 def test_seed_formatted_and_mixed_input_is_not_wrapped_twice(pair_of, family):
-    """Every form a client may send (raw, formatted by hand as the seed does, a mix) renders the same prompt, in the
-    score template (vLLM) and the tokenizer's chat template: the official ids for Qwen3 and bge (mxbai's template ids
-    differ from its piecewise reference at two newlines, see test_presets, and equal the raw form's)."""
+    """Every form a client may send (raw, formatted by hand as the seed does, a mix where the query comes first)
+    renders the same prompt, in the score template (vLLM) and the tokenizer's chat template: the official ids for
+    all but mxbai (whose template ids differ from its piecewise reference at two newlines, see test_presets, and equal
+    the raw form's). ctxl-rerank-v2's seed sends the document's half as vLLM's query: it has no mixed form."""
+    assert ("mixed" in input_forms(preset(family))) is (family != "ctxl-rerank-v2")
     recipe = preset(family)
     _, out = pair_of(FAMILY_ORIGINALS[family])
     tokenizer = load_tokenizer(out)
@@ -57,7 +59,7 @@ def test_seed_formatted_and_mixed_input_is_not_wrapped_twice(pair_of, family):
 def _check_forms(tokenizer, recipe, pairs, template, for_tokenizer):
     special = {"add_special_tokens": not for_tokenizer}
     ids = {}
-    for form in INPUT_FORMS:
+    for form in input_forms(recipe):
         ids[form] = []
         for i, p in enumerate(pairs):
             query, document = as_sent(recipe, p.query, p.document, p.instruction, form, i)
@@ -65,7 +67,7 @@ def _check_forms(tokenizer, recipe, pairs, template, for_tokenizer):
             messages = [{"role": "query", "content": query}, {"role": "document", "content": document}]
             text = tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False, **kwargs)
             ids[form].append(tokenizer(text, **special)["input_ids"])
-    assert ids["seed-formatted"] == ids["raw"] and ids["mixed"] == ids["raw"]
+    assert ids["seed-formatted"] == ids["raw"] and ids.get("mixed", ids["raw"]) == ids["raw"]
     if recipe.name != "mxbai-rerank-v2":
         assert ids["raw"] == encode_official(tokenizer, recipe, pairs)
 
@@ -85,10 +87,13 @@ def test_formatting_is_recognised_only_whole(pair_of, family):
         messages = [{"role": "query", "content": query}, {"role": "document", "content": document}]
         return tokenizer.apply_chat_template(messages, chat_template=template, tokenize=False)
 
-    # A half with no opening text (zerank-2's document) is taken as formatted by its closing alone: its ambiguity.
+    # A half with no opening text (zerank-2's document) is taken as formatted by its closing alone, and one with no
+    # closing text (ctxl-rerank-v2's first) by its opening alone: their ambiguity.
+    opening_only = q_open + "q" if q_close else "q"
     closing_only = "d" + d_close if d_open else "d"
-    for query, document in [(q_open + "q", d_open + "d"), ("q" + q_close, closing_only), (q_open, d_open)]:
+    exact = q_open if q_close else q_open[:-1]
+    for query, document in [(opening_only, d_open + "d"), ("q" + q_close, closing_only), (exact, d_open)]:
         assert render(query, document) == recipe.format_pair(query, document), (query, document)
     assert render(q_open + "q" + q_close, d_open + "d" + d_close) == q_open + "q" + q_close + d_open + "d" + d_close
     if not d_open:
-        assert render("q", "d" + d_close) == recipe.format_query("q") + "d" + d_close
+        assert render("q", "d" + d_close) == recipe.halves("q", "")[0] + "d" + d_close

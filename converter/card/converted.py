@@ -71,6 +71,18 @@ def _formula(f: CardFacts) -> tuple[str, str, str]:
     names = ", ".join(r.label_tokens)
     if r.calibration:
         return _calibrated_formula(f, tokens[0])
+    if r.logit_score:
+        lines = (
+            f"original:  logit_{names}   at the last token (the family's score is the raw logit)\n"
+            f"converted: score(h) = h · W[{names}] = logit_{names}"
+        )
+        how = (
+            "The row is stored in float32, which holds the model's values exactly. vLLM and sentence-transformers "
+            "apply a sigmoid\nto the logit, which keeps the ranking but not the family's published values; ask them "
+            "for the logit (vLLM:\n`use_activation: false`; sentence-transformers: "
+            "`activation_fn=torch.nn.Identity()`)."
+        )
+        return lines, f"rows `W[{ids}]`, float32, shape [1, {f.hidden_size}]", (", ".join(tokens), how)
     if r.num_labels == 1:
         lines = (
             f"original:  p = sigmoid(logit_{names})   at the last token\n"
@@ -149,11 +161,27 @@ transformers. Rendered, a pair reads (an empty side reads `{r.empty_side}`):
 {_visible(r.format_pair("{query}", "{document}", "{instruction}"))}
 ```
 {instruction}
-Queries and documents already formatted by hand this way (the query up to the document, and the document with
-the rest, as the original's clients send them) pass through unchanged, so existing clients keep working; a mix of
-raw and formatted parts works too. The one ambiguity: a raw part that itself opens and closes like a formatted one
+{_formatted_input(r)} The one ambiguity: a raw part that itself opens and closes like a formatted one
 ({_marks(r)}) is taken as formatted.
 {notes}"""
+
+
+def _formatted_input(r: Recipe) -> str:
+    if r.document_first:
+        return (
+            "Pairs already formatted by hand as the original's clients send them to vLLM (the prompt up "
+            "to the query as\n"
+            "the query, the rest as the document, which vLLM joins) pass through unchanged, so existing "
+            "clients keep working; a\n"
+            "raw side beside a formatted one does not, as the document comes first."
+        )
+    return (
+        "Queries and documents already formatted by hand this way (the query up to the document, "
+        "and the document with\n"
+        "the rest, as the original's clients send them) pass through unchanged, so existing clients "
+        "keep working; a mix of\n"
+        "raw and formatted parts works too."
+    )
 
 
 def _marks(r: Recipe) -> str:
@@ -165,11 +193,12 @@ def _marks(r: Recipe) -> str:
 
     halves = r.pieces[: r.document_from], r.pieces[r.document_from :]
     (q_open, q_close), (d_open, d_close) = map(half_marks, halves)
-    document = f"opens with {shown(d_open)} and ends with" if d_open else "ends with"
-    return (
-        f"a query that opens with {shown(q_open)} and ends with {shown(q_close)}, a document that {document} "
-        f"{shown(d_close)}"
-    )
+
+    def how(opening: str, closing: str) -> str:
+        marks = [f"opens with {shown(opening)}"] if opening else []
+        return " and ".join(marks + ([f"ends with {shown(closing)}"] if closing else []))
+
+    return f"a query that {how(q_open, q_close)}, a document that {how(d_open, d_close)}"
 
 
 def _visible(text: str) -> str:

@@ -17,6 +17,7 @@ from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set, visi
 from ..recipes import Recipe, recipe_for_converted
 from ..reference import reference_length
 from ..source import resolve_source
+from ..templates import SCORE_TEMPLATE_FILE
 from ..truncation import check_fits_template, check_max_length
 from . import cache
 from .backends import BACKENDS, ENGINE_BACKENDS, BackendRun, Settings, Side, backend_class
@@ -309,6 +310,11 @@ def _check_inputs(converted: Path, original: Path, backend: str) -> tuple[Recipe
             archs = converted_config.get("architectures")
             raise SeqclsError(
                 f"{converted} is not a checkpoint converted by seqcls ({archs}); run seqcls convert first"
+            )
+        if recipe.has_prompt and not (converted / SCORE_TEMPLATE_FILE).is_file():
+            raise SeqclsError(
+                f"{converted} has no {SCORE_TEMPLATE_FILE}: its loaders would score pairs without {recipe.name}'s "
+                "prompt; convert it again with this seqcls"
             )
     archs = config.get("architectures") or []
     if not recipe.converts(archs):

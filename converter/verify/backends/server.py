@@ -22,7 +22,7 @@ from ...errors import SeqclsError
 from ...media import vllm_side
 from ...pairs import Pair
 from ...recipes import Recipe
-from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE, as_sent
+from ...templates import SCORE_TEMPLATE_FILE, as_sent, input_forms
 from ...vllm_compat import (
     EngineSpec,
     VllmInstall,
@@ -133,7 +133,7 @@ def query_server(
         chosen = [pairs[i] for i in sample]
         forms = {
             form: Side(_query(url, recipe, chosen, form, templated=True), prompts=form, indices=sample)
-            for form in INPUT_FORMS[1:]
+            for form in input_forms(recipe)[1:]
         }
     return Side(scores, None, None, prompts or MANUAL, timings, forms=forms)
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ...errors import SeqclsError
 from ...media import vllm_side
-from ...templates import INPUT_FORMS, SCORE_TEMPLATE_FILE
+from ...templates import SCORE_TEMPLATE_FILE, input_forms
 from ...vllm_compat import engine_env, engine_kwargs, engine_malloc, require, require_image_templates
 from ..digests import PromptDigests
 from ..processes import DEFAULT_TIMEOUT, EngineWatch, last_error, stop_process_group
@@ -94,7 +94,7 @@ class VllmBackend:
             job["chat_template"] = (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8")
             if which == "converted" and not s.recipe.multimodal:
                 sample = form_sample(self.reference_ids, s.max_length)
-                job["forms"] = {form: form_job(s, sample, form) for form in INPUT_FORMS[1:]}
+                job["forms"] = {form: form_job(s, sample, form) for form in input_forms(s.recipe)[1:]}
         return job
 
     def rows(self, which: str) -> Iterator[str]:
@@ -108,7 +108,7 @@ class VllmBackend:
                 kwargs = {"instruction": p.instruction} if p.instruction else None
                 row = [vllm_side(p.query), vllm_side(p.document), kwargs]
             else:
-                row = [s.recipe.format_query(p.query, p.instruction), s.recipe.format_document(p.document), None]
+                row = [*s.recipe.halves(p.query, p.document, p.instruction), None]
             yield json.dumps(row, ensure_ascii=False) + "\n"
 
     def cache_inputs(self, which: str) -> dict | None:
