@@ -94,6 +94,12 @@ def serve_command(
         raise SeqclsError(f"{folder} has no {SCORE_TEMPLATE_FILE}; convert it again with this seqcls")
     if recipe.multimodal:
         template, templated = _multimodal(recipe, install, template, original is not None, notes)
+    elif original and recipe.document_first:
+        notes.append(
+            "original checkpoint: served through hf_overrides; clients must format prompts by hand and send the "
+            "prompt up to the query as the query and the rest as the document (the document comes first: vLLM joins "
+            "the two as they are)"
+        )
     elif original:
         notes.append("original checkpoint: served through hf_overrides; clients must format prompts as the seed does")
     elif not templated:
@@ -103,6 +109,8 @@ def serve_command(
             "this vLLM renders no score templates exactly: clients must format queries and documents as the seed "
             "does (scripts/ascend/client.py shows how)"
         )
+    if recipe.logit_score:
+        notes.append(f'scores: {recipe.score_statement()}; ask with "use_activation": false for the logit')
     if recipe.calibration:
         notes.append(f"scores: {recipe.score_statement()}" if converted else (
             f"scores: vLLM's sigmoid of the raw logit, not {recipe.calibration.formula} (the family's calibrated "

@@ -81,6 +81,23 @@ def test_zerank_2_serves_its_calibrated_score_and_its_original_says_what_it_retu
     assert "scores: sigmoid(logit / 5): the family's calibrated score" in capsys.readouterr().err
 
 
+def test_ctxl_rerank_v2_serves_as_is_and_its_original_gets_its_halves_in_prompt_order(pair_of, capsys):
+    """The conversion needs nothing but its template; the original gets id 0's token as vLLM's label, and a note
+    that its hand-formatted halves go in prompt order (the document first). Both say the logit is the score."""
+    src, out = pair_of("tiny-ctxl-rerank-v2")
+    argv = printed(capsys, src, "--device", "cuda", "--vllm-version", "0.23.0")
+    assert json.loads(argv[argv.index("--hf-overrides") + 1]) == {
+        "architectures": ["Qwen3ForSequenceClassification"], "classifier_from_token": ["!"],
+        "method": "no_post_processing",
+    }  # fmt: skip
+    notes = capsys.readouterr().err
+    assert "send the prompt up to the query as the query and the rest as the document" in notes
+    assert "scores: the logit, the family's own score" in notes
+    argv = printed(capsys, out, "--device", "cuda", "--vllm-version", "0.23.0")
+    assert "--hf-overrides" not in argv and argv[argv.index("--chat-template") + 1] == str(out / "score_template.jinja")
+    assert '"use_activation": false for the logit' in capsys.readouterr().err
+
+
 def test_an_original_without_a_telling_name_needs_a_preset(original, tmp_path, capsys):
     import shutil
 
