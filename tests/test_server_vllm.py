@@ -18,6 +18,7 @@ from converter.cli import run
 from converter.pairs import DEMO_PAIRS, SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER
 from converter.templates import INPUT_FORMS
+from converter.verify import verify
 from converter.verify.backends.base import MANUAL
 from converter.vllm_compat import EngineSpec, require
 
@@ -191,8 +192,7 @@ def test_server_backend_fails_a_served_conversion_that_deviates_from_the_referen
     """Planted fault, on the shared servers: the reference's copy of the original has its ``yes`` row replaced by its
     ``no`` row (every reference score 0.5), so the served conversion, which agrees with the served original, deviates
     from it. The backend must fail the conversion, not take the two servers' agreement as proof. (A tampered
-    checkpoint of its own would cost a server start; the vllm backend's swapped-token test serves one, and the
-    Qwen3-VL serve test has verify start and stop a server itself.)"""
+    checkpoint of its own would cost a server start; the vllm backend's swapped-token test serves one.)"""
     from helpers import load_all, rewrite_tensor
 
     src, url = original_server
@@ -210,6 +210,55 @@ def test_server_backend_fails_a_served_conversion_that_deviates_from_the_referen
     report = json.loads((tmp_path / "r.json").read_text())
     assert all(abs(r["reference"] - 0.5) < 1e-6 for r in report["pairs"])
     assert max(abs(r["original"] - r["converted"]) for r in report["pairs"]) <= 1e-4, "the servers agree"
+
+
+def test_reference_only_judges_a_served_conversion_with_no_original_server(converted_server, pair_of, tmp_path, capsys):
+    """``--reference-only``: only the converted model's server (already running), judged against the transformers
+    reference on the ids it used; the report and the printed verdict say the original did not run. Planted fault: the
+    same served conversion against a reference whose original lost its ``yes`` row fails. Options that need an
+    original path are refused."""
+    from helpers import load_all, rewrite_tensor
+
+    _, converted_url, _ = converted_server
+    src, out = pair_of("tied-bf16-single")
+    args = ["verify", str(out), "--backend", "server", "--reference-only", "--converted-url", converted_url]
+    assert run([*args, "--original", str(src), "--report", str(tmp_path / "r.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "seqcls verify: PASS" in printed and "original: not run (--reference-only)" in printed
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["original_side"].startswith("not run") and report["cache"]["original"] == "skipped"
+    assert report["findings"] == [] and report["environment"]["vllm"] == "external servers"
+    assert max(abs(r["reference"] - r["converted"]) for r in report["pairs"]) <= 1e-4
+    assert all(r["original"] == r["reference"] for r in report["pairs"])
+    flat = tmp_path / "original-without-an-answer"
+    shutil.copytree(src, flat)
+    embed = load_all(src)["model.embed_tokens.weight"].clone()
+    embed[9693] = embed[2152]
+    rewrite_tensor(flat, "model.embed_tokens.weight", embed)
+    assert run([*args, "--original", str(flat)]) == 1
+    assert "seqcls verify: FAIL: the converted checkpoint deviates from the reference" in capsys.readouterr().out
+    for extra in (["--no-reference"], ["--original-url", converted_url], ["--original-overrides", "{}"]):
+        assert run([*args, "--original", str(src), *extra]) == 2
+        err = capsys.readouterr().err
+        assert f"--reference-only runs no original path, so {extra[0]}" in err and "Traceback" not in err
+    assert run(["verify", str(out), "--original", str(src), "--reference-only"]) == 2
+    assert "--reference-only applies to the engine backends" in capsys.readouterr().err
+
+
+def test_verify_serves_a_ctxl_conversion_itself_and_judges_it_against_the_familys_scores(pair_of, tmp_path):
+    """``verify --backend server --reference-only`` with no URL: verify starts the ctxl-rerank-v2 conversion's
+    server itself (its score template, the document first), sends raw pairs and seed-formatted halves to
+    ``/v1/rerank`` and ``/score``, judges them against the family's own scores (the reference), and stops the server.
+    Its own start: the one passing test of a server that verify starts, and the one ctxl server."""
+    src, out = pair_of("tiny-ctxl-rerank-v2")
+    report = verify(out, src, backend="server", reference_only=True, log_dir=tmp_path, report=tmp_path / "r.json")
+    assert report["verdict"] == "pass" and report["findings"] == [], report.get("failure")
+    assert (tmp_path / "server-converted.log").is_file() and not (tmp_path / "server-original.log").exists()
+    assert report["timings"]["converted"]["load_seconds"] > 0 and _servers_running(out) == 0
+    assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
+    assert set(report["input_forms"]) == {"seed-formatted"} and report["input_forms"]["seed-formatted"]["pairs"] > 0
+    against = report["reference"]["converted"]
+    assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
 
 
 @pytest.mark.vllm_processes

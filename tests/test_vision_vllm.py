@@ -109,14 +109,13 @@ def vl_converted_server(vl_pair_of, shared_engine):
         yield src, out, engine.url
 
 
-def test_seqcls_serve_answers_images_and_a_broken_original_server_is_a_finding(vl_converted_server, tmp_path):
+def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(vl_converted_server, tmp_path):
     """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides): scripts/ascend/
-    client_vl.py sends it an image document and a text document. Then ``verify --backend server`` scores every
-    built-in pair against that server (image content parts in /v1/rerank and /score) and against a server of the
-    original whose path is broken: the documented overrides with the label tokens swapped, so that vLLM's online
-    conversion scores 1 - p. The original deviates from Qwen's scoring (the reference) on every pair, images
-    included; the conversion does not: a finding, and a pass. (That server of the original is started by verify
-    itself, as users of ``--backend server`` have it: the one Qwen3-VL test of how the backend starts a server.)"""
+    client_vl.py sends it an image document and a text document. Then ``verify --backend server --reference-only``
+    scores every built-in pair against that server (image content parts in /v1/rerank and /score) and judges it
+    against Qwen's scoring of the original (the reference), with no server of the original: what an NPU box that
+    serves only the conversion runs. (The original's server path, offline through the same overrides, is
+    test_images_score_the_same_through_the_documented_overrides_and_as_converted's.)"""
     import sys
 
     from converter.pairs import drawn_images
@@ -125,8 +124,6 @@ def test_seqcls_serve_answers_images_and_a_broken_original_server_is_a_finding(v
     image = tmp_path / "red-circle.png"
     image.write_bytes(base64.b64decode(drawn_images()["red-circle"].split(",", 1)[1]))
     query, text = "Which picture shows a red circle?", "A red circle drawn on a white background."
-    broken = {"architectures": ["Qwen3VLForSequenceClassification"], "classifier_from_token": ["yes", "no"],
-              "is_original_qwen3_reranker": True}  # fmt: skip
     client = Path(__file__).resolve().parent.parent / "scripts" / "ascend" / "client_vl.py"
     run = subprocess.run(
         [sys.executable, str(client), "--converted-url", url, "--query", query, "--image", str(image),
@@ -134,23 +131,20 @@ def test_seqcls_serve_answers_images_and_a_broken_original_server_is_a_finding(v
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     checked = verify(out, src, tmp_path / "report.json", "--backend", "server", "--converted-url", url,
-                     "--original-overrides", json.dumps(broken))  # fmt: skip
+                     "--reference-only")  # fmt: skip
     assert run.returncode == 0, run.stderr
     served = json.loads(run.stdout)["scores"]["converted"]
     assert checked.returncode == 0, checked.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verdict"] == "pass" and len(report["findings"]) == 1
-    assert report["findings"][0].startswith("the original's server (vllm")
-    assert "deviates from the reference by" in report["findings"][0]
-    assert "the converted checkpoint does not" in report["findings"][0]
-    assert report["inputs"]["original"]["hf_overrides"] == broken
+    assert report["verdict"] == "pass" and report["findings"] == []
+    assert report["original_side"].startswith("not run (--reference-only)")
     # /tokenize cannot expand images, so the reference sizes them as vLLM does without the server's ids: the icon,
     # which Qwen's own sizing keeps at 4 image tokens, then agrees too.
     assert report["reference"]["prompts"] == "the processor's prompts, images sized as vLLM sizes them"
     rows = report["pairs"]
     assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
     with_images = [r for r in rows if any(isinstance(side, list) for side in (r["query"], r["document"]))]
-    assert len(with_images) >= 6 and all(abs(r["original"] - (1 - r["converted"])) <= 1e-5 for r in with_images)
+    assert len(with_images) >= 6 and len({round(r["converted"], 6) for r in with_images}) > 3
     # The client's two documents are built-in pairs (the red circle, then the text): it was served Qwen's scoring.
     asked = [r for r in rows if r["query"] == query]
     assert asked[2]["document"] == text and len(asked) == 3

@@ -187,6 +187,12 @@ def _verify(sub) -> None:
         help="vllm/server backends: skip the transformers reference (the third opinion that names the wrong side)",
     )
     p.add_argument(
+        "--reference-only",
+        action="store_true",
+        help="vllm/server backends: run only the converted checkpoint in the engine and judge it against the "
+        "transformers reference (one engine or server fewer; the original's own path is not looked at)",
+    )
+    p.add_argument(
         "--reference-device",
         choices=("cpu", "cuda", "npu"),
         help="device of the transformers reference (default: --device, or cpu where torch has no such device)",

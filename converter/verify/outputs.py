@@ -45,6 +45,8 @@ def markdown(report: dict) -> str:
     verdict = "PASS" if report["verdict"] == "pass" else "FAIL"
     logit = m["max_abs_logit_delta"]
     lines = [f"FINDING: {finding}" for finding in report.get("findings", [])]
+    if original_side := report.get("original_side"):
+        lines.append(f"original: {original_side}")
     gate = (report.get("ranking_summary") or {}).get("gate")
     judged = (
         f"{report['gguf_type']} judged on rankings (median τ ≥ {gate['median_tau']}, top-1 agreement ≥ "

@@ -67,6 +67,9 @@ class VerifyOptions:
     """JSON (or a dict) replacing the documented ``hf_overrides`` of the original path (``vllm``, ``server``)."""
     # the transformers reference, a third opinion for the vllm and server backends
     reference: bool = True
+    reference_only: bool = False
+    """Engine backends: no original in the engine; the reference stands in for it (a served conversion checked where
+    the original's server would cost a second model's memory and start-up)."""
     reference_device: str | None = None
     """None: ``device``, or cpu where torch has no such device here."""
     # the original side's cache
@@ -115,6 +118,8 @@ def verify(
         raise SeqclsError(f"--timeout must be a positive number of seconds, not {o.timeout}")
     if o.reference_device not in (None, *DEVICES):
         raise SeqclsError(f"--reference-device must be one of {DEVICES}")
+    if o.reference_only:
+        _check_reference_only(o)
     converted, original = Path(converted), resolve_source(original, hub=o.hub, offline=o.offline).folder
     recipe, config, gguf_type = _check_inputs(converted, original, o.backend)
     card = (o.card or _gguf_card(converted) if gguf_type else converted) if o.update_card else None
@@ -139,7 +144,7 @@ def verify(
         original=original, converted=converted, recipe=recipe, pairs=pairs, dtype=o.dtype, device=o.device,
         max_length=limit, batch_size=o.batch_size, prefix_caching=o.prefix_caching, memory_fraction=o.memory_fraction,
         original_url=o.original_url, converted_url=o.converted_url, timeout=o.timeout, log_dir=log_dir,
-        original_overrides=overrides, chunk=o.chunk,
+        original_overrides=overrides, chunk=o.chunk, reference_only=o.reference_only,
     )  # fmt: skip
     started = time.monotonic()
     phases = {"prepare": started - entered}
@@ -149,6 +154,8 @@ def verify(
     result = build_report(settings, o.backend, verdict, run, pairs, time.monotonic() - started)
     result["gguf_type"] = gguf_type
     result["cache"] = cached
+    if o.reference_only:
+        result["original_side"] = REFERENCE_ONLY
     malloc = result["environment"].get("engine_malloc")
     result["timing_note"] = timing_note(result["timings"], o.backend, cached["original"] == "hit", malloc, o.device)
     result["phases"] = phases | {"compare": time.monotonic() - compared}
@@ -203,6 +210,8 @@ def _score_with(backend, s: Settings, o: VerifyOptions, phases: dict[str, float]
         nonlocal clock
         phases[name], clock = time.monotonic() - clock, time.monotonic()
 
+    if o.reference_only:
+        return _score_reference_only(backend, s, o, folder, lap)
     original, state, key = _original_side(backend, s, o, folder)
     lap("original side")
     converted = backend.score("converted")
@@ -218,6 +227,38 @@ def _score_with(backend, s: Settings, o: VerifyOptions, phases: dict[str, float]
         lap("reference")
     run = BackendRun(original, converted, official, backend.environment, reference, device, backend.timing)
     return run, cached
+
+
+def _score_reference_only(backend, s: Settings, o: VerifyOptions, folder: Path, lap) -> tuple[BackendRun, dict]:
+    """The converted side through the engine, then the reference on its prompt ids, which stands in for the
+    original's side too: the verdict is the converted side's against the reference, and no original path is
+    judged."""
+    converted = backend.score("converted")
+    lap("converted side")
+    official = backend.reference_ids
+    lap("official ids")
+    device = o.reference_device or _reference_device(o.device)
+    on_device = dataclasses.replace(s, device=device)
+    reference, state = _reference(on_device, o, backend.used_ids.get("converted"), folder)
+    lap("reference")
+    cached = {"original": "skipped", "dir": str(folder) if o.use_cache else None, "key": None, "reference": state}
+    stand_in = reference
+    if set(reference.scores) != set(converted.scores):  # one score, a server's two endpoints
+        (scores,) = reference.scores.values()
+        stand_in = dataclasses.replace(reference, scores=dict.fromkeys(converted.scores, scores))
+    return BackendRun(stand_in, converted, official, backend.environment, reference, device, backend.timing), cached
+
+
+REFERENCE_ONLY = "not run (--reference-only): the transformers reference stands in for it"
+
+
+def _check_reference_only(o: VerifyOptions) -> None:
+    if o.backend not in ENGINE_BACKENDS:
+        raise SeqclsError("--reference-only applies to the engine backends: use it with --backend vllm or server")
+    clash = [flag for flag, given in (("--no-reference", not o.reference), ("--original-url", o.original_url),
+                                      ("--original-overrides", o.original_overrides is not None)) if given]  # fmt: skip
+    if clash:
+        raise SeqclsError(f"--reference-only runs no original path, so {', '.join(clash)} has nothing to act on")
 
 
 def _original_side(backend, s: Settings, o: VerifyOptions, folder: Path) -> tuple[Side, str, str | None]:

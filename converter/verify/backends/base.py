@@ -75,6 +75,8 @@ class Settings:
     """Replaces the recipe's documented ``hf_overrides`` for the original path."""
     chunk: int = 2048
     """Pairs handed to an engine or server at a time: what it holds of the pair set at once."""
+    reference_only: bool = False
+    """No original in the engine (``VerifyOptions.reference_only``)."""
 
     def spec(self, which: str) -> EngineSpec:
         overrides = self.original_overrides or self.recipe.vllm_hf_overrides()

@@ -197,7 +197,8 @@ class ServerBackend:
                 "per pair; verify it with --backend transformers or vllm"
             )
         self.s = s
-        self.install: VllmInstall | None = require() if not (s.original_url and s.converted_url) else None
+        external = s.converted_url and (s.original_url or s.reference_only)
+        self.install: VllmInstall | None = None if external else require()
         if self.install:
             prepare_device(s.device)
         self.environment = {
