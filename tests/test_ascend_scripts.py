@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from converter.cli import run
-from converter.recipes import QWEN3_RERANKER
+from converter.recipes import QWEN3_RERANKER, preset
 
 ASCEND = Path(__file__).resolve().parents[1] / "scripts" / "ascend"
 VERSIONS = ["0.9.2", "0.9.2rc1", "0.10.1", "0.18.0", "0.19.1", "0.22.0", "0.23.0"]
@@ -101,6 +101,24 @@ def test_client_formats_exactly_as_the_recipe():
     query = client.QUERY_TEMPLATE.format(prefix=client.PREFIX, instruction=client.INSTRUCTION, query="q")
     assert query == r.format_query("q")
     assert client.DOCUMENT_TEMPLATE.format(doc="d", suffix=client.SUFFIX) == r.format_document("d")
+
+
+@pytest.mark.parametrize("family", ["qwen3-reranker", "zerank-2", "ctxl-rerank-v2"])
+def test_client_families_format_as_their_recipes(family):
+    """The client's hand formatting of each family (with and without an instruction where the family takes one) is
+    the recipe's cut of the official prompt, and its calibration the recipe's."""
+    client, r = load_client(), preset(family)
+    for instruction in (None, "Prefer recent documents") if "{instruction}" in "".join(r.pieces) else (None,):
+        pair = ("What is X?", "X is a letter.\n", instruction)
+        assert client.halves(family, *pair) == r.halves(*pair), instruction
+    temperature = client.FAMILIES[family].get("temperature")
+    assert temperature == (r.calibration.temperature if r.calibration else None)
+
+
+def test_client_refuses_an_instruction_a_family_does_not_take():
+    args = ["--original-url", "http://x", "--family", "zerank-2", "--instruction", "Prefer recent documents"]
+    result = subprocess.run([sys.executable, str(ASCEND / "client.py"), *args], capture_output=True, text=True)
+    assert result.returncode == 2 and "zerank-2's prompt takes no instruction" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,34 @@ def test_a_calibrated_original_is_asked_for_its_logit(original_server):
         assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4, endpoint
 
 
+def test_the_ascend_client_sends_each_familys_halves_and_calibrates(original_server):
+    """scripts/ascend/client.py --family on the shared Qwen3 original (a zerank-2 or ctxl original would need a
+    server each): zerank-2's halves with the raw logit asked for and calibrated by 5, ctxl-rerank-v2's halves in
+    prompt order (one request per document, as each document is in its first half). Each score is what the server
+    gives that family's prompt, asked directly."""
+    import math
+
+    from converter.recipes import preset
+    from converter.verify.backends.server import post
+
+    _, url = original_server
+    query, documents = "What is the capital of China?", ["The capital of China is Beijing.", "Gravity."]
+    script = [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py"), "--original-url", url, "--query", query]
+    for family, temperature in (("zerank-2", 5.0), ("ctxl-rerank-v2", None)):
+        argv = [*script, "--family", family, *(x for d in documents for x in ("--document", d))]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr
+        got = json.loads(result.stdout[: result.stdout.rindex("}") + 1])["scores"]["original"]
+        want = []
+        for d in documents:
+            first, second = preset(family).halves(query, d)
+            extra = {"use_activation": False} if temperature else {}
+            [answer] = post(url, "/v1/rerank", {"query": first, "documents": [second], **extra})["results"]
+            x = answer["relevance_score"]
+            want.append(1 / (1 + math.exp(-x / temperature)) if temperature else x)
+        assert got == pytest.approx(want, abs=1e-6) and got[0] != got[1], family
+
+
 @pytest.mark.vllm_processes
 def test_a_pair_over_the_length_is_refused_unless_its_document_is_cut(original_server, converted_server):
     """Both servers run with the reference's length (4,096 for this model, as ``seqcls serve`` sets it). A pair over
