@@ -63,6 +63,9 @@ class Recipe:
     instruction_part: str = "{instruction}"
     """What ``{instruction}`` renders to when there is an instruction; nothing when there is none."""
     default_instruction: str | None = None
+    instructed_query: str | None = None
+    """What ``{query}`` renders to when an instruction is given, for a prompt with no place of its own for one
+    (zerank-2: the query and the instruction in tags, as vLLM's ``zerank2.jinja`` wraps them)."""
     bos: bool = False
     """The reference starts with the BOS token, which the tokenizer adds; templates must not write it for vLLM."""
     prompt_note: str | None = None
@@ -201,8 +204,15 @@ class Recipe:
     def side_text(self, text: str) -> str:
         return text or self.empty_side or ""
 
+    @property
+    def takes_instruction(self) -> bool:
+        return self.instructed_query is not None or "{instruction}" in "".join(self.pieces or ())
+
     def _fields(self, query: str, document: str, instruction: str | None) -> dict:
-        return {"query": self.side_text(query), "document": self.side_text(document),
+        query, chosen = self.side_text(query), instruction or self.default_instruction
+        if self.instructed_query and chosen:
+            query = self.instructed_query.format(query=query, instruction=chosen)
+        return {"query": query, "document": self.side_text(document),
                 "instruction": self.instruction_text(instruction)}  # fmt: skip
 
     def render_pieces(self, query: str, document: str, instruction: str | None = None) -> list[str]:

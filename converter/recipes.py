@@ -166,6 +166,7 @@ ZERANK_2 = Recipe(
         "<|im_end|>\n<|im_start|>assistant\n",
     ),
     document_from=1,
+    instructed_query="<query>{query}</query>\n<instruction>{instruction}</instruction>",
     joined=True,
     max_length=32768,
     calibration=Calibration(
@@ -176,9 +177,9 @@ ZERANK_2 = Recipe(
     name_hints=("zerank",),
     llamacpp=LlamaCpp(arch="qwen3", pre_tokenizer="qwen2"),
 )
-"""From zerank-2's model card (the ``Yes`` logit, id 9454, at the last token; its calibration; 32,768 tokens) and a
-community conversion's account of its prompt (the query as the system turn, the document as the user turn, the chat
-template's generation prompt). docs/presets.md says which of these facts were checked and how."""
+"""From zerank-2's model card (the ``Yes`` logit, id 9454, at the last token; its calibration; 32,768 tokens) and
+vLLM's ``zerank2.jinja`` (the query as the system turn, the document as the user turn, the assistant's opening; an
+instruction wraps the query in tags). docs/presets.md says which of these facts were checked and how."""
 
 CTXL_RERANK_V2 = Recipe(
     name="ctxl-rerank-v2",

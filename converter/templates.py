@@ -34,7 +34,11 @@ def score_template(recipe: Recipe, *, for_tokenizer: bool = False) -> str:
     instruction = _expression(recipe.instruction_part, {"instruction": "ns.instruction"})
     if instruction != "ns.instruction":
         instruction = f'({instruction} if ns.instruction else "")'
-    fields = {"instruction": instruction, "query": _side("ns.query", recipe), "document": _side("ns.document", recipe)}
+    query = _side("ns.query", recipe)
+    if recipe.instructed_query:
+        wrapped = _expression(recipe.instructed_query, {"query": query, "instruction": "ns.instruction"})
+        query = f"({wrapped} if ns.instruction else {query})"
+    fields = {"instruction": instruction, "query": query, "document": _side("ns.document", recipe)}
     halves = recipe.pieces[: recipe.document_from], recipe.pieces[recipe.document_from :]
     pieces = ["bos_token"] if for_tokenizer and recipe.bos else []
     pieces += [_half(part, half, fields) for part, half in zip(("ns.query", "ns.document"), halves)]

@@ -75,10 +75,13 @@ def rewrite_tensor(folder: Path, name: str, value: torch.Tensor) -> None:
     raise KeyError(name)
 
 
-def zerank_reference_ids(tokenizer, query: str, document: str) -> list[int]:
-    """zerank-2 as its published code formats a pair: the query as the system message, the document as the user
-    message, the chat template with its generation prompt, tokenized whole (the fixture's chat template renders
-    these two messages as Qwen3's does)."""
+def zerank_reference_ids(tokenizer, query: str, document: str, instruction: str | None = None) -> list[int]:
+    """zerank-2 as its published code formats a pair: the query as the system message (with an instruction, both in
+    tags, as vLLM's zerank2.jinja and ZeroEntropy recommend), the document as the user message, the chat template
+    with its generation prompt, tokenized whole (the fixture's chat template renders these two messages as Qwen3's
+    does)."""
+    if instruction:
+        query = f"<query>{query}</query>\n<instruction>{instruction}</instruction>"
     messages = [{"role": "system", "content": query}, {"role": "user", "content": document}]
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     return tokenizer(text, add_special_tokens=False)["input_ids"]

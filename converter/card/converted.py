@@ -134,8 +134,10 @@ def _prompt_section(r: Recipe) -> str:
             "to random."
         )
     instruction = ""
-    if "{instruction}" in "".join(r.pieces):
+    if r.takes_instruction:
         default = f'defaults to "{r.default_instruction}"' if r.default_instruction else "is left out unless given"
+        if r.instructed_query:
+            default += " (without one, the query stands alone, untagged)"
         instruction = (
             f"\nThe instruction {default}. Pass one as `instruction` (vLLM's `chat_template_kwargs`"
             + (")." if r.multimodal else ", `apply_chat_template`) or as sentence-transformers' `prompt`.")

@@ -76,7 +76,7 @@ def _python_usage(f: CardFacts, ref: str) -> str:
     if r.multimodal:
         return multimodal_usage(f, ref)
     prompt_hint = ""
-    if "{instruction}" in "".join(r.pieces):
+    if r.takes_instruction:
         prompt_hint = (
             '\n# another instruction: model.predict(pairs, prompt="Given a legal question, retrieve relevant clauses")'
         )

@@ -43,6 +43,7 @@ FAMILIES = {
     "zerank-2": {
         "halves": ("<|im_start|>system\n{query}<|im_end|>\n<|im_start|>user\n",
                    "{document}<|im_end|>\n<|im_start|>assistant\n"),
+        "instructed_query": "<query>{query}</query>\n<instruction>{instruction}</instruction>",
         "temperature": 5.0,
     },
     "ctxl-rerank-v2": {
@@ -67,7 +68,9 @@ def halves(family: str, query: str, document: str, instruction: str | None) -> t
     f = FAMILIES[family]
     chosen = instruction or f.get("instruction")
     fields = {"query": query, "document": document, "instruction": ""}
-    if chosen:
+    if chosen and "instructed_query" in f:
+        fields["query"] = f["instructed_query"].format(query=query, instruction=chosen)
+    elif chosen:
         fields["instruction"] = f.get("instruction_part", "{instruction}").format(instruction=chosen)
     first, second = f["halves"]
     return first.format(**fields), second.format(**fields)
@@ -125,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--raw applies to --converted-url")
     if args.max_length and not args.tokenizer:
         parser.error("--max-length needs --tokenizer (the served model's folder or hub id)")
-    if args.instruction and "{instruction}" not in "".join(FAMILIES[args.family]["halves"]):
+    takes = "{instruction}" in "".join(FAMILIES[args.family]["halves"]) or "instructed_query" in FAMILIES[args.family]
+    if args.instruction and not takes:
         parser.error(f"{args.family}'s prompt takes no instruction")
     instruction = args.instruction or FAMILIES[args.family].get("instruction")
     documents = args.documents or DOCUMENTS
