@@ -169,20 +169,17 @@ transformers. Rendered, a pair reads (an empty side reads `{r.empty_side}`):
 
 
 def _formatted_input(r: Recipe) -> str:
+    """What the card says of input formatted by hand (its line breaks are the card's)."""
     if r.document_first:
         return (
-            "Pairs already formatted by hand as the original's clients send them to vLLM (the prompt up "
-            "to the query as\n"
-            "the query, the rest as the document, which vLLM joins) pass through unchanged, so existing "
-            "clients keep working; a\n"
-            "raw side beside a formatted one does not, as the document comes first."
+            "Pairs already formatted by hand as the original's clients send them to vLLM (the prompt up to the query "
+            "as\nthe query, the rest as the document, which vLLM joins) pass through unchanged, so existing clients "
+            "keep working; a\nraw side beside a formatted one does not, as the document comes first."
         )
     return (
-        "Queries and documents already formatted by hand this way (the query up to the document, "
-        "and the document with\n"
-        "the rest, as the original's clients send them) pass through unchanged, so existing clients "
-        "keep working; a mix of\n"
-        "raw and formatted parts works too."
+        "Queries and documents already formatted by hand this way (the query up to the document, and the document "
+        "with\nthe rest, as the original's clients send them) pass through unchanged, so existing clients keep "
+        "working; a mix of\nraw and formatted parts works too."
     )
 
 
