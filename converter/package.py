@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from .recipes import Recipe
 from .templates import SCORE_TEMPLATE_FILE, score_template
@@ -63,6 +64,24 @@ def loader_files(
             "config_sentence_transformers.json": _json(st_config),
         }
     return files
+
+
+IMAGE_PROCESSOR_CONFIG = "preprocessor_config.json"
+
+
+def bounded_image_processor(recipe: Recipe, folder: Path) -> dict[str, str]:
+    """The original's ``preprocessor_config.json`` with the reference's image bounds (``Recipe.image_pixels``):
+    Qwen's scorer resizes every image into them before its processor runs, while the checkpoint's processor takes
+    65,536 to 16,777,216 pixels, so vLLM serving it sizes small and large images otherwise (another grid, other
+    tokens). With the scorer's bounds every loader makes the scorer's grid; the resampling is the processor's."""
+    path = folder / IMAGE_PROCESSOR_CONFIG
+    if not recipe.image_pixels or not path.is_file():
+        return {}
+    config = json.loads(path.read_text(encoding="utf-8"))
+    low, high = recipe.image_pixels
+    config["size"] = {**(config.get("size") or {}), "shortest_edge": low, "longest_edge": high}
+    config |= {key: value for key, value in (("min_pixels", low), ("max_pixels", high)) if key in config}
+    return {IMAGE_PROCESSOR_CONFIG: _json(config)}
 
 
 def _tokenizer_config(source: dict, vocab: Vocabulary, keep_chat_template: bool, max_length: int | None) -> dict:

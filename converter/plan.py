@@ -13,7 +13,7 @@ import numpy as np
 from .errors import SeqclsError
 from .io.checkpoint import Checkpoint, open_checkpoint
 from .io.safetensors_format import NewTensor, TensorInfo, read_row
-from .package import loader_files
+from .package import IMAGE_PROCESSOR_CONFIG, bounded_image_processor, loader_files
 from .recipes import (
     CONFIG_KEY,
     FROM_2_WAY_SOFTMAX,
@@ -114,7 +114,8 @@ def make_plan(
         config=_new_config(ckpt.config, recipe, vocab, head.name),
         shards=_output_shards(ckpt, drop={recipe.head_tensor}, score=score),
         carried_files=carried,
-        new_files=loader_files(recipe, vocab, tokenizer_config, reference_length(recipe, ckpt.config)),
+        new_files=loader_files(recipe, vocab, tokenizer_config, reference_length(recipe, ckpt.config))
+        | bounded_image_processor(recipe, source.folder),
         vocabulary=vocab,
         head_name=head.name,
         tied=tied,
@@ -280,7 +281,7 @@ def _output_shards(ckpt: Checkpoint, drop: set[str], score: NewTensor) -> tuple[
 def _carried_files(source: Source, recipe: Recipe) -> tuple[Path, ...]:
     """The files copied as they are. Also checks the files that are read but not carried (the tokenizer config, and
     the source's card for its license) for links out of the source."""
-    read_only = (TOKENIZER_CONFIG, "README.md")
+    read_only = (TOKENIZER_CONFIG, "README.md", *((IMAGE_PROCESSOR_CONFIG,) if recipe.image_pixels else ()))
     carried = (*CARRIED_FILES, *(PROCESSOR_FILES if recipe.multimodal else ()))
     found = tuple(p for name in (*carried, *read_only) if (p := source.folder / name).is_file())
     for p in found:

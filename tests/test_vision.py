@@ -54,8 +54,13 @@ def test_conversion_contract(vl_pair_of, name):
     assert torch.equal(new["score.weight"][0], head[YES] - head[NO])
 
     for file in PROCESSOR_FILES:
-        if (src / file).exists():
+        if (src / file).exists() and file != "preprocessor_config.json":
             assert (out / file).read_bytes() == (src / file).read_bytes(), file
+    # The image processor gets Qwen's scorer's bounds, so that vLLM serving the conversion makes the scorer's grid.
+    before, bounded = (json.loads((d / "preprocessor_config.json").read_text()) for d in (src, out))
+    low, high = QWEN3_VL_RERANKER.image_pixels
+    assert bounded.pop("size") == {"shortest_edge": low, "longest_edge": high} != before.pop("size")
+    assert bounded == before
     assert (out / "preprocessor_config.json").exists() and (out / "video_preprocessor_config.json").exists()
     assert (out / SCORE_TEMPLATE_FILE).exists()
     assert not (out / "modules.json").exists(), "sentence-transformers cannot load a Qwen3-VL classifier"

@@ -52,6 +52,9 @@ class Verdict:
     """Pairs whose prompt token ids differ between the two paths: a failure of its own."""
     official_token_mismatches: list[int] | None
     """Pairs where the backend's ids differ from the official reference formatting (reported, not failed)."""
+    original_token_deviations: list[int] = field(default_factory=list)
+    """With a reference: pairs the original path tokenizes unlike the official formatting while the converted path
+    matches it (Qwen3-VL's original processor sizes images unlike Qwen's scorer): the original path's finding."""
     converted_vs_reference: list[EndpointComparison] | None = None
     original_vs_reference: list[EndpointComparison] | None = None
     """With a reference, the verdict is the converted side's against it; the original path only adds a finding."""
@@ -136,6 +139,11 @@ def compare(
     ids_a, ids_b = run.original.token_ids, run.converted.token_ids
     token_mismatches = ids_a.mismatches(ids_b) if ids_a and ids_b else []
     official = None if ids_a is None else ids_a.mismatches(run.reference_ids)
+    originals_own = []
+    if run.reference is not None and token_mismatches:
+        unofficial = set(ids_b.mismatches(run.reference_ids))
+        originals_own = [i for i in token_mismatches if i not in unofficial]
+        token_mismatches = [i for i in token_mismatches if i in unofficial]
     against = {}
     if run.reference is not None:
         against = {
@@ -145,7 +153,7 @@ def compare(
     forms = {name: _compare_form(run.converted, side, atol) for name, side in run.converted.forms.items()}
     return Verdict(
         atol, endpoints, max(logit_deltas, default=None), rankings, summarize(rankings, dtype, gate), token_mismatches,
-        official, **against,
+        official, originals_own, **against,
         input_forms=forms,
     )  # fmt: skip
 

@@ -133,6 +133,7 @@ def build_report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: 
         "token_ids": {
             "mismatched_pairs": v.token_mismatches,
             "official_mismatched_pairs": v.official_token_mismatches,
+            **({"original_deviations": v.original_token_deviations} if v.original_token_deviations else {}),
         },
         "input_forms": {
             name: {

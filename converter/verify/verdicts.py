@@ -44,6 +44,11 @@ def judgement(v: Verdict, run: BackendRun, n: int, cut: list[int] = ()) -> tuple
                 f"{what} deviates from the reference {deviation(v.original_vs_reference)}; the converted checkpoint "
                 "does not"
             )
+    if v.original_token_deviations and v.passed:
+        findings.append(
+            f"the original path tokenizes {_pairs(v.original_token_deviations)} unlike the official formatting (its "
+            "own processor or template); the converted checkpoint matches it"
+        )
     judged_failed = any(e.failed for e in v.judged)
     if v.token_mismatches:
         failures.append(f"the two paths tokenize {len(v.token_mismatches)} of {n} prompts differently")

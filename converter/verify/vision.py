@@ -31,15 +31,17 @@ def load_processor(folder: Path):
 
 
 def processed(
-    folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int, official: bool = True
-) -> Iterator[dict]:
+    folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int, official: bool = True,
+    sizing: Path | None = None,
+) -> Iterator[dict]:  # fmt: skip
     """Each pair as the processor makes it: ``input_ids`` (a list) and the rest of its outputs (tensors: the mask,
     the token types that place images in the 3-D rotary positions and, with images, pixels and grids). ``official``:
     images are sized as Qwen's scorer sizes them (``qwen_vl_utils.fetch_image`` into the recipe's bounds, then the
     processor without resizing); else as vLLM does, by the processor and its checkpoint's bounds. A prompt longer
     than ``max_length`` and an image above the processor's pixel limit are errors naming the pair, as Qwen's scorer
-    refuses what it cannot cut."""
-    processor = load_processor(folder)
+    refuses what it cannot cut. ``sizing``: the checkpoint whose processor sizes the images where not ``official``
+    (default ``folder``); the pixel limit stays ``folder``'s."""
+    processor = load_processor(sizing or folder)
     system, limit = recipe.system_text, max_pixels(folder)
     sized = _qwen_sizing(recipe) if official and recipe.image_pixels else None
     for number, pair in enumerate(pairs):

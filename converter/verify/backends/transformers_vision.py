@@ -67,17 +67,19 @@ class TransformersVisionBackend:
         given = None if self.original_ids is None else PromptDigests.of(self.original_ids).key()
         return {
             "token_ids": given or self.reference_ids.key(), "pairs": pairs_digest(s.pairs),
-            "sizing": "official" if self.official else "processor", "label_ids": list(self.label_ids),
-            "method": s.recipe.method, "dtype": s.dtype,
+            "sizing": "official" if self.official else _processor_digest(s.converted),
+            "label_ids": list(self.label_ids), "method": s.recipe.method, "dtype": s.dtype,
         }  # fmt: skip
 
     def _inputs(self, which: str) -> Iterable[dict]:
         """Alone, both sides get the official inputs (images sized as Qwen's scorer sizes them). As an engine
-        backend's reference, the original gets its images sized as vLLM sizes them (by the checkpoint's processor),
+        backend's reference, the original gets its images sized as vLLM sizes them for the converted checkpoint (by
+        its processor, which has the scorer's bounds: ``package.bounded_image_processor``),
         and the ids that backend used where it has them, so that a difference is the model path's; where Qwen's
         sizing differs, the official ids differ, which the report names where the engine's ids are known."""
         s = self.s
-        inputs = processed(s.folder(which), s.recipe, s.pairs, s.max_length, official=self.official)
+        inputs = processed(s.folder(which), s.recipe, s.pairs, s.max_length, official=self.official,
+                           sizing=s.converted)  # fmt: skip
         if which != "original" or self.original_ids is None:
             return inputs
         return (
@@ -100,3 +102,11 @@ class TransformersVisionBackend:
         timings = {"load_seconds": scores.load_seconds, "score_seconds": scores.score_seconds}
         prompts = OFFICIAL if self.official else PROCESSOR_SIZED
         return Side(dict(zip(endpoint_names(s.recipe), scores.per_label)), scores.logits, seen, prompts, timings)
+
+
+def _processor_digest(folder) -> str:
+    """What sizes the images where they are not sized officially: the converted checkpoint's image processor."""
+    import hashlib
+
+    path = folder / "preprocessor_config.json"
+    return "processor " + (hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "none")
