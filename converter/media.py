@@ -1,14 +1,15 @@
 """Images in pairs, for multimodal rerankers.
 
-A side of a pair (query or document) is a string, or a list of parts: ``{"text": ...}`` or ``{"image": PATH_OR_URL}``,
-where a path is relative to the pair file and a URL is a ``data:`` URL or, online, ``http(s)``. ``{"video": ...}`` is
-refused until seqcls can show that vLLM samples a video's frames as Qwen's scorer does (docs/vision.md). Qwen's
-scorer puts a side's videos first, then its images, then its text, and vLLM puts a side's media placeholders before
-its text, so the order of parts within a side does not change the prompt; a side holds at most one text part (vLLM
-joins several with a newline, Qwen's scorer with nothing: they would disagree).
+A side of a pair (query or document) is a string, or a list of parts: ``{"text": ...}``, ``{"image": PATH_OR_URL}``,
+``{"video": PATH}`` (a file) or ``{"video": [FRAME_PATH, ...], "fps": N}`` (frames already sampled; ``fps``
+optional), where a path is relative to the pair file and a URL is a ``data:`` URL or, online, ``http(s)`` (images
+only). Qwen's scorer puts a side's videos first, then its images, then its text, and vLLM puts a side's media
+placeholders before its text, so the order of parts within a side does not change the prompt; a side holds at most
+one text part (vLLM joins several with a newline, Qwen's scorer with nothing: they would disagree).
 
-Local images are opened and checked when the pairs are loaded, and go to engines and servers as ``data:`` URLs, so a
-server on another machine reads the same bytes as the engine here.
+Local images and videos are opened and checked when the pairs are loaded; images go to engines and servers as
+``data:`` URLs, so a server on another machine reads the same bytes as the engine here. Videos are sampled once by
+seqcls (``video``) and every side gets the sampled frames.
 """
 
 from __future__ import annotations
@@ -36,8 +37,10 @@ TRUE = ("1", "true", "yes", "on")
 @dataclass(frozen=True, slots=True)
 class Part:
     kind: str
-    value: str
-    """The text; or the medium's absolute path, ``data:`` URL or ``http(s)`` URL."""
+    value: str | tuple[str, ...]
+    """The text; or the medium's absolute path, ``data:`` URL or ``http(s)`` URL; a video given as frames: theirs."""
+    fps: float | None = None
+    """A video given as frames: their rate, where the pair file says it."""
 
 
 Content = tuple[Part, ...]
@@ -49,8 +52,9 @@ def is_content(side: SideValue) -> bool:
     return not isinstance(side, str)
 
 
-def has_media(side: SideValue) -> bool:
-    return is_content(side) and any(p.kind != "text" for p in side)
+def has_media(side: SideValue, kind: str | None = None) -> bool:
+    """The side holds an image or a video (``kind``: one of that kind)."""
+    return is_content(side) and any(p.kind != "text" and kind in (None, p.kind) for p in side)
 
 
 def text_of(side: SideValue) -> str:
@@ -82,24 +86,35 @@ def parse_side(value: object, where: str, base: Path, check: bool = True, limit:
         return value
     if not isinstance(value, list) or not value:
         raise SeqclsError(f"{where}: a query or document is a string or a non-empty list of parts")
-    parts = []
-    for item in value:
-        if isinstance(item, str):
-            item = {"text": item}
-        if not (isinstance(item, dict) and len(item) == 1 and next(iter(item)) in KINDS):
-            raise SeqclsError(f'{where}: each part is {{"text": ...}} or {{"image": ...}}')
-        kind, text = next(iter(item.items()))
-        if kind == "video":
-            raise SeqclsError(f"{where}: video parts cannot be verified yet (docs/vision.md); give images or text")
-        if not isinstance(text, str) or (kind != "text" and not text):
-            raise SeqclsError(f"{where}: the {kind} part must be a non-empty string")
-        parts.append(Part(kind, text) if kind == "text" else Part(kind, _locate(text, kind, where, base)))
+    parts = [_part(item, where, base) for item in value]
     if sum(p.kind == "text" for p in parts) > 1:
         raise SeqclsError(f"{where}: a side holds one text part; join the texts into one")
     for part in parts:
         if check and part.kind == "image":
             check_image(part, where, limit)
+        elif check and part.kind == "video":
+            check_video(part, where, limit)
     return tuple(parts)
+
+
+def _part(item: object, where: str, base: Path) -> Part:
+    if isinstance(item, str):
+        item = {"text": item}
+    keys = set(item) if isinstance(item, dict) else set()
+    if not (len(keys & set(KINDS)) == 1 and (keys - {"fps"} == {"video"} or len(keys) == 1)):
+        raise SeqclsError(f'{where}: each part is {{"text": ...}}, {{"image": ...}} or {{"video": ...}}')
+    kind = next(k for k in KINDS if k in keys)
+    value = item[kind]
+    if kind == "video" and (isinstance(value, list) or "fps" in item):
+        from .video import frame_paths
+
+        fps = item.get("fps")
+        if not isinstance(value, list) or not (fps is None or (isinstance(fps, (int, float)) and fps > 0)):
+            raise SeqclsError(f'{where}: "fps" goes with a video given as a list of frames, and is a positive number')
+        return Part(kind, frame_paths(value, where, base, _locate), None if fps is None else float(fps))
+    if not isinstance(value, str) or (kind != "text" and not value):
+        raise SeqclsError(f"{where}: the {kind} part must be a non-empty string")
+    return Part(kind, value) if kind == "text" else Part(kind, _locate(value, kind, where, base))
 
 
 def _locate(value: str, kind: str, where: str, base: Path) -> str:
@@ -137,6 +152,20 @@ def check_image(part: Part, where: str, limit: int | None = None) -> tuple[int, 
     return (0, 0) if part.value.startswith(REMOTE) else _decoded(part, where, limit).size
 
 
+def check_video(part: Part, where: str, limit: int | None = None) -> None:
+    """A video file holds a video stream whose first frame decodes; each frame of a frame list is a readable image
+    within ``limit`` pixels and their count is even (``video.check_frame_count``). Sampling, at scoring time, reads
+    the rest."""
+    from . import video
+
+    if isinstance(part.value, tuple):
+        video.check_frame_count(len(part.value), video.VideoSampling(), where)
+        for i, frame in enumerate(part.value):
+            check_image(Part("image", frame), f"{where}, frame {i}", limit)
+    else:
+        video.probe(part, where)
+
+
 def _decoded(part: Part, where: str, limit: int | None):
     """The local or ``data:`` image, decoded, checked as ``check_image`` says."""
     from PIL import Image, UnidentifiedImageError
@@ -157,13 +186,14 @@ def _decoded(part: Part, where: str, limit: int | None):
 
 
 def engine_limits(pairs: Iterable) -> dict:
-    """``limit_mm_per_prompt`` for a vLLM engine that scores these pairs: as many images as a pair holds, no video
-    (refused in pairs), so that vLLM prepares for nothing else (video's start-up probe took 1.4 s on a CPU)."""
-    most = 0
+    """``limit_mm_per_prompt`` for a vLLM engine that scores these pairs: as many images and videos as a pair holds,
+    so that vLLM prepares for nothing else (video's start-up probe took 1.4 s on a CPU)."""
+    most = {"image": 0, "video": 0}
     for pair in pairs:
         sides = [side for side in (pair.query, pair.document) if not isinstance(side, str)]
-        most = max(most, sum(p.kind == "image" for side in sides for p in side))
-    return {"image": most, "video": 0}
+        for kind in most:
+            most[kind] = max(most[kind], sum(p.kind == kind for side in sides for p in side))
+    return most
 
 
 def data_url(part: Part) -> str:
@@ -189,14 +219,22 @@ def vllm_side(side: SideValue) -> str | dict:
 
 def as_json(side: SideValue) -> str | list[dict]:
     """The side as a pair file writes it, with local media named by path."""
-    return side if isinstance(side, str) else [{p.kind: p.value} for p in side]
+    if isinstance(side, str):
+        return side
+    return [{p.kind: list(p.value) if isinstance(p.value, tuple) else p.value} | _fps(p) for p in side]
+
+
+def _fps(part: Part) -> dict:
+    return {} if part.fps is None else {"fps": part.fps}
 
 
 def described(side: str | list[dict]) -> str:
     """A side as a report row holds it (``as_json``), as one line of text: media as ``[image]``, ``[video]``."""
     if isinstance(side, str):
         return side
-    return " ".join(f"[{kind}]" if kind != "text" else value for part in side for kind, value in part.items())
+    return " ".join(
+        f"[{kind}]" if kind != "text" else value for part in side for kind, value in part.items() if kind != "fps"
+    )
 
 
 def fingerprint(side: SideValue) -> str | list:
@@ -204,10 +242,14 @@ def fingerprint(side: SideValue) -> str | list:
     while the image changes)."""
     if isinstance(side, str):
         return side
-    return [[p.kind, p.value if p.kind == "text" or p.value.startswith(REMOTE) else _digest(p)] for p in side]
+    return [[p.kind, _digest(p)] if p.kind != "text" else [p.kind, p.value] for p in side]
 
 
-def _digest(part: Part) -> str:
+def _digest(part: Part) -> str | list:
+    if isinstance(part.value, tuple):
+        return [part.fps, *(_digest(Part("image", frame)) for frame in part.value)]
+    if part.value.startswith(REMOTE):
+        return part.value
     return hashlib.sha256(read_bytes(part)).hexdigest()
 
 

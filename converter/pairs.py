@@ -35,6 +35,8 @@ class PairSet:
     """Judgements for ranking metrics (NDCG@10, MRR@10); None: there are none."""
     media_at: str | None = None
     """Where the first pair with an image or video is (``file:line``); None: text only."""
+    video_at: str | None = None
+    """Where the first pair with a video is; None: none has one."""
 
 
 SEED_PAIRS = (
@@ -117,84 +119,6 @@ def builtin_pairs(long_document: str) -> list[Pair]:
     ]
 
 
-def _png_url(image) -> str:
-    """A PIL image as a PNG ``data:`` URL, the same bytes on every run."""
-    import base64
-    import io
-
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=6)
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
-
-
-def drawn_images() -> dict[str, str]:
-    """The built-in images, drawn here as PNG ``data:`` URLs: shapes in colours, a bar chart, a photo-like
-    gradient. Sizes are multiples of 32 within Qwen3-VL's pixel bounds, so that no loader resizes them and every path
-    sees the same pixels."""
-    from PIL import Image, ImageDraw
-
-    images = {}
-    for name, (shape, colour, size) in {
-        "red-circle": ("ellipse", (220, 30, 30), (256, 256)),
-        "blue-square": ("rectangle", (30, 60, 220), (256, 256)),
-        "green-triangle": ("polygon", (30, 170, 60), (320, 256)),
-    }.items():
-        image = Image.new("RGB", size, "white")
-        draw = ImageDraw.Draw(image)
-        w, h = size
-        box = (w // 4, h // 4, 3 * w // 4, 3 * h // 4)
-        if shape == "polygon":
-            draw.polygon([(w // 2, h // 5), (w // 5, 4 * h // 5), (4 * w // 5, 4 * h // 5)], fill=colour)
-        else:
-            getattr(draw, shape)(box, fill=colour)
-        images[name] = _png_url(image)
-    chart = Image.new("RGB", (384, 256), "white")
-    draw = ImageDraw.Draw(chart)
-    draw.line((32, 224, 360, 224), fill="black", width=2)
-    for i, (value, colour) in enumerate(zip((60, 150, 110, 190), ("#4c72b0", "#dd8452", "#55a868", "#c44e52"))):
-        draw.rectangle((56 + 76 * i, 224 - value, 104 + 76 * i, 224), fill=colour)
-    images["bar-chart"] = _png_url(chart)
-    ramp = Image.linear_gradient("L").resize((256, 320))
-    across = ramp.transpose(Image.Transpose.ROTATE_90).resize((256, 320))
-    images["gradient"] = _png_url(Image.merge("RGB", (ramp, across, ramp.transpose(Image.Transpose.FLIP_TOP_BOTTOM))))
-    return images
-
-
-def small_icon() -> str:
-    """A 64x64 PNG ``data:`` URL: within Qwen's scorer's bounds (4,096 pixels and up), below Qwen3-VL's processor's
-    (65,536), so vLLM enlarges it to 256x256 where Qwen's scorer keeps it; verify names the pair (official ids)."""
-    from PIL import Image, ImageDraw
-
-    image = Image.new("RGB", (64, 64), "white")
-    ImageDraw.Draw(image).ellipse((8, 8, 56, 56), fill=(220, 30, 30))
-    return _png_url(image)
-
-
-def vision_pairs() -> list[Pair]:
-    """Pairs with images for multimodal families: an image as the document, as the query, on both sides, with text
-    beside it, and against text; with the drawn images (``drawn_images``), and last a small icon that vLLM sizes
-    otherwise than Qwen's scorer (``small_icon``)."""
-    from .media import Part
-
-    img = {name: (Part("image", url),) for name, url in drawn_images().items()}
-
-    def text(value: str):
-        return (Part("text", value),)
-
-    return [
-        Pair("Which picture shows a red circle?", img["red-circle"]),
-        Pair("Which picture shows a red circle?", img["blue-square"]),
-        Pair("Which picture shows a red circle?", "A red circle drawn on a white background."),
-        Pair("What does the chart show?", img["bar-chart"] + text("Quarterly sales: the fourth quarter is highest.")),
-        Pair(img["green-triangle"], "A green triangle."),
-        Pair(img["green-triangle"], img["gradient"]),
-        Pair(img["blue-square"] + text("Find the same shape in another colour."), img["red-circle"]),
-        Pair("", img["gradient"]),
-        Pair("a picture with nothing but colour", img["gradient"], "Given a description, retrieve matching images"),
-        Pair("Which icon is a red circle?", (Part("image", small_icon()),)),
-    ]
-
-
 def load_pair_set(path: Path, split: str = "test", run: Path | None = None, max_pixels: int | None = None) -> PairSet:
     """A JSONL file of pairs, or a BEIR-layout folder (``corpus.jsonl``, ``queries.jsonl``, ``qrels/<split>.tsv``).
     A folder's candidates are ``run`` (TREC run format, or ``query-id<TAB>corpus-id``) where given, else each
@@ -213,11 +137,13 @@ def load_pairs(path: Path, max_pixels: int | None = None) -> PairSet:
     checked now, every local image opened (none above ``max_pixels``); the pairs themselves are read again from the
     file when they are used (``PairFile``)."""
     path = Path(path)
-    offsets, qrels, media_at = array("Q"), {}, None
+    offsets, qrels, media_at, video_at = array("Q"), {}, None, None
     for where, offset, row in _jsonl(path):
         pair = _pair(row, where, path.parent, limit=max_pixels)
         if media_at is None and (has_media(pair.query) or has_media(pair.document)):
             media_at = where
+        if video_at is None and (has_media(pair.query, "video") or has_media(pair.document, "video")):
+            video_at = where
         if "relevance" in row:
             if not isinstance(row["relevance"], int) or pair.document_id is None:
                 raise SeqclsError(f"{where}: 'relevance' must be an integer, on a line with a 'document_id'")
@@ -226,7 +152,7 @@ def load_pairs(path: Path, max_pixels: int | None = None) -> PairSet:
     if not offsets:
         raise SeqclsError(f"{path} holds no pairs")
     make = lambda row, i: _pair(row, f"{path}: pair {i}", path.parent, check=False)  # noqa: E731
-    return PairSet(PairFile(path, offsets, make), qrels or None, media_at)
+    return PairSet(PairFile(path, offsets, make), qrels or None, media_at, video_at)
 
 
 class PairFile(Sequence[Pair]):

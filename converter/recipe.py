@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field, replace
 
 from .errors import SeqclsError
+from .video import VideoSampling
 
 FROM_2_WAY_SOFTMAX = "from_2_way_softmax"
 NO_POST_PROCESSING = "no_post_processing"
@@ -95,6 +96,8 @@ class Recipe:
     """The reference's image bounds (min, max pixels): it resizes each image into them (``qwen_vl_utils``, sides
     multiples of ``2 * image_patch``) before its processor runs, which then does not resize."""
     image_patch: int = 16
+    video: VideoSampling | None = None
+    """How the reference samples a video (``video``); None: the family reads no video."""
     label_ids: tuple[int, ...] | None = None
     """The ids the family's own code reads (zerank-2: 9454); a vocabulary that gives its label tokens other ids is
     another model's. None: whatever the vocabulary says."""

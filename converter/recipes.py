@@ -22,6 +22,7 @@ from .recipe import (
     LlamaCpp,
     Recipe,
 )
+from .video import VideoSampling
 
 __all__ = [  # the recipe fields (recipe.py) travel with the families
     "BGE_RERANKER_V2_GEMMA", "CONFIG_KEY", "CTXL_RERANK_V2", "FROM_2_WAY_SOFTMAX", "GENERIC", "METHODS",
@@ -143,6 +144,7 @@ QWEN3_VL_RERANKER = Recipe(
     language_config="text_config",
     empty_side="NULL",
     image_pixels=(4 * 32 * 32, 1800 * 32 * 32),
+    video=VideoSampling(fps=1.0, max_frames=64, list_total_pixels=10 * 768 * 32 * 32),
     llamacpp_refusal=(
         "GGUF export covers text rerankers; Qwen3-VL-Reranker would also need its vision tower as an mmproj file, "
         "which seqcls does not write yet"

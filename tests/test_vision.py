@@ -14,10 +14,11 @@ import torch
 from helpers import load_all, same_bytes
 
 from converter import SeqclsError, convert
+from converter.drawn import vision_pairs
 from converter.inspection import inspect_checkpoint
 from converter.io.fingerprint import fingerprint
 from converter.media import Part, engine_limits, vllm_side
-from converter.pairs import load_pairs, vision_pairs
+from converter.pairs import load_pairs
 from converter.plan import PROCESSOR_FILES
 from converter.recipes import QWEN3_VL_RERANKER, VLLM_CONVERSION_KEYS
 from converter.templates import SCORE_TEMPLATE_FILE
@@ -192,7 +193,6 @@ def test_pair_files_with_images(tmp_path):
         ([{"image": "https://example.com/a.png"}], "offline", "remote URL and offline mode is on"),
         ([{"text": "a"}, {"text": "b"}], None, "one text part"),
         ([{"audio": "a.wav"}], None, "each part is"),
-        ([{"video": "clip.mp4"}], None, "video parts cannot be verified yet"),
         ([], None, "non-empty list of parts"),
     ],
 )
@@ -230,8 +230,8 @@ def test_an_image_sent_to_a_text_family_is_refused_by_the_cli(pair_of, tmp_path)
 
 
 def test_drawn_images_are_the_same_every_time_and_fit_the_processor():
+    from converter.drawn import drawn_images
     from converter.media import check_image
-    from converter.pairs import drawn_images
 
     first, again = drawn_images(), drawn_images()
     assert first == again and len(first) >= 4

@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import rewrite_tensor
 
-from converter.pairs import small_icon
+from converter.drawn import drawn_video, small_icon
 
 pytestmark = [pytest.mark.vision, pytest.mark.vllm]
 VISION_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vision" / "bin" / "python"
@@ -65,7 +65,7 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
 
 def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
     """The planted fault: the converted head's sign flipped, caught by the transformers backend (Qwen's scoring of
-    the original against the converted base model and head)."""
+    the original against the converted base model and head), on images, text and a video."""
     src, out = vl_pair_of(TIED)
     bad = tmp_path / "tampered"
     shutil.copytree(out, bad)
@@ -78,14 +78,16 @@ def test_a_tampered_head_is_rejected(vl_pair_of, tmp_path):
     pairs = tmp_path / "pairs.jsonl"
     icon = tmp_path / "icon.png"
     icon.write_bytes(base64.b64decode(small_icon().split(",", 1)[1]))
+    (tmp_path / "clip.mp4").write_bytes(base64.b64decode(drawn_video().split(",", 1)[1]))
     rows = [{"query": "Which icon is a red circle?", "document": [{"image": icon.name}]},
             {"query": [{"image": icon.name}, {"text": "this icon"}], "document": "A red circle."},
-            {"query": "What is the capital of China?", "document": "The capital of China is Beijing."}]  # fmt: skip
+            {"query": "What is the capital of China?", "document": "The capital of China is Beijing."},
+            {"query": "Which clip shows a red square?", "document": [{"video": "clip.mp4"}]}]  # fmt: skip
     pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
     run = verify(bad, src, tmp_path / "report.json", "--backend", "transformers", "--pairs", str(pairs))
     assert run.returncode == 1, run.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verdict"] == "fail" and report["failed_pairs"] == [0, 1, 2]
+    assert report["verdict"] == "fail" and report["failed_pairs"] == [0, 1, 2, 3]
     assert torch.tensor([r["abs_delta"] for r in report["pairs"]]).max() > 0.05
 
 
@@ -122,7 +124,7 @@ def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(
     test_images_score_the_same_through_the_documented_overrides_and_as_converted's.)"""
     import sys
 
-    from converter.pairs import drawn_images
+    from converter.drawn import drawn_images
 
     src, out, url = vl_converted_server
     image = tmp_path / "red-circle.png"

@@ -9,11 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..drawn import video_pairs, vision_pairs
 from ..errors import SeqclsError
 from ..io.checkpoint import read_config
 from ..io.fingerprint import fingerprint
 from ..media import max_pixels
-from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set, vision_pairs
+from ..pairs import LONG_FILLER, Pair, Qrels, builtin_pairs, load_pair_set
 from ..recipes import Recipe, recipe_for_converted
 from ..reference import reference_length
 from ..source import resolve_source
@@ -133,9 +134,16 @@ def verify(
         pairs, qrels = loaded.pairs, loaded.qrels
         if loaded.media_at and not recipe.multimodal:
             raise SeqclsError(f"{loaded.media_at} holds an image or video, and {recipe.title} reads text only")
+        if loaded.video_at and o.backend != "transformers":
+            raise SeqclsError(
+                f"{loaded.video_at} holds a video: video pairs are verified with --backend transformers so far "
+                f"(the {o.backend} backend's video path is not built yet); score the other pairs without it"
+            )
     elif pairs is None:
         pairs = builtin_pairs(_long_document(original, recipe, limit))
         pairs += vision_pairs() if recipe.multimodal else []
+        # The engines' video paths are not built yet (docs/vision.md): the built-in video pairs go to transformers.
+        pairs += video_pairs() if recipe.video and o.backend == "transformers" else []
     if not pairs:
         raise SeqclsError("no pairs to verify")
     tolerance, gate = tolerance_for(o.dtype, o.atol, gguf_type)

@@ -16,6 +16,7 @@ from ..media import load_image, max_pixels, ordered, qwen_messages
 from ..pairs import Pair
 from ..recipes import FROM_2_WAY_SOFTMAX, Recipe
 from ..reference import Scores
+from ..video import sample
 
 
 def load_processor(folder: Path):
@@ -49,16 +50,33 @@ def processed(
         instruction = pair.instruction or recipe.default_instruction
         messages = qwen_messages(pair, system, instruction, recipe.empty_side or "")
         text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        parts = [p for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "image"]
-        images = [load_image(p, where, limit) for p in parts]
+        parts = [p for side in (pair.query, pair.document) for p in ordered(side)]
+        images = [load_image(p, where, limit) for p in parts if p.kind == "image"]
         if sized:
             images = [sized(image) for image in images]
-        extra = {"do_resize": False} if sized and images else {}
+        clips = [_clip(p, recipe, where) for p in parts if p.kind == "video"]
+        extra = {"images_kwargs": {"do_resize": False}} if sized and images else {}
+        if clips:
+            extra["videos"] = [c.tensor() for c in clips]
+            extra["video_metadata"] = [c.metadata for c in clips]
+            extra["videos_kwargs"] = {"do_resize": False, "do_sample_frames": False}
+            if hasattr(processor.video_processor, "cap_pixels_per_frame"):
+                extra["videos_kwargs"]["cap_pixels_per_frame"] = False  # a resizing option: nothing is resized
         inputs = processor(text=[text], images=images or None, return_tensors="pt", **extra)
         ids = inputs["input_ids"][0].tolist()
         if len(ids) > max_length:
-            raise SeqclsError(f"{where}: its prompt is {len(ids)} tokens, over the model length {max_length}")
+            media = f" ({sum(c.tokens(recipe.image_patch) for c in clips):,} of them video)" if clips else ""
+            raise SeqclsError(
+                f"{where}: its prompt is {len(ids):,} tokens{media}, over the model length {max_length:,}; "
+                + ("give a shorter video or fewer frames" if clips else "shorten it")
+            )
         yield {k: v for k, v in inputs.items() if k != "input_ids"} | {"input_ids": ids}
+
+
+def _clip(part, recipe: Recipe, where: str):
+    if recipe.video is None:
+        raise SeqclsError(f"{where}: holds a video, and {recipe.title} reads no video")
+    return sample(part, recipe.video, recipe.image_patch, where)
 
 
 def _qwen_sizing(recipe: Recipe):

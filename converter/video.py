@@ -1,0 +1,238 @@
+"""Videos in pairs, sampled once as Qwen3-VL-Reranker's scorer samples them, so that every side scores the same frames.
+
+Two engines that each sample a video their own way disagree about the frames, not the model (QwenLM/Qwen3-VL #1557,
+vLLM #33219). So seqcls samples each video once, as the scorer does for that input, and hands every side the frames
+and their metadata (``fps``, ``frames_indices``, ``total_num_frames``: Qwen3-VL writes each frame's timestamp into
+the prompt from it), with resizing and sampling switched off downstream.
+
+- A file: decoded whole with PyAV (what torchvision's ``read_video``, qwen-vl-utils' fallback reader, used; it is gone
+  from torchvision 0.28), ``fps`` frames a second at qwen-vl-utils' indices (``smart_nframes``: at least 4, at most
+  ``max_frames``, an even count; ``linspace`` rounded), sized by its ``smart_resize`` into its per-frame budget and
+  resized bicubic with antialiasing, as its ``fetch_video`` does after its reader.
+- A list of frames: at most ``max_frames`` picked as the scorer picks them (``numpy.linspace``, truncated), then
+  qwen-vl-utils' ``fetch_video`` itself, with the scorer's pixel budget for frame lists. An odd count is refused:
+  the scorer repeats the last frame, vLLM would not.
+
+The frames come out as uint8 (torchvision's resize of uint8 frames rounds to uint8 before the scorer's ``.float()``),
+so a server that receives them as PNG images gets the same pixels.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import SeqclsError
+from .media import REMOTE, Part, load_image, read_bytes
+
+SPATIAL_MERGE = 2
+
+
+@dataclass(frozen=True)
+class VideoSampling:
+    """How a family's reference samples videos (Qwen3-VL-Reranker's scorer, ``qwen3_vl_reranker.py``: a file at
+    ``FPS = 1`` and ``MAX_FRAMES = 64`` with qwen-vl-utils' default budget; a frame list cut to 64 frames with
+    ``total_pixels = 10 * 768 * 32 * 32``)."""
+
+    fps: float = 1.0
+    max_frames: int = 64
+    list_total_pixels: int = 10 * 768 * 32 * 32
+
+
+@dataclass(frozen=True, eq=False)
+class Clip:
+    """A sampled video: the frames every side gets, and the metadata Qwen3-VL's processor times them by."""
+
+    frames: object
+    """uint8 numpy array (frames, height, width, 3), sized: no processor resizes it again."""
+    fps: float
+    frames_indices: tuple[int, ...]
+    total_num_frames: float
+
+    @property
+    def metadata(self) -> dict:
+        return {"fps": self.fps, "frames_indices": list(self.frames_indices),
+                "total_num_frames": self.total_num_frames}  # fmt: skip
+
+    def tensor(self):
+        """(frames, channels, height, width) float32, as the scorer hands the processor its frames."""
+        import torch
+
+        return torch.from_numpy(self.frames).permute(0, 3, 1, 2).float()
+
+    def tokens(self, patch: int) -> int:
+        """The language-model tokens the video becomes: one per 2x2 patches of every 2 frames."""
+        count, height, width, _ = self.frames.shape
+        factor = patch * SPATIAL_MERGE
+        return count // 2 * (height // factor) * (width // factor)
+
+
+DECODES = {"count": 0}
+"""Videos decoded or frame lists fetched in this process (the benchmark checks that each is done once)."""
+KEPT = 8
+"""Clips held in memory (a 64-frame clip at the scorer's budget is up to 150 MB); older ones wait on disk."""
+
+
+class _Clips:
+    """Each clip sampled once per process: the last ``KEPT`` in memory, the rest as ``.npy`` files (no pickle) in a
+    temporary folder removed at exit. verify scores all pairs with one side, then with the other, so every clip is
+    asked for again after many others."""
+
+    def __init__(self) -> None:
+        self.memory: dict[tuple, Clip] = {}
+        self.spilled: dict[tuple, tuple[str, Clip]] = {}
+        self.folder: str | None = None
+
+    def get(self, key: tuple) -> Clip | None:
+        if key in self.memory:
+            return self.memory[key]
+        if key in self.spilled:
+            import numpy as np
+
+            path, shell = self.spilled[key]
+            return self._keep(key, replace(shell, frames=np.load(path, allow_pickle=False)))
+        return None
+
+    def put(self, key: tuple, clip: Clip) -> Clip:
+        return self._keep(key, clip)
+
+    def _keep(self, key: tuple, clip: Clip) -> Clip:
+        while len(self.memory) >= KEPT:
+            old_key = next(iter(self.memory))
+            old = self.memory.pop(old_key)
+            if old_key not in self.spilled:
+                self.spilled[old_key] = (self._spill(old), replace(old, frames=None))
+        self.memory[key] = clip
+        return clip
+
+    def _spill(self, clip: Clip) -> str:
+        import atexit
+        import shutil
+        import tempfile
+
+        import numpy as np
+
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix="seqcls-clips-")
+            atexit.register(shutil.rmtree, self.folder, True)
+        path = f"{self.folder}/{len(self.spilled)}.npy"
+        np.save(path, clip.frames, allow_pickle=False)
+        return path
+
+
+_CLIPS = _Clips()
+
+
+def sample(part: Part, sampling: VideoSampling, patch: int, where: str = "") -> Clip:
+    """The video part's frames and metadata as the reference samples them: once per process for the same part and
+    settings."""
+    key = (part, sampling, patch)
+    clip = _CLIPS.get(key)
+    if clip is None:
+        _need_qwen_vl_utils()
+        DECODES["count"] += 1
+        sampler = _frame_list if isinstance(part.value, tuple) else _file
+        clip = _CLIPS.put(key, sampler(part, sampling, patch, where))
+    return clip
+
+
+def check_frame_count(count: int, sampling: VideoSampling, where: str) -> None:
+    """A frame list the scorer would pad (an odd count after its cut to ``max_frames``) or that is empty."""
+    kept = min(count, sampling.max_frames)
+    if kept == 0 or kept % 2:
+        raise SeqclsError(
+            f"{where}: the video is {count} frames; give an even number of frames (at least 2): Qwen's scorer "
+            "repeats the last frame of an odd count and vLLM does not"
+        )
+
+
+def _frame_list(part: Part, sampling: VideoSampling, patch: int, where: str) -> Clip:
+    import numpy as np
+    import torch
+    from qwen_vl_utils import fetch_video
+
+    paths = part.value
+    check_frame_count(len(paths), sampling, where)
+    if len(paths) > sampling.max_frames:
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, sampling.max_frames, dtype=int).tolist()]
+    images = [load_image(Part("image", p), f"{where}, frame {i}") for i, p in enumerate(paths)]
+    ele = {"video": images, "total_pixels": sampling.list_total_pixels}
+    if part.fps is not None:
+        ele["sample_fps"] = part.fps
+    video, meta = fetch_video(ele, image_patch_size=patch, return_video_metadata=True)
+    frames = video.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    return Clip(frames, float(meta["fps"]), tuple(int(i) for i in meta["frames_indices"]),
+                float(meta["total_num_frames"]))  # fmt: skip
+
+
+def _file(part: Part, sampling: VideoSampling, patch: int, where: str) -> Clip:
+    import torch
+    from qwen_vl_utils import vision_process as qwen
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms import functional as tvf
+
+    frames, video_fps = decode(part, where)
+    total = len(frames)
+    count = qwen.smart_nframes({"fps": sampling.fps, "max_frames": sampling.max_frames}, total, video_fps)
+    indices = torch.linspace(0, total - 1, count).round().long()
+    video = torch.from_numpy(frames[indices.numpy()]).permute(0, 3, 1, 2)
+    factor = patch * SPATIAL_MERGE
+    low = qwen.VIDEO_MIN_TOKEN_NUM * factor * factor
+    budget = qwen.MODEL_SEQ_LEN * factor * factor * 0.9
+    high = max(min(qwen.VIDEO_MAX_TOKEN_NUM * factor * factor, budget / count * qwen.FRAME_FACTOR), int(low * 1.05))
+    height, width = qwen.smart_resize(video.shape[2], video.shape[3], factor=factor, min_pixels=low, max_pixels=high)
+    video = tvf.resize(video, [height, width], interpolation=InterpolationMode.BICUBIC, antialias=True)
+    frames = video.permute(0, 2, 3, 1).contiguous().numpy()
+    return Clip(frames, float(video_fps), tuple(indices.tolist()), float(total))
+
+
+def decode(part: Part, where: str = "", first: int | None = None):
+    """The frames of a video file or ``data:`` URL as uint8 RGB (frames, height, width, 3), and the stream's average
+    frame rate, as torchvision's PyAV reader gave them; ``first``: only that many frames. Fewer than 2 frames, no
+    video stream, or a file FFmpeg cannot read is an error naming the pair."""
+    import itertools
+
+    import av
+    import numpy as np
+
+    if part.value.startswith(REMOTE):
+        raise SeqclsError(f"{where}: the video {part.value} is a remote URL; download it and give its path")
+    name = part.value if not part.value.startswith("data:") else "data URL"
+    try:
+        with av.open(io.BytesIO(read_bytes(part, where))) as container:
+            if not container.streams.video:
+                raise SeqclsError(f"{where}: {name} holds no video stream; give a video file (mp4, webm)")
+            stream = container.streams.video[0]
+            rate = stream.average_rate or stream.guessed_rate
+            frames = container.decode(stream)
+            frames = [f.to_ndarray(format="rgb24") for f in itertools.islice(frames, first)]
+    except (av.FFmpegError, ValueError, EOFError) as e:
+        raise SeqclsError(f"{where}: the video {name} is not a readable video ({type(e).__name__}: {e})") from None
+    if len(frames) < 2 or not rate:
+        raise SeqclsError(
+            f"{where}: the video {name} has {len(frames)} decodable frame(s){'' if rate else ' and no frame rate'}; "
+            "Qwen's scorer samples at least 2"
+        )
+    return np.stack(frames), float(rate)
+
+
+def probe(part: Part, where: str = "") -> None:
+    """The load-time check: the video opens and its first two frames decode (sampling reads the rest)."""
+    decode(part, where, first=2)
+
+
+def _need_qwen_vl_utils() -> None:
+    try:
+        import qwen_vl_utils  # noqa: F401
+    except ImportError:
+        raise SeqclsError(
+            "sampling a video as Qwen's scorer does needs qwen-vl-utils and torchvision: pip install 'seqcls[vision]'"
+        ) from None
+
+
+def frame_paths(value: list, where: str, base: Path, locate) -> tuple[str, ...]:
+    """A frame list's entries, located as image parts are (``locate``)."""
+    if not value or not all(isinstance(v, str) and v for v in value):
+        raise SeqclsError(f"{where}: a video given as frames is a non-empty list of image paths")
+    return tuple(locate(v, "video frame", where, base) for v in value)

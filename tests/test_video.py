@@ -1,0 +1,128 @@
+"""Qwen3-VL-Reranker with video: seqcls samples each video once, as Qwen's scorer does, and every side scores those
+frames. The sampling and the reference's inputs are checked against qwen-vl-utils and the processor as the scorer
+runs them (in the vision venv: tests/video_checks.py); pair files with bad videos are refused when loaded."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from test_vision_vllm import VISION_PYTHON, vision_python
+
+from converter import SeqclsError
+from converter.drawn import drawn_video, video_pairs
+from converter.media import Part, engine_limits
+from converter.pairs import load_pairs
+from converter.verify import verify
+
+TIED = "tiny-qwen3-vl-reranker-2b"
+
+
+@pytest.mark.vision
+def test_videos_are_sampled_and_processed_as_qwens_scorer_does(vl_pair_of, tmp_path):
+    """A file (1 frame a second, even count, the per-frame budget, bicubic) and a list of 70 frames (cut to 64 as the
+    scorer cuts them): the same frames and metadata as qwen-vl-utils' own ``fetch_video``; the reference's ids, grid
+    and video pixels as the processor makes them from the scorer's messages (timestamps in the prompt); verify with
+    the transformers backend passes with each video sampled once for both sides, and a video past the model length
+    is refused naming the pair."""
+    src, out = vl_pair_of(TIED)
+    run = vision_python(str(VISION_PYTHON.parents[2] / "tests" / "video_checks.py"), str(src), str(out), str(tmp_path))
+    assert run.returncode == 0, run.stderr[-3000:]
+    found = json.loads(run.stdout.strip().splitlines()[-1])
+    assert found["file"]["same_frames"] and found["file"]["ours"] == found["file"]["theirs"]
+    assert found["file"]["ours"]["frames_indices"] == [0, 4, 7, 11] and found["file"]["shape"] == [4, 288, 480, 3]
+    assert found["list"] == {"same_frames": True, "count": 64, "fps": 4.0, "total_num_frames": 64.0}
+    for name in ("inputs_file", "inputs_list"):
+        assert found[name] == {"ids": True, "grid": True, "pixels": True, "timestamps": True}, name
+    assert found["verify"]["verdict"] == "pass" and found["verify"]["decodes"] == 2
+    assert len(set(found["verify"]["scores"])) == 3
+    assert found["too_long"].startswith("pair 0: its prompt is 360 tokens (270 of them video), over the model length")
+
+
+def test_the_drawn_video_is_the_same_every_time_and_in_the_built_in_pairs():
+    first = drawn_video()
+    assert first == drawn_video() and first.startswith("data:video/mp4;base64,")
+    pairs = video_pairs()
+    assert engine_limits(pairs) == {"image": 1, "video": 1}
+    assert {type(p.query) for p in pairs} == {str, tuple} and any(len(p.document) == 3 for p in pairs)
+
+
+def _frames(folder, count: int, broken: int | None = None) -> list[str]:
+    from PIL import Image
+
+    names = []
+    for i in range(count):
+        names.append(f"f{i}.png")
+        Image.new("RGB", (64, 64), (i, 0, 0)).save(folder / names[-1])
+    if broken is not None:
+        (folder / names[broken]).write_bytes(b"not a png")
+    return names
+
+
+@pytest.mark.parametrize(
+    "part, setup, message",
+    [
+        ({"video": "missing.mp4"}, None, "the video file .*missing.mp4 does not exist"),
+        ({"video": "bad.mp4"}, b"not a video at all", "the video .*bad.mp4 is not a readable video"),
+        ({"video": "still.png"}, "image", "has 1 decodable frame"),
+        ({"video": "https://example.com/a.mp4"}, None, "remote URL; download it"),
+        ({"video": "frames"}, (4, 2), r"frame 2: the image .*f2.png is not a readable image"),
+        ({"video": "frames"}, (3, None), "the video is 3 frames; give an even number"),
+        ({"video": []}, None, "a non-empty list of image paths"),
+        ({"video": "clip.mp4", "fps": 2}, "clip", '"fps" goes with a video given as a list of frames'),
+        ({"video": "frames", "fps": -1}, (2, None), '"fps" goes with .* a positive number'),
+        ({"video": "clip.mp4", "image": "a.png"}, None, "each part is"),
+    ],
+)
+def test_bad_videos_are_one_line_naming_the_pair(tmp_path, part, setup, message):
+    if isinstance(setup, bytes):
+        (tmp_path / "bad.mp4").write_bytes(setup)
+    elif setup == "image":
+        from PIL import Image
+
+        Image.new("RGB", (8, 8)).save(tmp_path / "still.png")
+    elif setup == "clip":
+        (tmp_path / "clip.mp4").write_bytes(base64.b64decode(drawn_video().split(",", 1)[1]))
+    elif isinstance(setup, tuple):
+        part = part | {"video": _frames(tmp_path, *setup)}
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"query": "q", "document": [part]}) + "\n")
+    with pytest.raises(SeqclsError, match=f"pairs.jsonl:1 \\(document\\).*({message})"):
+        load_pairs(path)
+
+
+def test_a_video_file_and_frames_load_and_round_trip(tmp_path):
+    from converter.media import as_json, fingerprint
+
+    (tmp_path / "clip.mp4").write_bytes(base64.b64decode(drawn_video().split(",", 1)[1]))
+    names = _frames(tmp_path, 4)
+    rows = [{"query": "q", "document": [{"video": "clip.mp4"}, {"text": "t"}]},
+            {"query": [{"video": names, "fps": 2}], "document": "d"}]  # fmt: skip
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    loaded = load_pairs(path)
+    assert loaded.video_at == f"{path}:1" and loaded.media_at == f"{path}:1"
+    first, second = loaded.pairs
+    assert first.document[0] == Part("video", str((tmp_path / "clip.mp4").resolve()))
+    assert second.query[0] == Part("video", tuple(str((tmp_path / n).resolve()) for n in names), 2.0)
+    assert as_json(second.query) == [{"video": [str((tmp_path / n).resolve()) for n in names], "fps": 2.0}]
+    before = fingerprint(second.query)
+    (tmp_path / names[3]).write_bytes((tmp_path / names[0]).read_bytes())
+    assert fingerprint(second.query) != before, "a frame's bytes changed: the digest must change"
+
+
+def test_video_pairs_are_refused_where_they_cannot_be_scored(pair_of, vl_pair_of, tmp_path):
+    """A text family is refused any medium; the engine backends are refused video, before any engine starts."""
+    (tmp_path / "clip.mp4").write_bytes(base64.b64decode(drawn_video().split(",", 1)[1]))
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps({"query": "q", "document": "d"}) + "\n"
+                    + json.dumps({"query": "q", "document": [{"video": "clip.mp4"}]}) + "\n")  # fmt: skip
+    src, out = pair_of("tied-fp32-single")
+    with pytest.raises(SeqclsError, match=r"pairs.jsonl:2 holds an image or video, and .* reads text only"):
+        verify(out, src, pairs_file=str(path), report=str(tmp_path / "r.json"))
+    src, out = vl_pair_of(TIED)
+    for backend in ("vllm", "server"):
+        with pytest.raises(SeqclsError, match=f"pairs.jsonl:2 holds a video: .*the {backend} backend's video path"):
+            verify(out, src, pairs_file=str(path), backend=backend, report=str(tmp_path / "r.json"))
+    assert not (tmp_path / "r.json").exists()
