@@ -37,7 +37,8 @@ def verify(converted: Path, original: Path, report: Path, *extra: str) -> subpro
 
 def test_images_score_the_same_through_the_documented_overrides_and_as_converted(vl_pair_of, tmp_path):
     """Every built-in pair, ten of them with images (as the document, the query, both, beside text, an empty
-    query, a small icon): the converted checkpoint as-is against the original through vLLM's documented overrides,
+    query, a small icon) and three with the drawn video (classified with the frames seqcls sampled, the same on
+    every side): the converted checkpoint as-is against the original through vLLM's documented overrides,
     both through the score template; both against the transformers reference; both sides' prompt ids against the
     official ones (Qwen's messages, images sized as Qwen's scorer sizes them, the processor): the conversion's
     processor has the scorer's image bounds, the original's does not. Its own engines (the
@@ -57,6 +58,16 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
                                    "original_deviations": [icon]}  # fmt: skip
     with_images = [r for r in rows if any(isinstance(s, list) for s in (r["query"], r["document"]))]
     assert len(with_images) >= 6
+    # The drawn video's pairs: classified with seqcls' frames and metadata on both sides, the official ids.
+    with_video = [
+        r["index"]
+        for r in rows
+        if any(isinstance(s, list) and any("video" in p for p in s) for s in (r["query"], r["document"]))
+    ]
+    assert len(with_video) == 3 and not set(with_video) & {icon}
+    assert all(rows[i]["abs_delta"] <= 1e-6 and abs(rows[i]["reference"] - rows[i]["converted"]) <= 1e-5
+               for i in with_video)  # fmt: skip
+    assert "pairs with video" in report["prompts"]["converted"]
     assert max(r["abs_delta"] for r in rows if r["index"] != icon) <= 1e-6
     assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
     assert len({round(r["converted"], 6) for r in with_images}) > 3, "images must change the score"

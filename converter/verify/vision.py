@@ -43,18 +43,16 @@ def processed(
     refuses what it cannot cut. ``sizing``: the checkpoint whose processor sizes the images where not ``official``
     (default ``folder``); the pixel limit stays ``folder``'s."""
     processor = load_processor(sizing or folder)
-    system, limit = recipe.system_text, max_pixels(folder)
+    limit = max_pixels(folder)
     sized = _qwen_sizing(recipe) if official and recipe.image_pixels else None
     for number, pair in enumerate(pairs):
         where = f"pair {number}"
-        instruction = pair.instruction or recipe.default_instruction
-        messages = qwen_messages(pair, system, instruction, recipe.empty_side or "")
-        text = processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = prompt_text(processor, recipe, pair)
         parts = [p for side in (pair.query, pair.document) for p in ordered(side)]
         images = [load_image(p, where, limit) for p in parts if p.kind == "image"]
         if sized:
             images = [sized(image) for image in images]
-        clips = [_clip(p, recipe, where) for p in parts if p.kind == "video"]
+        clips = video_inputs(pair, recipe, where)
         extra = {"images_kwargs": {"do_resize": False}} if sized and images else {}
         if clips:
             extra["videos"] = [c.tensor() for c in clips]
@@ -71,6 +69,19 @@ def processed(
                 + ("give a shorter video or fewer frames" if clips else "shorten it")
             )
         yield {k: v for k, v in inputs.items() if k != "input_ids"} | {"input_ids": ids}
+
+
+def prompt_text(processor, recipe: Recipe, pair: Pair) -> str:
+    """The pair's prompt as Qwen's scorer renders it: its messages through the processor's chat template, each
+    medium a placeholder that the processor expands."""
+    instruction = pair.instruction or recipe.default_instruction
+    messages = qwen_messages(pair, recipe.system_text, instruction, recipe.empty_side or "")
+    return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+
+def video_inputs(pair: Pair, recipe: Recipe, where: str) -> list:
+    """The pair's videos, query first, each as seqcls sampled it (``video.sample``)."""
+    return [_clip(p, recipe, where) for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "video"]
 
 
 def _clip(part, recipe: Recipe, where: str):

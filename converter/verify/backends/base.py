@@ -7,6 +7,7 @@ else's job. ``cache_inputs`` names everything besides the original's files that 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -201,6 +202,10 @@ def official_digests_soon(settings: Settings) -> Future:
     """The official prompts' digests, computed in a thread from now on. An engine backend needs them only after its
     first engine has started, and that start leaves a core idle for tens of seconds: the tokenizer's pass over the
     pairs (seconds per thousand; its batches run in Rust, outside the GIL) fits in it."""
+    # transformers' lazy imports are not safe from two threads at once, and the caller tokenizes meanwhile; where
+    # it is missing, official_ids says so.
+    with contextlib.suppress(ImportError):
+        from transformers import AutoProcessor, AutoTokenizer  # noqa: F401
     pool = ThreadPoolExecutor(1, thread_name_prefix="seqcls-official-ids")
     future = pool.submit(lambda: PromptDigests.of(official_ids(settings)))
     pool.shutdown(wait=False)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -14,7 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...errors import SeqclsError
-from ...media import vllm_side
+from ...media import data_url, has_media, ordered, vllm_side
 from ...templates import SCORE_TEMPLATE_FILE, input_forms
 from ...vllm_compat import engine_env, engine_kwargs, engine_malloc, require, require_image_templates
 from ..digests import PromptDigests
@@ -60,6 +61,7 @@ class VllmBackend:
             require_image_templates(self.install, s.recipe.title)
         self._official = official_digests_soon(s)
         self.spill = Path(tempfile.mkdtemp(prefix="seqcls-verify-"))
+        self._sent_video = False
         self.used_ids: dict[str, SpilledIds] = {}
         """Each side's prompt ids as the engine tokenized them: the reference is scored on the converted side's."""
         self.environment = {
@@ -90,6 +92,8 @@ class VllmBackend:
             job["classify"] = True
         if s.raw_logits(which):
             job["raw_logits"] = True
+        if s.recipe.video:
+            job["media_kwargs"] = {"videos_kwargs": {"do_resize": False, "do_sample_frames": False}}
         if s.recipe.num_labels == 1 and self._templated(which):
             job["chat_template"] = (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8")
             if which == "converted" and not s.recipe.multimodal:
@@ -99,17 +103,46 @@ class VllmBackend:
 
     def rows(self, which: str) -> Iterator[str]:
         """The pairs as sent, a JSON line each: ``[query, document, chat_template_kwargs]`` (raw pairs for the score
-        template, else formatted by hand), or the prompt to classify."""
+        template, else formatted by hand), the prompt to classify, or a pair with video (``_video_row``)."""
         s, templated = self.s, self._templated(which)
-        for p in s.sent_pairs:
+        for number, p in enumerate(s.sent_pairs):
             if s.recipe.num_labels > 1:
                 row = p.query + p.document
+            elif templated and (has_media(p.query, "video") or has_media(p.document, "video")):
+                row, self._sent_video = self._video_row(p, number), True
             elif templated:
                 kwargs = {"instruction": p.instruction} if p.instruction else None
                 row = [vllm_side(p.query), vllm_side(p.document), kwargs]
             else:
                 row = [*s.recipe.halves(p.query, p.document, p.instruction), None]
             yield json.dumps(row, ensure_ascii=False) + "\n"
+
+    def _video_row(self, pair, number: int) -> dict:
+        """A pair with video, as vLLM's score API cannot take it (no per-video metadata): the prompt as Qwen's scorer
+        renders it, the videos as seqcls sampled them (frames in a ``.npy`` file named by their digest, and the
+        metadata Qwen3-VL times them by) and the images, to classify. Both sides get the same frames."""
+        from ..vision import prompt_text, video_inputs
+
+        images = [data_url(p) for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "image"]
+        videos = [[self._frames_file(c), c.metadata] for c in video_inputs(pair, self.s.recipe, f"pair {number}")]
+        return {"prompt": prompt_text(self._processor, self.s.recipe, pair), "video": videos, "image": images}
+
+    @functools.cached_property
+    def _processor(self):
+        from ..vision import load_processor
+
+        return load_processor(self.s.converted)
+
+    def _frames_file(self, clip) -> str:
+        import numpy as np
+
+        frames = np.ascontiguousarray(clip.frames)
+        name = hashlib.sha256(repr(frames.shape).encode() + frames.data).hexdigest()[:32] + ".npy"
+        path = self.spill / "clips" / name
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            np.save(path, frames, allow_pickle=False)
+        return name
 
     def cache_inputs(self, which: str) -> dict | None:
         job = self.job(which)
@@ -123,6 +156,7 @@ class VllmBackend:
     def score(self, which: str) -> Side:
         job = self.job(which)
         job["inputs"], job["outputs"] = str(self.spill / f"{which}.in.jsonl"), str(self.spill / f"{which}.out.jsonl")
+        job["frames"] = str(self.spill / "clips")
         with open(job["inputs"], "w", encoding="utf-8") as f:
             f.writelines(self.rows(which))
         result = run_engine(job, which, self.s.log_dir, self.s.device, self.s.timeout)
@@ -145,6 +179,8 @@ class VllmBackend:
         }
         self.used_ids[which] = SpilledIds(job["outputs"])
         prompts = TEMPLATE if "chat_template" in job else JOINED if job.get("classify") else MANUAL
+        if self._sent_video:
+            prompts += "; pairs with video: Qwen's prompt with seqcls' frames, classified"
         return Side(dict(zip(names, per_label)), None, ids, prompts, result.get("timings", {}), forms)
 
 

@@ -19,8 +19,8 @@ from collections.abc import Iterator
 
 
 def chunks(path: str, size: int) -> Iterator[list]:
-    """The input rows, ``size`` at a time: ``[query, document, chat_template_kwargs]`` to score, or a prompt to
-    classify."""
+    """The input rows, ``size`` at a time: ``[query, document, chat_template_kwargs]`` to score, a prompt to
+    classify, or a prompt with media (``_classify_media``)."""
     with open(path, encoding="utf-8") as f:
         rows = (json.loads(line) for line in f)
         while chunk := list(itertools.islice(rows, size)):
@@ -35,10 +35,7 @@ def run(llm, job: dict) -> dict:
     with open(f"{job['outputs']}.part", "w", encoding="utf-8") as out:
         for chunk in chunks(job["inputs"], job["chunk"]):
             started = time.perf_counter()
-            if job.get("classify"):
-                got = _classify(llm, chunk)
-            else:
-                got = _score_pairs(llm, job, [q for q, _, _ in chunk], [d for _, d, _ in chunk], [k for *_, k in chunk])
+            got = _classify(llm, chunk) if job.get("classify") else _score_rows(llm, job, chunk)
             engine_seconds += time.perf_counter() - started
             pairs, chunked = pairs + len(chunk), chunked + 1
             out.writelines(json.dumps(row) + "\n" for row in zip(*got))
@@ -56,6 +53,46 @@ def run(llm, job: dict) -> dict:
 def _classify(llm, prompts: list[str]) -> tuple[list, list]:
     outputs = llm.classify(prompts, use_tqdm=False)
     return [list(o.outputs.probs) for o in outputs], [list(o.prompt_token_ids) for o in outputs]
+
+
+def _score_rows(llm, job: dict, rows: list) -> tuple[list, list]:
+    """Pairs through ``LLM.score``, pairs with video (dict rows) through ``_classify_media``; in the rows' order."""
+    pairs = [i for i, row in enumerate(rows) if not isinstance(row, dict)]
+    media = [i for i, row in enumerate(rows) if isinstance(row, dict)]
+    scores, token_ids = [0.0] * len(rows), [[]] * len(rows)
+    if pairs:
+        got = _score_pairs(llm, job, *([rows[i][k] for i in pairs] for k in range(3)))
+        for i, score, ids in zip(pairs, *got):
+            scores[i], token_ids[i] = score, ids
+    if media:
+        for i, score, ids in zip(media, *_classify_media(llm, job, [rows[i] for i in media])):
+            scores[i], token_ids[i] = score, ids
+    return scores, token_ids
+
+
+def _classify_media(llm, job: dict, rows: list[dict]) -> tuple[list, list]:
+    """Prompts with the frames seqcls sampled (``.npy``, read without pickle) and their metadata, and images, with
+    the processor's sampling and video resizing off (``media_kwargs``): the frames every other side gets."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+    from vllm import PoolingParams
+
+    prompts = []
+    for row in rows:
+        data = {}
+        if row["video"]:
+            data["video"] = [(np.load(os.path.join(job["frames"], name), allow_pickle=False), metadata)
+                             for name, metadata in row["video"]]  # fmt: skip
+        if row["image"]:
+            data["image"] = [Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
+                             for url in row["image"]]  # fmt: skip
+        prompts.append({"prompt": row["prompt"], "multi_modal_data": data, "mm_processor_kwargs": job["media_kwargs"]})
+    params = PoolingParams(use_activation=False) if job.get("raw_logits") else None
+    outputs = llm.classify(prompts, use_tqdm=False, pooling_params=params)
+    return [o.outputs.probs[0] for o in outputs], [list(o.prompt_token_ids) for o in outputs]
 
 
 def _score_pairs(llm, job: dict, queries: list, documents: list, per_pair: list) -> tuple[list, list]:
