@@ -122,6 +122,6 @@ def test_video_pairs_are_refused_where_they_cannot_be_scored(pair_of, vl_pair_of
     with pytest.raises(SeqclsError, match=r"pairs.jsonl:2 holds an image or video, and .* reads text only"):
         verify(out, src, pairs_file=str(path), report=str(tmp_path / "r.json"))
     src, out = vl_pair_of(TIED)
-    with pytest.raises(SeqclsError, match="pairs.jsonl:2 holds a video: .*the server backend's video path"):
+    with pytest.raises(SeqclsError, match=r"pairs.jsonl:2 holds a video: .*the server backend's video path"):
         verify(out, src, pairs_file=str(path), backend="server", report=str(tmp_path / "r.json"))
     assert not (tmp_path / "r.json").exists()
