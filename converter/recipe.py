@@ -98,6 +98,8 @@ class Recipe:
     image_patch: int = 16
     video: VideoSampling | None = None
     """How the reference samples a video (``video``); None: the family reads no video."""
+    placeholders: tuple[tuple[str, str], ...] = ()
+    """Each medium's placeholder in the prompt text (kind, text), as the processor expands it."""
     label_ids: tuple[int, ...] | None = None
     """The ids the family's own code reads (zerank-2: 9454); a vocabulary that gives its label tokens other ids is
     another model's. None: whatever the vocabulary says."""

@@ -145,6 +145,10 @@ QWEN3_VL_RERANKER = Recipe(
     empty_side="NULL",
     image_pixels=(4 * 32 * 32, 1800 * 32 * 32),
     video=VideoSampling(fps=1.0, max_frames=64, list_total_pixels=10 * 768 * 32 * 32),
+    placeholders=(
+        ("image", "<|vision_start|><|image_pad|><|vision_end|>"),
+        ("video", "<|vision_start|><|video_pad|><|vision_end|>"),
+    ),
     llamacpp_refusal=(
         "GGUF export covers text rerankers; Qwen3-VL-Reranker would also need its vision tower as an mmproj file, "
         "which seqcls does not write yet"

@@ -236,3 +236,32 @@ def frame_paths(value: list, where: str, base: Path, locate) -> tuple[str, ...]:
     if not value or not all(isinstance(v, str) and v for v in value):
         raise SeqclsError(f"{where}: a video given as frames is a non-empty list of image paths")
     return tuple(locate(v, "video frame", where, base) for v in value)
+
+
+def frames_url(clip: Clip) -> str:
+    """The clip as vLLM's servers take sampled frames: ``data:video/jpeg;base64,`` and each frame's base64, comma
+    separated (each frame is opened by PIL, so PNG keeps every pixel)."""
+    import base64
+
+    from PIL import Image
+
+    encoded = []
+    for frame in clip.frames:
+        buffer = io.BytesIO()
+        Image.fromarray(frame).save(buffer, format="PNG", compress_level=1)
+        encoded.append(base64.b64encode(buffer.getvalue()).decode("ascii"))
+    return "data:video/jpeg;base64," + ",".join(encoded)
+
+
+def server_io_kwargs(clip: Clip, where: str = "") -> dict:
+    """vLLM's ``media_io_kwargs`` for a clip sent as frames: all of them (``num_frames`` -1; 32 by default) and the
+    metadata Qwen3-VL times them by, which a frame list cannot carry itself."""
+    total = clip.total_num_frames
+    if total != int(total):
+        raise SeqclsError(f"{where}: the video's frame total {total} is not whole; vLLM's servers take whole totals")
+    return {
+        "num_frames": -1,
+        "fps": clip.fps,
+        "frames_indices": list(clip.frames_indices),
+        "total_num_frames": int(total),
+    }

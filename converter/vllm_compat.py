@@ -97,6 +97,10 @@ def generation_of(version: str) -> Generation:
     return found[-1]
 
 
+TRUSTED_MM_KWARGS_FLAG = (0, 32)
+"""The first vLLM measured to need ``--trust-request-mm-kwargs`` for per-request ``media_io_kwargs``."""
+
+
 @dataclass(frozen=True)
 class VllmInstall:
     version: str | None
@@ -113,6 +117,14 @@ class VllmInstall:
     @property
     def prefix_caching_safe(self) -> bool:
         return self.ascend_version is None or release(self.ascend_version) >= ASCEND_PREFIX_CACHE_FIXED
+
+    @property
+    def video_flags(self) -> list[str]:
+        """What a server needs to take a video's metadata and processor options with each request: vLLM 0.32
+        refuses per-request ``media_io_kwargs`` and ``mm_processor_kwargs`` without ``--trust-request-mm-kwargs``.
+        Older versions are not measured here and get nothing."""
+        measured = self.version is not None and release(self.version) >= TRUSTED_MM_KWARGS_FLAG
+        return ["--trust-request-mm-kwargs"] if measured else []
 
     def describe(self) -> str:
         if self.version is None:

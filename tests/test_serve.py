@@ -163,7 +163,7 @@ def test_a_folder_that_is_no_reranker_is_refused(tmp_path, capsys):
 def test_qwen3_vl_reranker_is_served_with_its_template_for_either_checkpoint(vl_pair_of, capsys):
     """The converted checkpoint with its score template and no overrides; the original with the documented overrides
     and the family's template (image parts cannot be formatted by hand); a vLLM without exact score templates is
-    refused in one line."""
+    refused in one line; from vLLM 0.32 the server trusts per-request video metadata."""
     src, out = vl_pair_of("tiny-qwen3-vl-reranker-2b")
     assert run(["serve", str(out), "--print", "--vllm-version", "0.25.0", "--device", "npu"]) == 0
     printed = capsys.readouterr()
@@ -178,3 +178,10 @@ def test_qwen3_vl_reranker_is_served_with_its_template_for_either_checkpoint(vl_
     )
     assert run(["serve", str(out), "--print", "--vllm-version", "0.18.0", "--device", "npu"]) == 2
     assert "image parts need a score template" in capsys.readouterr().err
+    # Video: per-request media_io_kwargs need --trust-request-mm-kwargs from vLLM 0.32 (measured); older versions
+    # are not given a flag they may not know.
+    assert "--trust-request-mm-kwargs" not in printed
+    assert run(["serve", str(out), "--print", "--vllm-version", "0.32.0"]) == 0
+    printed = capsys.readouterr()
+    assert "--trust-request-mm-kwargs" in printed.out
+    assert "video: send the frames seqcls samples to /classify" in printed.err

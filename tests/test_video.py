@@ -112,8 +112,7 @@ def test_a_video_file_and_frames_load_and_round_trip(tmp_path):
     assert fingerprint(second.query) != before, "a frame's bytes changed: the digest must change"
 
 
-def test_video_pairs_are_refused_where_they_cannot_be_scored(pair_of, vl_pair_of, tmp_path):
-    """A text family is refused any medium; the server backend is refused video, before any server starts."""
+def test_a_video_sent_to_a_text_family_is_refused(pair_of, tmp_path):
     (tmp_path / "clip.mp4").write_bytes(base64.b64decode(drawn_video().split(",", 1)[1]))
     path = tmp_path / "pairs.jsonl"
     path.write_text(json.dumps({"query": "q", "document": "d"}) + "\n"
@@ -121,7 +120,4 @@ def test_video_pairs_are_refused_where_they_cannot_be_scored(pair_of, vl_pair_of
     src, out = pair_of("tied-fp32-single")
     with pytest.raises(SeqclsError, match=r"pairs.jsonl:2 holds an image or video, and .* reads text only"):
         verify(out, src, pairs_file=str(path), report=str(tmp_path / "r.json"))
-    src, out = vl_pair_of(TIED)
-    with pytest.raises(SeqclsError, match=r"pairs.jsonl:2 holds a video: .*the server backend's video path"):
-        verify(out, src, pairs_file=str(path), backend="server", report=str(tmp_path / "r.json"))
     assert not (tmp_path / "r.json").exists()

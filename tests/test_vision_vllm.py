@@ -129,7 +129,8 @@ def vl_converted_server(vl_pair_of, shared_engine):
 def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(vl_converted_server, tmp_path):
     """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides): scripts/ascend/
     client_vl.py sends it an image document and a text document. Then ``verify --backend server --reference-only``
-    scores every built-in pair against that server (image content parts in /v1/rerank and /score) and judges it
+    scores every built-in pair against that server (image content parts in /v1/rerank and /score, the video pairs
+    through /classify with the frames seqcls sampled) and judges it
     against Qwen's scoring of the original (the reference), with no server of the original: what an NPU box that
     serves only the conversion runs. (The original's server path, offline through the same overrides, is
     test_images_score_the_same_through_the_documented_overrides_and_as_converted's.)"""
@@ -162,6 +163,11 @@ def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(
     assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
     with_images = [r for r in rows if any(isinstance(side, list) for side in (r["query"], r["document"]))]
     assert len(with_images) >= 6 and len({round(r["converted"], 6) for r in with_images}) > 3
+    # The drawn video's pairs went to /classify with seqcls' frames and metadata (the server runs with
+    # --trust-request-mm-kwargs, as seqcls serve starts it): Qwen's scores.
+    with_video = [r for r in rows if any(isinstance(side, list) and any("video" in p for p in side)
+                                         for side in (r["query"], r["document"]))]  # fmt: skip
+    assert len(with_video) == 3 and all(abs(r["reference"] - r["converted"]) <= 1e-5 for r in with_video)
     # The client's two documents are built-in pairs (the red circle, then the text): it was served Qwen's scoring.
     asked = [r for r in rows if r["query"] == query]
     assert asked[2]["document"] == text and len(asked) == 3

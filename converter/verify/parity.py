@@ -134,16 +134,10 @@ def verify(
         pairs, qrels = loaded.pairs, loaded.qrels
         if loaded.media_at and not recipe.multimodal:
             raise SeqclsError(f"{loaded.media_at} holds an image or video, and {recipe.title} reads text only")
-        if loaded.video_at and o.backend not in ("transformers", "vllm"):
-            raise SeqclsError(
-                f"{loaded.video_at} holds a video: video pairs are verified with --backend transformers or vllm so "
-                f"far (the {o.backend} backend's video path is not built yet); score the other pairs without it"
-            )
     elif pairs is None:
         pairs = builtin_pairs(_long_document(original, recipe, limit))
         pairs += vision_pairs() if recipe.multimodal else []
-        # The server backend's video path is not built yet (docs/vision.md).
-        pairs += video_pairs() if recipe.video and o.backend in ("transformers", "vllm") else []
+        pairs += video_pairs() if recipe.video else []
     if not pairs:
         raise SeqclsError("no pairs to verify")
     tolerance, gate = tolerance_for(o.dtype, o.atol, gguf_type)
