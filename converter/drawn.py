@@ -94,7 +94,8 @@ def drawn_video(seconds: int = 3, rate: int = 4) -> str:
 
     buffer = io.BytesIO()
     with av.open(buffer, "w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate, options={"crf": "20", "preset": "fast"})
+        options = {"crf": "20", "preset": "fast", "x264-params": "threads=1:lookahead-threads=1"}
+        stream = container.add_stream("libx264", rate=rate, options=options)
         stream.width, stream.height, stream.pix_fmt, stream.thread_count = 160, 96, "yuv420p", 1
         for i in range(seconds * rate):
             frame = np.empty((96, 160, 3), np.uint8)

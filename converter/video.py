@@ -265,3 +265,44 @@ def server_io_kwargs(clip: Clip, where: str = "") -> dict:
         "frames_indices": list(clip.frames_indices),
         "total_num_frames": int(total),
     }
+
+
+def write_frames(source: str, out: Path, fps: float | None = None) -> Clip:
+    """Samples a video as Qwen3-VL-Reranker's scorer does and writes its frames (``frame-000.png``, ...) and
+    ``video.json`` (the metadata vLLM's servers take as ``media_io_kwargs``) into ``out``, whole or not at all: what
+    scripts/ascend/client_vl.py sends from a machine without seqcls."""
+    import json
+    import shutil
+    import tempfile
+
+    from PIL import Image
+
+    from .recipes import QWEN3_VL_RERANKER as recipe
+
+    out = Path(out)
+    if out.exists():
+        raise SeqclsError(f"{out} exists; give a new folder")
+    where = str(source)
+    path = Path(source)
+    if path.is_dir():
+        frames = sorted(str(p) for p in path.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"))
+        part = Part("video", tuple(frames), fps)
+        if not frames:
+            raise SeqclsError(f"{path} holds no frames (.png, .jpg, .webp)")
+        check_frame_count(len(frames), recipe.video, where)
+    elif path.is_file():
+        part = Part("video", str(path.resolve()))
+        probe(part, where)
+    else:
+        raise SeqclsError(f"{path} does not exist; give a video file or a folder of frames")
+    clip = sample(part, recipe.video, recipe.image_patch, where)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        for i, frame in enumerate(clip.frames):
+            Image.fromarray(frame).save(staging / f"frame-{i:03d}.png")
+        (staging / "video.json").write_text(json.dumps(server_io_kwargs(clip, where), indent=1) + "\n")
+        staging.rename(out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return clip

@@ -18,7 +18,7 @@ import pytest
 import torch
 from helpers import rewrite_tensor
 
-from converter.drawn import drawn_video, small_icon
+from converter.drawn import drawn_video, small_icon, video_pairs
 
 pytestmark = [pytest.mark.vision, pytest.mark.vllm]
 VISION_PYTHON = Path(__file__).resolve().parent.parent / ".venv-vision" / "bin" / "python"
@@ -128,7 +128,8 @@ def vl_converted_server(vl_pair_of, shared_engine):
 
 def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(vl_converted_server, tmp_path):
     """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides): scripts/ascend/
-    client_vl.py sends it an image document and a text document. Then ``verify --backend server --reference-only``
+    client_vl.py sends it an image document and a text document, then the drawn video as ``seqcls export frames``
+    wrote it. Then ``verify --backend server --reference-only``
     scores every built-in pair against that server (image content parts in /v1/rerank and /score, the video pairs
     through /classify with the frames seqcls sampled) and judges it
     against Qwen's scoring of the original (the reference), with no server of the original: what an NPU box that
@@ -148,9 +149,16 @@ def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(
          "--document", text],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    clip, frames, clip_query = tmp_path / "clip.mp4", tmp_path / "clip-frames", video_pairs()[0].query
+    clip.write_bytes(base64.b64decode(drawn_video().split(",", 1)[1]))
+    exported = vision_python("-m", "converter", "export", "frames", str(clip), "-o", str(frames))
+    assert exported.returncode == 0 and (frames / "video.json").is_file(), exported.stderr[-2000:]
+    video_run = subprocess.run([sys.executable, str(client), "--converted-url", url, "--query", clip_query,
+                                "--video", str(frames)], capture_output=True, text=True, timeout=300)  # fmt: skip
     checked = verify(out, src, tmp_path / "report.json", "--backend", "server", "--converted-url", url,
                      "--reference-only")  # fmt: skip
     assert run.returncode == 0, run.stderr
+    assert video_run.returncode == 0, video_run.stderr
     served = json.loads(run.stdout)["scores"]["converted"]
     assert checked.returncode == 0, checked.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
@@ -172,3 +180,8 @@ def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(
     asked = [r for r in rows if r["query"] == query]
     assert asked[2]["document"] == text and len(asked) == 3
     assert served == pytest.approx([asked[0]["reference"], asked[2]["reference"]], abs=1e-5) and served[0] != served[1]
+    # The client's video: the frames seqcls export frames wrote, sent to /classify: Qwen's score of the built-in pair,
+    # within verify's float32 tolerance (7e-5 measured here after the image requests; alone, the client's request
+    # and verify's give the same float).
+    [video_row] = [r for r in rows if r["query"] == clip_query]
+    assert json.loads(video_run.stdout)["scores"]["converted"] == pytest.approx([video_row["reference"]], abs=1e-4)

@@ -45,6 +45,15 @@ def export_gguf(args: argparse.Namespace) -> int:
     return 0
 
 
+def export_frames(args: argparse.Namespace) -> int:
+    from ..video import write_frames
+
+    clip = write_frames(args.video, args.out, args.fps)
+    count, height, width, _ = clip.frames.shape
+    print(f"{args.out}: {count} frames of {width}x{height}, {clip.tokens(16):,} video tokens, and video.json")
+    return 0
+
+
 def serve(args: argparse.Namespace) -> int:
     from ..serve import run, serve_command
     from ..vllm_compat import detect

@@ -39,7 +39,12 @@ EXAMPLES = {
   seqcls export gguf converted/Qwen3-Reranker-0.6B-seq-cls
   seqcls export gguf converted/Qwen3-Reranker-8B-seq-cls --type f16 q8_0 q4_k_m -o gguf/Qwen3-Reranker-8B
   seqcls verify gguf/Qwen3-Reranker-8B/Qwen3-Reranker-8B-Q4_K_M.gguf --original Qwen/Qwen3-Reranker-8B \\
-      --backend llamacpp""",
+      --backend llamacpp
+  seqcls export frames clip.mp4 -o clip-frames""",
+    "frames": """
+  seqcls export frames clip.mp4 -o clip-frames
+  python3 scripts/ascend/client_vl.py --converted-url http://127.0.0.1:8000 --query "a red square" \\
+      --video clip-frames""",
     "serve": """
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device cuda --port 8000
   seqcls serve converted/Qwen3-Reranker-8B-seq-cls --device npu --vllm-version 0.9.2 --print
@@ -301,6 +306,16 @@ def _export(sub) -> None:
     g.add_argument("--overwrite", action="store_true", help="replace a non-empty output folder")
     g.add_argument("--threads", type=int, help="quantizer threads (default: all cores)")
     g.set_defaults(run=commands.export_gguf)
+    f = _subcommand(
+        formats, "frames", "a video's frames as Qwen3-VL-Reranker's scorer samples them, for a client to send",
+        "Sample a video (or a folder of frames) once as Qwen3-VL-Reranker's scorer does and write the frames and "
+        "video.json (their metadata) into a new folder: scripts/ascend/client_vl.py --video sends them to a server "
+        "with no seqcls, and every server then scores the same frames.",
+    )  # fmt: skip
+    f.add_argument("video", type=Path, help="a video file, or a folder of frames already sampled")
+    f.add_argument("-o", "--out", type=Path, required=True, help="a new folder for the frames and video.json")
+    f.add_argument("--fps", type=float, help="the rate of a folder of frames (default: qwen-vl-utils' 2)")
+    f.set_defaults(run=commands.export_frames)
 
 
 def _demo(sub) -> None:
