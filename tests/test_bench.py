@@ -166,3 +166,24 @@ def test_bench_long_inputs_mixed_pairs_and_table(tmp_path):
     args = argparse.Namespace(mixed=[40], long_every=20, backend="transformers", runs=1)
     rows = [r for r in bench.mixed_report(args, list(results), results).splitlines() if r.startswith("| 40 |")]
     assert [r.split(" | ")[1] for r in rows] == ["none", "2 (2 cut)"] and all("| 900 MiB | +0 MiB |" in r for r in rows)
+
+
+def test_bench_video_parts(tmp_path):
+    """scripts/bench_video.py's own parts that need no vision venv, in this process: its clip (24 frames a second of
+    PyAV's H.264, readable by seqcls' decoder) and its table. Its sampling and engine runs are seqcls' own functions,
+    tested in test_video.py and test_vision_vllm.py."""
+    import importlib
+
+    from converter.media import Part
+    from converter.video import decode
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    bench = importlib.import_module("bench_video")
+    (tmp_path / "clip.mp4").write_bytes(bench.draw_clip(1, width=160, height=96))
+    frames, fps = decode(Part("video", str(tmp_path / "clip.mp4")))
+    assert frames.shape == (24, 96, 160, 3) and fps == 24
+    sampled = [{"seconds": 1, "decoded_frames": 24, "frames": 4, "size": "480x288", "tokens": 270,
+                "sample_seconds": 0.5, "decoded_per_second": 48.0}]  # fmt: skip
+    engines = [{"backend": "vllm", "seconds_per_pair": 0.02, "decodes_per_verify": 1, "max_abs_delta": 0.0}]
+    text = bench.report(sampled, engines, 1)
+    assert "| 1 s | 24 | 4 | 480x288 | 270 | 0.50 | 48 |" in text and "| vllm | 0.020 | 1 | 0.0e+00 |" in text

@@ -101,7 +101,7 @@ def test_a_wrong_command_is_caught():
 
 
 def test_every_help_ends_with_examples(capsys):
-    for command in [[], *([name] for name in EXAMPLES if name != "seqcls")]:
+    for command in [[], *(["export", name] if name == "frames" else [name] for name in EXAMPLES if name != "seqcls")]:
         with pytest.raises(SystemExit):
             build_parser().parse_args([*command, "--help"])
         text = capsys.readouterr().out
@@ -109,7 +109,8 @@ def test_every_help_ends_with_examples(capsys):
         assert 2 <= len([line for line in tail if line.startswith("  seqcls ")]) <= 3, command
 
 
-HELP_COMMANDS = [[], *([name] for name in EXAMPLES if name not in ("seqcls", "export")), ["export"], ["export", "gguf"]]
+HELP_COMMANDS = [[], *([name] for name in EXAMPLES if name not in ("seqcls", "export", "frames")), ["export"],
+                 ["export", "gguf"], ["export", "frames"]]  # fmt: skip
 USERS_WORDS = {"hf_overrides", "query_id", "document_id"}
 """Names with an underscore that users write themselves: vLLM's option, the pair file's fields."""
 

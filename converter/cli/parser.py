@@ -39,10 +39,10 @@ EXAMPLES = {
   seqcls export gguf converted/Qwen3-Reranker-0.6B-seq-cls
   seqcls export gguf converted/Qwen3-Reranker-8B-seq-cls --type f16 q8_0 q4_k_m -o gguf/Qwen3-Reranker-8B
   seqcls verify gguf/Qwen3-Reranker-8B/Qwen3-Reranker-8B-Q4_K_M.gguf --original Qwen/Qwen3-Reranker-8B \\
-      --backend llamacpp
-  seqcls export frames clip.mp4 -o clip-frames""",
+      --backend llamacpp""",
     "frames": """
   seqcls export frames clip.mp4 -o clip-frames
+  seqcls export frames sampled-frames/ --fps 2 -o clip-frames
   python3 scripts/ascend/client_vl.py --converted-url http://127.0.0.1:8000 --query "a red square" \\
       --video clip-frames""",
     "serve": """
@@ -309,8 +309,9 @@ def _export(sub) -> None:
     f = _subcommand(
         formats, "frames", "a video's frames as Qwen3-VL-Reranker's scorer samples them, for a client to send",
         "Sample a video (or a folder of frames) once as Qwen3-VL-Reranker's scorer does and write the frames and "
-        "video.json (their metadata) into a new folder: scripts/ascend/client_vl.py --video sends them to a server "
-        "with no seqcls, and every server then scores the same frames.",
+        "video.json (their metadata) into a new folder: the Ascend VL client's --video sends them to a server from a "
+        "machine with no seqcls, and every server then scores the same frames.",
+        examples="frames",
     )  # fmt: skip
     f.add_argument("video", type=Path, help="a video file, or a folder of frames already sampled")
     f.add_argument("-o", "--out", type=Path, required=True, help="a new folder for the frames and video.json")
