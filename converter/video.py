@@ -20,6 +20,7 @@ so a server that receives them as PNG images gets the same pixels.
 from __future__ import annotations
 
 import io
+import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -122,18 +123,22 @@ class _Clips:
 
 
 _CLIPS = _Clips()
+_SAMPLING = threading.Lock()
+"""verify's official ids are computed in a thread while the engine backends send the same pairs: one samples, the
+other waits for its clip."""
 
 
 def sample(part: Part, sampling: VideoSampling, patch: int, where: str = "") -> Clip:
     """The video part's frames and metadata as the reference samples them: once per process for the same part and
     settings."""
     key = (part, sampling, patch)
-    clip = _CLIPS.get(key)
-    if clip is None:
-        _need_qwen_vl_utils()
-        DECODES["count"] += 1
-        sampler = _frame_list if isinstance(part.value, tuple) else _file
-        clip = _CLIPS.put(key, sampler(part, sampling, patch, where))
+    with _SAMPLING:
+        clip = _CLIPS.get(key)
+        if clip is None:
+            _need_qwen_vl_utils()
+            DECODES["count"] += 1
+            sampler = _frame_list if isinstance(part.value, tuple) else _file
+            clip = _CLIPS.put(key, sampler(part, sampling, patch, where))
     return clip
 
 

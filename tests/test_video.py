@@ -36,7 +36,7 @@ def test_videos_are_sampled_and_processed_as_qwens_scorer_does(vl_pair_of, tmp_p
     assert found["list"] == {"same_frames": True, "count": 64, "fps": 4.0, "total_num_frames": 64.0}
     for name in ("inputs_file", "inputs_list"):
         assert found[name] == {"ids": True, "grid": True, "pixels": True, "timestamps": True}, name
-    assert found["verify"]["verdict"] == "pass" and found["verify"]["decodes"] == 2
+    assert found["verify"]["verdict"] == "pass" and found["verify"]["decodes"] == 2 and found["threads_decodes"] == 1
     assert len(set(found["verify"]["scores"])) == 3
     assert re.match(
         r"pair 0: its prompt is \d+ tokens \(270 of them video\), over the model length 200; give a "

@@ -111,6 +111,17 @@ def main() -> None:
                     report=str(work / "report.json"), use_cache=False)  # fmt: skip
     found["verify"] = {"verdict": report["verdict"], "decodes": video.DECODES["count"] - before,
                        "scores": [r["converted"] for r in report["pairs"]]}  # fmt: skip
+    # Two threads at once (verify's official ids and an engine backend's rows): one decode.
+    import threading
+
+    video._CLIPS.__init__()
+    before = video.DECODES["count"]
+    threads = [threading.Thread(target=video.sample, args=(file_part, VL.video, VL.image_patch)) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    found["threads_decodes"] = video.DECODES["count"] - before
     try:
         list(processed(original, VL, [cases["file"][0]], 200))
     except SeqclsError as e:
