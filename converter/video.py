@@ -56,6 +56,17 @@ class Clip:
         return {"fps": self.fps, "frames_indices": list(self.frames_indices),
                 "total_num_frames": self.total_num_frames}  # fmt: skip
 
+    def summary(self) -> dict:
+        """What a report says of the clip: the frames' digest, count and size, and the metadata."""
+        import hashlib
+
+        import numpy as np
+
+        frames = np.ascontiguousarray(self.frames)
+        count, height, width, _ = frames.shape
+        digest = hashlib.sha256(repr(frames.shape).encode() + frames.data).hexdigest()
+        return {"frames_sha256": digest, "frames": count, "size": f"{width}x{height}"} | self.metadata
+
     def tensor(self):
         """(frames, channels, height, width) float32, as the scorer hands the processor its frames."""
         import torch

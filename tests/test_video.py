@@ -38,6 +38,8 @@ def test_videos_are_sampled_and_processed_as_qwens_scorer_does(vl_pair_of, tmp_p
         assert found[name] == {"ids": True, "grid": True, "pixels": True, "timestamps": True}, name
     assert found["verify"]["verdict"] == "pass" and found["verify"]["decodes"] == 2 and found["threads_decodes"] == 1
     assert len(set(found["verify"]["scores"])) == 3
+    assert found["verify"]["videos"] == [[0, "official on every side", 1], [1, "official on every side", 1],
+                                         [2, "official on every side", 1]]  # fmt: skip
     assert re.match(
         r"pair 0: its prompt is \d+ tokens \(270 of them video\), over the model length 200; give a "
         "shorter video",

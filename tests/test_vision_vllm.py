@@ -68,6 +68,12 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
     assert all(rows[i]["abs_delta"] <= 1e-6 and abs(rows[i]["reference"] - rows[i]["converted"]) <= 1e-5
                for i in with_video)  # fmt: skip
     assert "pairs with video" in report["prompts"]["converted"]
+    videos = report["videos"]
+    assert [v["index"] for v in videos] == with_video
+    assert {v["prompt_ids"] for v in videos} == {"official on every side"}
+    given = [v["given_to_every_side"][0] for v in videos]
+    assert len({g["frames_sha256"] for g in given}) == 1 and given[0]["frames_indices"] == [0, 4, 7, 11]
+    assert "videos: 3 pair(s), each video sampled once" in run.stdout
     assert max(r["abs_delta"] for r in rows if r["index"] != icon) <= 1e-6
     assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
     assert len({round(r["converted"], 6) for r in with_images}) > 3, "images must change the score"
@@ -176,6 +182,7 @@ def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(
     with_video = [r for r in rows if any(isinstance(side, list) and any("video" in p for p in side)
                                          for side in (r["query"], r["document"]))]  # fmt: skip
     assert len(with_video) == 3 and all(abs(r["reference"] - r["converted"]) <= 1e-5 for r in with_video)
+    assert {v["prompt_ids"] for v in report["videos"]} == {"not compared"}, "a server's /tokenize expands no media"
     # The client's two documents are built-in pairs (the red circle, then the text): it was served Qwen's scoring.
     asked = [r for r in rows if r["query"] == query]
     assert asked[2]["document"] == text and len(asked) == 3

@@ -110,7 +110,9 @@ def main() -> None:
     report = verify(converted, original, pairs_file=str(work / "pairs.jsonl"), backend="transformers",
                     report=str(work / "report.json"), use_cache=False)  # fmt: skip
     found["verify"] = {"verdict": report["verdict"], "decodes": video.DECODES["count"] - before,
-                       "scores": [r["converted"] for r in report["pairs"]]}  # fmt: skip
+                       "scores": [r["converted"] for r in report["pairs"]],
+                       "videos": [[v["index"], v["prompt_ids"], len(v["given_to_every_side"])]
+                                  for v in report["videos"]]}  # fmt: skip
     # Two threads at once (verify's official ids and an engine backend's rows): one decode.
     import threading
 

@@ -92,6 +92,10 @@ def markdown(report: dict) -> str:
     if not mismatched and tokens.get("official_mismatched_pairs") is None:
         state = "not compared (the backend gives none for these prompts)"
     lines.append(f"prompt token ids: {state}")
+    if videos := report.get("videos"):
+        ids = {v["prompt_ids"] for v in videos}
+        lines.append(f"videos: {len(videos)} pair(s), each video sampled once and the same frames and metadata given "
+                     f"to every side; prompt ids {', '.join(sorted(ids))}")  # fmt: skip
     if forms := report.get("input_forms"):
         states = []
         for name, f in forms.items():

@@ -144,10 +144,33 @@ def build_report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: 
             }
             for name, f in v.input_forms.items()
         },
+        "videos": _videos(pairs, s, v, run),
         "failed_pairs": v.failed_pairs,
         "pair_count": len(pairs),
         "shown_pairs": _shown(pairs, v, run),
     }
+
+
+def _videos(pairs: Sequence[Pair], s: Settings, v: Verdict, run: BackendRun) -> list[dict]:
+    """Per pair with video: what every side was given (seqcls sampled each video once: the frames' digest, count,
+    size and the metadata that times them) and whether each side's prompt ids were the official ones (equal ids,
+    frames and no resizing: the same grid and timestamps). Empty for a family without video."""
+    if not s.recipe.video:
+        return []
+    from ..media import ordered
+    from ..video import sample
+
+    compared = run.original.token_ids is not None and run.converted.token_ids is not None
+    differ = set(v.token_mismatches) | set(v.official_token_mismatches or [])
+    rows = []
+    for i, pair in enumerate(pairs):
+        parts = [p for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "video"]
+        if not parts:
+            continue
+        clips = [sample(p, s.recipe.video, s.recipe.image_patch, f"pair {i}") for p in parts]
+        ids = ("DIFFER" if i in differ else "official on every side") if compared else "not compared"
+        rows.append({"index": i, "prompt_ids": ids, "given_to_every_side": [c.summary() for c in clips]})
+    return rows
 
 
 def _shown(pairs: Sequence[Pair], v: Verdict, run: BackendRun) -> list[dict]:

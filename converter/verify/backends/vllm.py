@@ -136,12 +136,11 @@ class VllmBackend:
     def _frames_file(self, clip) -> str:
         import numpy as np
 
-        frames = np.ascontiguousarray(clip.frames)
-        name = hashlib.sha256(repr(frames.shape).encode() + frames.data).hexdigest()[:32] + ".npy"
+        name = clip.summary()["frames_sha256"][:32] + ".npy"
         path = self.spill / "clips" / name
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
-            np.save(path, frames, allow_pickle=False)
+            np.save(path, np.ascontiguousarray(clip.frames), allow_pickle=False)
         return name
 
     def cache_inputs(self, which: str) -> dict | None:
