@@ -64,8 +64,9 @@ class Clip:
 
         frames = np.ascontiguousarray(self.frames)
         count, height, width, _ = frames.shape
-        digest = hashlib.sha256(repr(frames.shape).encode() + frames.data).hexdigest()
-        return {"frames_sha256": digest, "frames": count, "size": f"{width}x{height}"} | self.metadata
+        digest = hashlib.sha256(repr(frames.shape).encode())
+        digest.update(frames.data)
+        return {"frames_sha256": digest.hexdigest(), "frames": count, "size": f"{width}x{height}"} | self.metadata
 
     def tensor(self):
         """(frames, channels, height, width) float32, as the scorer hands the processor its frames."""
