@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .errors import SeqclsError
 from .media import SideValue, has_media, parse_side
+from .video import has_video
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,7 +143,7 @@ def load_pairs(path: Path, max_pixels: int | None = None) -> PairSet:
         pair = _pair(row, where, path.parent, limit=max_pixels)
         if media_at is None and (has_media(pair.query) or has_media(pair.document)):
             media_at = where
-        if video_at is None and (has_media(pair.query, "video") or has_media(pair.document, "video")):
+        if video_at is None and has_video(pair):
             video_at = where
         if "relevance" in row:
             if not isinstance(row["relevance"], int) or pair.document_id is None:

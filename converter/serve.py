@@ -94,13 +94,13 @@ def serve_command(
         raise SeqclsError(f"{folder} has no {SCORE_TEMPLATE_FILE}; convert it again with this seqcls")
     if recipe.multimodal:
         template, templated = _multimodal(recipe, install, template, original is not None, notes)
-    if recipe.video:
-        extra = [*install.video_flags, *(extra or [])]
-        notes.append(
-            "video: send the frames seqcls samples to /classify as messages (roles query and document) with their "
-            "media_io_kwargs and mm_processor_kwargs (docs/vision.md); /score and /v1/rerank would sample and time "
-            "them otherwise. --trust-request-mm-kwargs lets every client set those"
-        )
+        if recipe.video:
+            extra = [*install.video_flags, *(extra or [])]
+            notes.append(
+                "video: send the frames seqcls samples to /classify as messages (roles query and document) with "
+                "their media_io_kwargs and mm_processor_kwargs (docs/vision.md); /score and /v1/rerank would sample "
+                "and time them otherwise. --trust-request-mm-kwargs lets every client set those"
+            )
     elif original and recipe.document_first:
         notes.append(
             "original checkpoint: served through hf_overrides; clients must format prompts by hand and send the "

@@ -19,15 +19,18 @@ so a server that receives them as PNG images gets the same pixels.
 
 from __future__ import annotations
 
+import functools
 import io
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import SeqclsError
-from .media import REMOTE, Part, load_image, read_bytes
+from .media import REMOTE, Part, has_media, load_image, ordered, read_bytes
 
 SPATIAL_MERGE = 2
+PRESAMPLED = {"do_resize": False, "do_sample_frames": False}
+"""The video processor's options for frames seqcls sampled and sized: no sampling, no resizing downstream."""
 
 
 @dataclass(frozen=True)
@@ -56,17 +59,22 @@ class Clip:
         return {"fps": self.fps, "frames_indices": list(self.frames_indices),
                 "total_num_frames": self.total_num_frames}  # fmt: skip
 
-    def summary(self) -> dict:
-        """What a report says of the clip: the frames' digest, count and size, and the metadata."""
+    @functools.cached_property
+    def digest(self) -> str:
+        """The frames' sha256 (with their shape), computed once per clip."""
         import hashlib
 
         import numpy as np
 
         frames = np.ascontiguousarray(self.frames)
-        count, height, width, _ = frames.shape
         digest = hashlib.sha256(repr(frames.shape).encode())
         digest.update(frames.data)
-        return {"frames_sha256": digest.hexdigest(), "frames": count, "size": f"{width}x{height}"} | self.metadata
+        return digest.hexdigest()
+
+    def summary(self) -> dict:
+        """What a report says of the clip: the frames' digest, count and size, and the metadata."""
+        count, height, width, _ = self.frames.shape
+        return {"frames_sha256": self.digest, "frames": count, "size": f"{width}x{height}"} | self.metadata
 
     def tensor(self):
         """(frames, channels, height, width) float32, as the scorer hands the processor its frames."""
@@ -138,6 +146,18 @@ _CLIPS = _Clips()
 _SAMPLING = threading.Lock()
 """verify's official ids are computed in a thread while the engine backends send the same pairs: one samples, the
 other waits for its clip."""
+
+
+def has_video(pair) -> bool:
+    return has_media(pair.query, "video") or has_media(pair.document, "video")
+
+
+def pair_clips(pair, recipe, where: str) -> list[Clip]:
+    """The pair's videos, query first, each as the recipe's reference samples it (``sample``)."""
+    parts = [p for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "video"]
+    if parts and recipe.video is None:
+        raise SeqclsError(f"{where}: holds a video, and {recipe.title} reads no video")
+    return [sample(p, recipe.video, recipe.image_patch, where) for p in parts]
 
 
 def sample(part: Part, sampling: VideoSampling, patch: int, where: str = "") -> Clip:

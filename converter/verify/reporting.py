@@ -157,17 +157,15 @@ def _videos(pairs: Sequence[Pair], s: Settings, v: Verdict, run: BackendRun) -> 
     frames and no resizing: the same grid and timestamps). Empty for a family without video."""
     if not s.recipe.video:
         return []
-    from ..media import ordered
-    from ..video import sample
+    from ..video import has_video, pair_clips
 
     compared = run.original.token_ids is not None and run.converted.token_ids is not None
     differ = set(v.token_mismatches) | set(v.official_token_mismatches or [])
     rows = []
     for i, pair in enumerate(pairs):
-        parts = [p for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "video"]
-        if not parts:
+        if not has_video(pair):
             continue
-        clips = [sample(p, s.recipe.video, s.recipe.image_patch, f"pair {i}") for p in parts]
+        clips = pair_clips(pair, s.recipe, f"pair {i}")
         ids = ("DIFFER" if i in differ else "official on every side") if compared else "not compared"
         rows.append({"index": i, "prompt_ids": ids, "given_to_every_side": [c.summary() for c in clips]})
     return rows

@@ -16,7 +16,7 @@ from ..media import load_image, max_pixels, ordered, qwen_messages
 from ..pairs import Pair
 from ..recipes import FROM_2_WAY_SOFTMAX, Recipe
 from ..reference import Scores
-from ..video import sample
+from ..video import PRESAMPLED, pair_clips
 
 
 def load_processor(folder: Path):
@@ -52,12 +52,12 @@ def processed(
         images = [load_image(p, where, limit) for p in parts if p.kind == "image"]
         if sized:
             images = [sized(image) for image in images]
-        clips = video_inputs(pair, recipe, where)
+        clips = pair_clips(pair, recipe, where)
         extra = {"images_kwargs": {"do_resize": False}} if sized and images else {}
         if clips:
             extra["videos"] = [c.tensor() for c in clips]
             extra["video_metadata"] = [c.metadata for c in clips]
-            extra["videos_kwargs"] = {"do_resize": False, "do_sample_frames": False}
+            extra["videos_kwargs"] = dict(PRESAMPLED)
             if hasattr(processor.video_processor, "cap_pixels_per_frame"):
                 extra["videos_kwargs"]["cap_pixels_per_frame"] = False  # a resizing option: nothing is resized
         inputs = processor(text=[text], images=images or None, return_tensors="pt", **extra)
@@ -77,17 +77,6 @@ def prompt_text(processor, recipe: Recipe, pair: Pair) -> str:
     instruction = pair.instruction or recipe.default_instruction
     messages = qwen_messages(pair, recipe.system_text, instruction, recipe.empty_side or "")
     return processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
-
-def video_inputs(pair: Pair, recipe: Recipe, where: str) -> list:
-    """The pair's videos, query first, each as seqcls sampled it (``video.sample``)."""
-    return [_clip(p, recipe, where) for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "video"]
-
-
-def _clip(part, recipe: Recipe, where: str):
-    if recipe.video is None:
-        raise SeqclsError(f"{where}: holds a video, and {recipe.title} reads no video")
-    return sample(part, recipe.video, recipe.image_patch, where)
 
 
 def _qwen_sizing(recipe: Recipe):

@@ -19,10 +19,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from ...errors import SeqclsError
-from ...media import has_media, ordered, text_of, vllm_side
+from ...media import ordered, text_of, vllm_side
 from ...pairs import Pair
 from ...recipes import Recipe
 from ...templates import SCORE_TEMPLATE_FILE, as_sent, input_forms
+from ...video import PRESAMPLED, has_video
 from ...vllm_compat import (
     EngineSpec,
     VllmInstall,
@@ -161,7 +162,7 @@ def _query(
         offset = len(rerank)
         groups: dict[str, list[tuple[int, str | dict]]] = {}
         for i, p in batch:
-            if recipe.video and (has_media(p.query, "video") or has_media(p.document, "video")):
+            if recipe.video and has_video(p):
                 videos[i] = _classify_video(url, recipe, p, i, templated, raw_logits)
                 continue
             if recipe.multimodal:
@@ -192,13 +193,10 @@ def _classify_video(url: str, recipe: Recipe, pair: Pair, index: int, templated:
     per-video metadata (``media_io_kwargs``), so vLLM would time the frames otherwise (measured: 0.6934 against the
     reference's 0.6918 on the tiny fixture). The pair goes as messages with the query and document roles, which the
     server's score template renders, its video as the frames seqcls sampled, one video a pair."""
-    from ...video import frames_url, sample, server_io_kwargs
+    from ...video import frames_url, pair_clips, server_io_kwargs
 
     where = f"pair {index}"
-    clips = [
-        sample(p, recipe.video, recipe.image_patch, where)
-        for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "video"
-    ]  # fmt: skip
+    clips = pair_clips(pair, recipe, where)
     if len(clips) > 1:
         raise SeqclsError(f"{where}: holds {len(clips)} videos; a server request carries one video's metadata")
 
@@ -217,7 +215,7 @@ def _classify_video(url: str, recipe: Recipe, pair: Pair, index: int, templated:
         "messages": [{"role": "query", "content": content(pair.query)},
                      {"role": "document", "content": content(pair.document)}],
         "media_io_kwargs": {"video": server_io_kwargs(clips[0], where)},
-        "mm_processor_kwargs": {"videos_kwargs": {"do_resize": False, "do_sample_frames": False}},
+        "mm_processor_kwargs": {"videos_kwargs": PRESAMPLED},
     }  # fmt: skip
     if templated and pair.instruction:
         body["chat_template_kwargs"] = {"instruction": pair.instruction}

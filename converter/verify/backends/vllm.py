@@ -15,8 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...errors import SeqclsError
-from ...media import data_url, has_media, ordered, vllm_side
+from ...media import data_url, ordered, vllm_side
 from ...templates import SCORE_TEMPLATE_FILE, input_forms
+from ...video import PRESAMPLED, has_video, pair_clips
 from ...vllm_compat import engine_env, engine_kwargs, engine_malloc, require, require_image_templates
 from ..digests import PromptDigests
 from ..processes import DEFAULT_TIMEOUT, EngineWatch, last_error, stop_process_group
@@ -93,7 +94,7 @@ class VllmBackend:
         if s.raw_logits(which):
             job["raw_logits"] = True
         if s.recipe.video:
-            job["media_kwargs"] = {"videos_kwargs": {"do_resize": False, "do_sample_frames": False}}
+            job["media_kwargs"] = {"videos_kwargs": PRESAMPLED}
         if s.recipe.num_labels == 1 and self._templated(which):
             job["chat_template"] = (s.converted / SCORE_TEMPLATE_FILE).read_text(encoding="utf-8")
             if which == "converted" and not s.recipe.multimodal:
@@ -108,7 +109,7 @@ class VllmBackend:
         for number, p in enumerate(s.sent_pairs):
             if s.recipe.num_labels > 1:
                 row = p.query + p.document
-            elif templated and (has_media(p.query, "video") or has_media(p.document, "video")):
+            elif templated and has_video(p):
                 row, self._sent_video = self._video_row(p, number), True
             elif templated:
                 kwargs = {"instruction": p.instruction} if p.instruction else None
@@ -121,10 +122,10 @@ class VllmBackend:
         """A pair with video, as vLLM's score API cannot take it (no per-video metadata): the prompt as Qwen's scorer
         renders it, the videos as seqcls sampled them (frames in a ``.npy`` file named by their digest, and the
         metadata Qwen3-VL times them by) and the images, to classify. Both sides get the same frames."""
-        from ..vision import prompt_text, video_inputs
+        from ..vision import prompt_text
 
         images = [data_url(p) for side in (pair.query, pair.document) for p in ordered(side) if p.kind == "image"]
-        videos = [[self._frames_file(c), c.metadata] for c in video_inputs(pair, self.s.recipe, f"pair {number}")]
+        videos = [[self._frames_file(c), c.metadata] for c in pair_clips(pair, self.s.recipe, f"pair {number}")]
         return {"prompt": prompt_text(self._processor, self.s.recipe, pair), "video": videos, "image": images}
 
     @functools.cached_property
@@ -136,7 +137,7 @@ class VllmBackend:
     def _frames_file(self, clip) -> str:
         import numpy as np
 
-        name = clip.summary()["frames_sha256"][:32] + ".npy"
+        name = clip.digest[:32] + ".npy"
         path = self.spill / "clips" / name
         if not path.exists():
             path.parent.mkdir(exist_ok=True)
