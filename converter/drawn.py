@@ -108,11 +108,13 @@ def drawn_video(seconds: int = 3, rate: int = 4) -> str:
 
 
 def video_pairs() -> list[Pair]:
-    """Pairs with the drawn video (``drawn_video``): as the document, as the query, and beside an image and text."""
+    """Pairs with the drawn video (``drawn_video``): as the document, as the query, beside an image and text, and on
+    both sides (two videos in one prompt)."""
     clip = (Part("video", drawn_video()),)
     circle = (Part("image", drawn_images()["red-circle"]),)
     return [
         Pair("Which clip shows a red square moving to the right?", clip),
         Pair(clip, "A red square slides right while a green bar slides left."),
         Pair("Which shows a red shape?", clip + circle + (Part("text", "A clip and a picture."),)),
+        Pair((*clip, Part("text", "Find this clip.")), clip),
     ]

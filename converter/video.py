@@ -290,6 +290,65 @@ def frames_url(clip: Clip) -> str:
     return "data:video/jpeg;base64," + ",".join(encoded)
 
 
+def model_input(grid, pixels, normalization: dict) -> dict:
+    """One video as a processor hands it to the model, in a few bytes: its ``video_grid_thw``, a digest of its
+    patches' pixel bytes, and the ``normalization`` the model sees them through (``mean``, ``std`` per channel and
+    ``rescale``). vLLM 0.32 sends uint8 patches and normalizes on the device; transformers normalizes in the
+    processor, so its patches are taken back to their bytes with its own normalization (exact for patches made from
+    bytes; patches that are not, a processor that resized again, are digested as they are and so differ)."""
+    import hashlib
+
+    import torch
+
+    values = torch.as_tensor(pixels).detach().to("cpu")
+    if values.dtype != torch.uint8:
+        values = _as_bytes(values.float(), normalization)
+    return {
+        "grid": [int(x) for x in torch.as_tensor(grid).reshape(-1).tolist()],
+        "pixels": hashlib.sha256(values.contiguous().numpy().tobytes()).hexdigest()[:32],
+        "normalization": normalization,
+    }
+
+
+def _as_bytes(values, normalization: dict):
+    """Normalized patches (patches, channels x the rest) back to the uint8 values they were made from; the float32
+    values themselves where that is not what they were."""
+    import torch
+
+    channels = len(normalization["mean"])
+    mean = torch.tensor(normalization["mean"]).view(1, channels, 1)
+    std = torch.tensor(normalization["std"]).view(1, channels, 1)
+    raw = (values.reshape(values.shape[0], channels, -1) * std + mean) / normalization["rescale"]
+    whole = raw.round()
+    if raw.numel() and ((raw - whole).abs().max() > 0.05 or whole.min() < 0 or whole.max() > 255):
+        return values
+    return whole.to(torch.uint8)
+
+
+def normalization(video_processor) -> dict:
+    """The affine map a transformers video processor applies to the bytes: ``(x * rescale - mean) / std``."""
+    channels = len(video_processor.image_mean)
+    normalize, rescale = getattr(video_processor, "do_normalize", True), getattr(video_processor, "do_rescale", True)
+    return {
+        "mean": [float(x) for x in video_processor.image_mean] if normalize else [0.0] * channels,
+        "std": [float(x) for x in video_processor.image_std] if normalize else [1.0] * channels,
+        "rescale": float(video_processor.rescale_factor) if rescale else 1.0,
+    }
+
+
+def model_inputs(processed, normalized: dict) -> list[dict]:
+    """``model_input`` of each video in a processor's output for one prompt (``pixel_values_videos`` holds every
+    video's patches, one after the other, ``video_grid_thw`` one row a video)."""
+    if "video_grid_thw" not in processed:
+        return []
+    grids, pixels, start, found = processed["video_grid_thw"], processed["pixel_values_videos"], 0, []
+    for grid in grids:
+        rows = int(grid.prod())
+        found.append(model_input(grid, pixels[start : start + rows], normalized))
+        start += rows
+    return found
+
+
 def server_io_kwargs(clip: Clip, where: str = "") -> dict:
     """vLLM's ``media_io_kwargs`` for a clip sent as frames: all of them (``num_frames`` -1; 32 by default) and the
     metadata Qwen3-VL times them by, which a frame list cannot carry itself."""

@@ -9,7 +9,7 @@ Runs in the vision venv (torchvision, qwen-vl-utils and vLLM's Qwen3-VL code). S
 shapes, H.264 through PyAV, 640x360 at 24 frames a second), each sampled from scratch (the per-process clip store
 cleared) as a file: the whole decode, qwen-vl-utils' frame choice and the resize; medians. Scoring: one verify each
 of the tiny tied fixture with ``--backend transformers``, ``--backend vllm`` (engines in-process) and ``--backend
-server --reference-only`` (one server of the conversion, /classify) on the built-in video pairs only (three pairs,
+server --reference-only`` (one server of the conversion, /classify) on the built-in video pairs only (four pairs,
 one clip); the engines' own time per pair from the report (model load, engine and server start excluded; the
 server's is the requests' wall time), and the decodes counted in the process over each whole verify.
 """

@@ -38,8 +38,17 @@ def test_videos_are_sampled_and_processed_as_qwens_scorer_does(vl_pair_of, tmp_p
         assert found[name] == {"ids": True, "grid": True, "pixels": True, "timestamps": True}, name
     assert found["verify"]["verdict"] == "pass" and found["verify"]["decodes"] == 2 and found["threads_decodes"] == 1
     assert len(set(found["verify"]["scores"])) == 3
-    assert found["verify"]["videos"] == [[0, "official on every side", 1], [1, "official on every side", 1],
-                                         [2, "official on every side", 1]]  # fmt: skip
+    same = {"converted": "the reference's"}
+    assert found["verify"]["videos"] == [[0, "official on every side", 1, same], [1, "official on every side", 1, same],
+                                         [2, "official on every side", 1, same]]  # fmt: skip
+    # The planted fault: the converted processor's other mean: the same ids and bytes, normalized otherwise.
+    tampered = found["tampered"]
+    assert tampered["model_inputs"] == [{"converted": "DIFFER: normalization"}] * 3 and tampered["token_ids"] == []
+    assert tampered["findings"] == [
+        "the converted path hands the model other video inputs than the reference (normalization) in pairs 0, 1, 2: "
+        "the same frames met another processor"
+    ]
+    assert tampered["verdict"] == "fail"
     assert re.match(
         r"pair 0: its prompt is \d+ tokens \(270 of them video\), over the model length 200; give a "
         "shorter video",
@@ -52,7 +61,7 @@ def test_the_drawn_video_is_the_same_every_time_and_in_the_built_in_pairs():
     assert first.startswith("data:video/mp4;base64,") and len(first) > 1000
     assert first == again, f"libx264 wrote other bytes: {len(first)} and {len(again)} characters"
     pairs = video_pairs()
-    assert engine_limits(pairs) == {"image": 1, "video": 1}
+    assert engine_limits(pairs) == {"image": 1, "video": 2}
     assert {type(p.query) for p in pairs} == {str, tuple} and any(len(p.document) == 3 for p in pairs)
 
 
@@ -129,3 +138,58 @@ def test_a_video_sent_to_a_text_family_is_refused(pair_of, tmp_path):
     with pytest.raises(SeqclsError, match=r"pairs.jsonl:2 holds an image or video, and .* reads text only"):
         verify(out, src, pairs_file=str(path), report=str(tmp_path / "r.json"))
     assert not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.vision
+def test_a_server_refuses_a_pair_whose_videos_are_timed_differently_before_it_starts(vl_pair_of, tmp_path):
+    """A server request carries one video timing for all its videos: two videos sampled alike (the built-in pair with
+    the clip on both sides) are served; a 3-second and a 5-second clip in one pair are refused, naming the pair, when
+    verify starts, before any server does."""
+    src, out = vl_pair_of(TIED)
+    for name, seconds in (("short.mp4", 3), ("long.mp4", 5)):
+        (tmp_path / name).write_bytes(base64.b64decode(drawn_video(seconds).split(",", 1)[1]))
+    pairs = tmp_path / "pairs.jsonl"
+    rows = [{"query": "q", "document": "d"}, {"query": [{"video": "short.mp4"}], "document": [{"video": "long.mp4"}]}]
+    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run = vision_python("-m", "converter", "verify", str(out), "--original", str(src), "--backend", "server",
+                        "--pairs", str(pairs), "--report", str(tmp_path / "report.json"))  # fmt: skip
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert run.stderr.strip().splitlines() == [
+        "seqcls: error: pair 1: its 2 videos are timed differently (fps, frame indices or length), and a server "
+        "request carries one timing for all; verify it with --backend vllm or transformers"
+    ]
+    assert not (tmp_path / "report.json").exists() and "Traceback" not in run.stderr
+
+
+def test_video_inputs_are_judged_per_pair_and_side_against_the_reference():
+    """What each side's processor handed the model (``video.model_input``) against the reference's: another grid, other
+    pixels, another number of videos are findings naming the side and the pairs; a side that gives none (a server) is
+    not compared rather than passed."""
+    from converter.pairs import Pair
+    from converter.verify.backends.base import BackendRun, Side
+    from converter.verify.comparison import compare
+    from converter.verify.digests import PromptDigests
+    from converter.verify.verdicts import judgement
+
+    fed = {"grid": [2, 6, 10], "pixels": "0f" * 16}
+    ids = PromptDigests.of([[1, 2], [3, 4], [5, 6]])
+    scores = {"score": [0.25, 0.5, 0.75]}
+    reference = Side(scores, token_ids=ids, videos={0: [fed], 1: [fed], 2: [fed, fed]})
+    original = Side(scores, token_ids=ids, videos={0: [fed | {"grid": [2, 6, 12]}], 1: [fed], 2: [fed]})
+    converted = Side(scores, token_ids=ids, videos={0: [fed], 1: [fed | {"pixels": "1f" * 16}]})
+    run = BackendRun(original, converted, ids, {"backend": "vllm"}, reference)
+    verdict = compare([Pair("q", "d")] * 3, run, 1e-5)
+    assert verdict.video_inputs == {
+        0: {"original": ["grid"], "converted": []},
+        1: {"original": [], "converted": ["pixels"]},
+        2: {"original": ["video count"], "converted": None},
+    }
+    findings, failure = judgement(verdict, run, 3)
+    assert failure is None and findings == [
+        "the original path hands the model other video inputs than the reference (grid, video count) in pairs 0, 2: "
+        "the same frames met another processor",
+        "the converted path hands the model other video inputs than the reference (pixels) in pair 1: the same "
+        "frames met another processor",
+    ]
+    server = BackendRun(original, Side(scores, token_ids=ids), ids, {"backend": "server"}, reference)
+    assert compare([Pair("q", "d")] * 3, server, 1e-5).video_inputs[1] == {"original": [], "converted": None}

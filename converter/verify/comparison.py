@@ -60,6 +60,10 @@ class Verdict:
     """With a reference, the verdict is the converted side's against it; the original path only adds a finding."""
     input_forms: dict[str, FormComparison] = field(default_factory=dict)
     """The converted side's other input forms (seed-formatted, mixed) against its raw pairs: any difference fails."""
+    video_inputs: dict[int, dict[str, list[str] | None]] = field(default_factory=dict)
+    """Per pair with video, per side judged: what of its videos' model inputs differs from the reference's (``grid``,
+    ``pixels``, ``normalization``, ``video count``; empty: nothing), None where the side cannot tell
+    (``video_inputs``)."""
 
     @property
     def forms_failed(self) -> list[str]:
@@ -154,8 +158,34 @@ def compare(
     return Verdict(
         atol, endpoints, max(logit_deltas, default=None), rankings, summarize(rankings, dtype, gate), token_mismatches,
         official, originals_own, **against,
-        input_forms=forms,
+        input_forms=forms, video_inputs=video_inputs(run),
     )  # fmt: skip
+
+
+def video_inputs(run: BackendRun) -> dict[int, dict[str, list[str] | None]]:
+    """Each engine side's videos against the reference's, as their processors handed them to the model: the same
+    frames and ids can still meet another grid or other pixels (a processor that resizes again). Without a
+    reference (the transformers backend, whose original side is the reference), the converted side against the
+    original. A side that stands in for the reference (``--reference-only``) is not judged."""
+    base = run.reference if run.reference is not None else run.original
+    if base is None or base.videos is None:
+        return {}
+    sides = {name: side for name, side in (("original", run.original), ("converted", run.converted))
+             if side.videos is not base.videos}  # fmt: skip
+    found = {}
+    for number, expected in sorted(base.videos.items()):
+        found[number] = {}
+        for name, side in sides.items():
+            got = None if side.videos is None else side.videos.get(number)
+            found[number][name] = None if got is None else _video_differences(expected, got)
+    return found
+
+
+def _video_differences(expected: list[dict], got: list[dict]) -> list[str]:
+    if len(expected) != len(got):
+        return ["video count"]
+    keys = ("grid", "pixels", "normalization")
+    return [key for key in keys if any(a.get(key) != b.get(key) for a, b in zip(expected, got))]
 
 
 def _compare_form(raw, form, atol: float) -> FormComparison:

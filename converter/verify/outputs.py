@@ -95,7 +95,7 @@ def markdown(report: dict) -> str:
     if videos := report.get("videos"):
         ids = {v["prompt_ids"] for v in videos}
         lines.append(f"videos: {len(videos)} pair(s), each video sampled once and the same frames and metadata given "
-                     f"to every side; prompt ids {', '.join(sorted(ids))}")  # fmt: skip
+                     f"to every side; prompt ids {', '.join(sorted(ids))}; {_video_inputs(videos)}")  # fmt: skip
     if forms := report.get("input_forms"):
         states = []
         for name, f in forms.items():
@@ -113,6 +113,18 @@ def markdown(report: dict) -> str:
         lines += ["", f"per pair: {next(iter(m['endpoints']))} shown, ok covers every label"]
     lines += _pair_table(report)
     return "\n".join(lines)
+
+
+def _video_inputs(videos: list[dict]) -> str:
+    """The videos' model inputs (grids, pixels, normalization) in a few words: where they differ, which pairs and
+    sides."""
+    states = [(v["index"], side, state) for v in videos for side, state in v.get("model_inputs", {}).items()]
+    if differ := [f"pair {i} ({side})" for i, side, state in states if state.startswith("DIFFER")]:
+        return f"model inputs DIFFER: {', '.join(differ[:5])}"
+    kinds = {state for _, _, state in states}
+    if kinds == {"the reference's"}:
+        return "model inputs (grid, pixels, normalization) the reference's on every side"
+    return "model inputs " + ("; ".join(sorted(kinds)) if kinds else "not compared")
 
 
 def _some(indices: list[int], n: int = 20) -> str:

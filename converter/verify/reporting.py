@@ -153,8 +153,9 @@ def build_report(s: Settings, backend: str, v: Verdict, run: BackendRun, pairs: 
 
 def _videos(pairs: Sequence[Pair], s: Settings, v: Verdict, run: BackendRun) -> list[dict]:
     """Per pair with video: what every side was given (seqcls sampled each video once: the frames' digest, count,
-    size and the metadata that times them) and whether each side's prompt ids were the official ones (equal ids,
-    frames and no resizing: the same grid and timestamps). Empty for a family without video."""
+    size and the metadata that times them), whether each side's prompt ids were the official ones, and whether each
+    side handed the model the reference's grids, pixels and normalization (``comparison.video_inputs``). Empty for a
+    family without video."""
     if not s.recipe.video:
         return []
     from ..video import has_video, pair_clips
@@ -167,8 +168,16 @@ def _videos(pairs: Sequence[Pair], s: Settings, v: Verdict, run: BackendRun) -> 
             continue
         clips = pair_clips(pair, s.recipe, f"pair {i}")
         ids = ("DIFFER" if i in differ else "official on every side") if compared else "not compared"
-        rows.append({"index": i, "prompt_ids": ids, "given_to_every_side": [c.summary() for c in clips]})
+        inputs = {side: VIDEO_INPUT_STATES[None] if got is None else (f"DIFFER: {', '.join(got)}" if got else
+                                                                       VIDEO_INPUT_STATES[()])
+                  for side, got in v.video_inputs.get(i, {}).items()}  # fmt: skip
+        rows.append({"index": i, "prompt_ids": ids, "model_inputs": inputs,
+                     "given_to_every_side": [c.summary() for c in clips]})  # fmt: skip
     return rows
+
+
+VIDEO_INPUT_STATES = {(): "the reference's", None: "not compared (this side's backend gives none)"}
+"""``model_inputs`` per side judged; empty where none is (no processor output to judge against: servers alone)."""
 
 
 def _shown(pairs: Sequence[Pair], v: Verdict, run: BackendRun) -> list[dict]:

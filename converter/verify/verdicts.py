@@ -49,6 +49,14 @@ def judgement(v: Verdict, run: BackendRun, n: int, cut: list[int] = ()) -> tuple
             f"the original path tokenizes {_pairs(v.original_token_deviations)} unlike the official formatting (its "
             "own processor or template); the converted checkpoint matches it"
         )
+    for side in ("original", "converted"):
+        differing = {i: d[side] for i, d in v.video_inputs.items() if d.get(side)}
+        if differing:
+            what = sorted({x for d in differing.values() for x in d})
+            findings.append(
+                f"the {side} path hands the model other video inputs than the reference ({', '.join(what)}) in "
+                f"{_pairs(sorted(differing))}: the same frames met another processor"
+            )
     judged_failed = any(e.failed for e in v.judged)
     if v.token_mismatches:
         failures.append(f"the two paths tokenize {len(v.token_mismatches)} of {n} prompts differently")

@@ -16,7 +16,7 @@ from ..media import load_image, max_pixels, ordered, qwen_messages
 from ..pairs import Pair
 from ..recipes import FROM_2_WAY_SOFTMAX, Recipe
 from ..reference import Scores
-from ..video import PRESAMPLED, pair_clips
+from ..video import PRESAMPLED, model_inputs, normalization, pair_clips
 
 
 def load_processor(folder: Path):
@@ -33,16 +33,19 @@ def load_processor(folder: Path):
 
 def processed(
     folder: Path, recipe: Recipe, pairs: Iterable[Pair], max_length: int, official: bool = True,
-    sizing: Path | None = None,
+    sizing: Path | None = None, videos: dict[int, list[dict]] | None = None,
 ) -> Iterator[dict]:  # fmt: skip
     """Each pair as the processor makes it: ``input_ids`` (a list) and the rest of its outputs (tensors: the mask,
     the token types that place images in the 3-D rotary positions and, with images, pixels and grids). ``official``:
     images are sized as Qwen's scorer sizes them (``qwen_vl_utils.fetch_image`` into the recipe's bounds, then the
     processor without resizing); else as vLLM does, by the processor and its checkpoint's bounds. A prompt longer
     than ``max_length`` and an image above the processor's pixel limit are errors naming the pair, as Qwen's scorer
-    refuses what it cannot cut. ``sizing``: the checkpoint whose processor sizes the images where not ``official``
-    (default ``folder``); the pixel limit stays ``folder``'s."""
-    processor = load_processor(sizing or folder)
+    refuses what it cannot cut. ``sizing``: the checkpoint whose image bounds size the images where not ``official``
+    (default ``folder``); everything else, the pixel limit and the normalization, stays ``folder``'s. ``videos``:
+    filled with each video pair's videos as handed to the model (``video.model_inputs``), by pair number."""
+    processor = load_processor(folder)
+    if sizing is not None and not official and Path(sizing) != Path(folder):
+        processor.image_processor.size = load_processor(sizing).image_processor.size
     limit = max_pixels(folder)
     sized = _qwen_sizing(recipe) if official and recipe.image_pixels else None
     for number, pair in enumerate(pairs):
@@ -68,6 +71,8 @@ def processed(
                 f"{where}: its prompt is {len(ids):,} tokens{media}, over the model length {max_length:,}; "
                 + ("give a shorter video or fewer frames" if clips else "shorten it")
             )
+        if videos is not None and clips:
+            videos[number] = model_inputs(inputs, normalization(processor.video_processor))
         yield {k: v for k, v in inputs.items() if k != "input_ids"} | {"input_ids": ids}
 
 

@@ -192,13 +192,12 @@ def _classify_video(url: str, recipe: Recipe, pair: Pair, index: int, templated:
     """A pair with video through ``/classify``, both endpoints' score: ``/score`` and ``/v1/rerank`` take no
     per-video metadata (``media_io_kwargs``), so vLLM would time the frames otherwise (measured: 0.6934 against the
     reference's 0.6918 on the tiny fixture). The pair goes as messages with the query and document roles, which the
-    server's score template renders, its video as the frames seqcls sampled, one video a pair."""
-    from ...video import frames_url, pair_clips, server_io_kwargs
+    server's score template renders, its videos as the frames seqcls sampled (``one_timing``)."""
+    from ...video import frames_url, pair_clips
 
     where = f"pair {index}"
-    clips = pair_clips(pair, recipe, where)
-    if len(clips) > 1:
-        raise SeqclsError(f"{where}: holds {len(clips)} videos; a server request carries one video's metadata")
+    clips = iter(pair_clips(pair, recipe, where))
+    io_kwargs = one_timing(pair, recipe, where)
 
     def content(side) -> str | list[dict]:
         """The media parts, then one text part that places them: a chat request joins a side's parts with
@@ -207,14 +206,14 @@ def _classify_video(url: str, recipe: Recipe, pair: Pair, index: int, templated:
             return side
         marks = dict(recipe.placeholders)
         media = [p for p in ordered(side) if p.kind != "text"]
-        parts = [{"type": "video_url", "video_url": {"url": frames_url(clips[0])}} if p.kind == "video"
+        parts = [{"type": "video_url", "video_url": {"url": frames_url(next(clips))}} if p.kind == "video"
                  else vllm_side((p,))["content"][0] for p in media]  # fmt: skip
         return [*parts, {"type": "text", "text": "".join(marks[p.kind] for p in media) + text_of(side)}]
 
     body = {
         "messages": [{"role": "query", "content": content(pair.query)},
                      {"role": "document", "content": content(pair.document)}],
-        "media_io_kwargs": {"video": server_io_kwargs(clips[0], where)},
+        "media_io_kwargs": {"video": io_kwargs},
         "mm_processor_kwargs": {"videos_kwargs": PRESAMPLED},
     }  # fmt: skip
     if templated and pair.instruction:
@@ -226,6 +225,20 @@ def _classify_video(url: str, recipe: Recipe, pair: Pair, index: int, templated:
     except SeqclsError as e:
         raise SeqclsError(f"{where}: {e} (a server scores video only when started with --trust-request-mm-kwargs, "
                           "as seqcls serve starts it)") from None  # fmt: skip
+
+
+def one_timing(pair: Pair, recipe: Recipe, where: str) -> dict:
+    """The ``media_io_kwargs`` of a pair's videos: a request carries one video timing (fps, frame indices, total),
+    which times every video in it, so a pair's videos must share it (the same clip twice, or clips sampled alike)."""
+    from ...video import pair_clips, server_io_kwargs
+
+    timings = [server_io_kwargs(clip, where) for clip in pair_clips(pair, recipe, where)]
+    if any(t != timings[0] for t in timings):
+        raise SeqclsError(
+            f"{where}: its {len(timings)} videos are timed differently (fps, frame indices or length), and a server "
+            "request carries one timing for all; verify it with --backend vllm or transformers"
+        )
+    return timings[0]
 
 
 class ServerBackend:
@@ -244,6 +257,10 @@ class ServerBackend:
                 "per pair; verify it with --backend transformers or vllm"
             )
         self.s = s
+        if s.recipe.video:
+            for number, pair in enumerate(s.sent_pairs):
+                if has_video(pair):
+                    one_timing(pair, s.recipe, f"pair {number}")
         external = s.converted_url and (s.original_url or s.reference_only)
         self.install: VllmInstall | None = None if external else require()
         if self.install:

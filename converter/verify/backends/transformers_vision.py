@@ -71,15 +71,16 @@ class TransformersVisionBackend:
             "label_ids": list(self.label_ids), "method": s.recipe.method, "dtype": s.dtype,
         }  # fmt: skip
 
-    def _inputs(self, which: str) -> Iterable[dict]:
-        """Alone, both sides get the official inputs (images sized as Qwen's scorer sizes them). As an engine
-        backend's reference, the original gets its images sized as vLLM sizes them for the converted checkpoint (by
-        its processor, which has the scorer's bounds: ``package.bounded_image_processor``),
-        and the ids that backend used where it has them, so that a difference is the model path's; where Qwen's
-        sizing differs, the official ids differ, which the report names where the engine's ids are known."""
+    def _inputs(self, which: str, videos: dict | None = None) -> Iterable[dict]:
+        """Each side through its own checkpoint's processor. Alone, both sides get the official inputs (images sized
+        as Qwen's scorer sizes them). As an engine backend's reference, the original gets its images sized as vLLM
+        sizes them for the converted checkpoint (the conversion's image bounds, the scorer's:
+        ``package.bounded_image_processor``), and the ids that backend used where it has them, so that a difference
+        is the model path's; where Qwen's sizing differs, the official ids differ, which the report names where the
+        engine's ids are known. ``videos``: filled with each video pair's model inputs (``vision.processed``)."""
         s = self.s
         inputs = processed(s.folder(which), s.recipe, s.pairs, s.max_length, official=self.official,
-                           sizing=s.converted)  # fmt: skip
+                           sizing=s.converted, videos=videos)  # fmt: skip
         if which != "original" or self.original_ids is None:
             return inputs
         return (
@@ -88,7 +89,7 @@ class TransformersVisionBackend:
         )
 
     def score(self, which: str) -> Side:
-        s, seen = self.s, PromptDigests()
+        s, seen, videos = self.s, PromptDigests(), {}
 
         def recorded(inputs: Iterable[dict]):
             for x in inputs:
@@ -96,12 +97,19 @@ class TransformersVisionBackend:
                 yield x
 
         scores = score_vision(
-            which, s.folder(which), recorded(self._inputs(which)), s.recipe, label_ids=self.label_ids,
+            which, s.folder(which), recorded(self._inputs(which, videos)), s.recipe, label_ids=self.label_ids,
             dtype=s.dtype, device=s.device,
         )  # fmt: skip
         timings = {"load_seconds": scores.load_seconds, "score_seconds": scores.score_seconds}
         prompts = OFFICIAL if self.official else PROCESSOR_SIZED
-        return Side(dict(zip(endpoint_names(s.recipe), scores.per_label)), scores.logits, seen, prompts, timings)
+        return Side(
+            dict(zip(endpoint_names(s.recipe), scores.per_label)),
+            scores.logits,
+            seen,
+            prompts,
+            timings,
+            videos=videos if s.recipe.video else None,
+        )
 
 
 def _processor_digest(folder) -> str:

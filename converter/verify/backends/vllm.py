@@ -162,10 +162,12 @@ class VllmBackend:
         result = run_engine(job, which, self.s.log_dir, self.s.device, self.s.timeout)
         os.unlink(job["inputs"])
         names = endpoint_names(self.s.recipe)
-        scores, ids = [], PromptDigests()
-        for score, prompt_ids in SpilledIds(job["outputs"], column=None):
+        scores, ids, videos = [], PromptDigests(), {}
+        for number, (score, prompt_ids, *fed) in enumerate(SpilledIds(job["outputs"], column=None)):
             scores.append(self.s.recipe.calibrated(score) if job.get("raw_logits") else score)
             ids.add(prompt_ids)
+            if fed and fed[0] is not None:
+                videos[number] = fed[0]
         per_label = [list(x) for x in zip(*scores)] if job.get("classify") else [scores]
         forms = {
             form: Side(
@@ -181,7 +183,15 @@ class VllmBackend:
         prompts = TEMPLATE if "chat_template" in job else JOINED if job.get("classify") else MANUAL
         if self._sent_video:
             prompts += "; pairs with video: Qwen's prompt with seqcls' frames, classified"
-        return Side(dict(zip(names, per_label)), None, ids, prompts, result.get("timings", {}), forms)
+        return Side(
+            dict(zip(names, per_label)),
+            None,
+            ids,
+            prompts,
+            result.get("timings", {}),
+            forms,
+            videos=videos if self.s.recipe.video else None,
+        )
 
 
 ENGINE_GRACE = 15.0

@@ -29,14 +29,17 @@ def chunks(path: str, size: int) -> Iterator[list]:
 
 def run(llm, job: dict) -> dict:
     """Scores (or, with ``classify``, classifies) every input row into ``outputs``, a ``[score, ids]`` line per row
-    in input order, and the ``forms`` (a small sample, held whole). ``score_seconds`` is the time spent inside
-    vLLM's calls, front end included (prompt rendering and tokenization), as a bare ``LLM.score`` would take."""
+    in input order (``[score, ids, videos]`` where a chunk has media rows: ``_videos_fed``), and the ``forms`` (a
+    small sample, held whole). ``score_seconds`` is the time spent inside vLLM's calls, front end included (prompt
+    rendering and tokenization), as a bare ``LLM.score`` would take; the video check is not in it."""
     engine_seconds, pairs, chunked = 0.0, 0, 0
     with open(f"{job['outputs']}.part", "w", encoding="utf-8") as out:
         for chunk in chunks(job["inputs"], job["chunk"]):
             started = time.perf_counter()
             got = _classify(llm, chunk) if job.get("classify") else _score_rows(llm, job, chunk)
             engine_seconds += time.perf_counter() - started
+            if len(got) == 3:
+                got = (*got[:2], _videos_fed(llm, got[2]))
             pairs, chunked = pairs + len(chunk), chunked + 1
             out.writelines(json.dumps(row) + "\n" for row in zip(*got))
     os.replace(f"{job['outputs']}.part", job["outputs"])
@@ -50,29 +53,32 @@ def run(llm, job: dict) -> dict:
     return result
 
 
-def _classify(llm, prompts: list[str]) -> tuple[list, list]:
+def _classify(llm, prompts: list[str]) -> tuple[list, ...]:
     outputs = llm.classify(prompts, use_tqdm=False)
     return [list(o.outputs.probs) for o in outputs], [list(o.prompt_token_ids) for o in outputs]
 
 
-def _score_rows(llm, job: dict, rows: list) -> tuple[list, list]:
-    """Pairs through ``LLM.score``, pairs with video (dict rows) through ``_classify_media``; in the rows' order."""
+def _score_rows(llm, job: dict, rows: list) -> tuple[list, ...]:
+    """Pairs through ``LLM.score``, pairs with video (dict rows) through ``_classify_media``; in the rows' order,
+    with the media rows' prompts as vLLM took them (None for the others)."""
     pairs = [i for i, row in enumerate(rows) if not isinstance(row, dict)]
     media = [i for i, row in enumerate(rows) if isinstance(row, dict)]
-    scores, token_ids = [0.0] * len(rows), [[]] * len(rows)
+    if not media:
+        return _score_pairs(llm, job, *([row[k] for row in rows] for k in range(3)))
+    scores, token_ids, sent = [0.0] * len(rows), [[]] * len(rows), [None] * len(rows)
     if pairs:
         got = _score_pairs(llm, job, *([rows[i][k] for i in pairs] for k in range(3)))
         for i, score, ids in zip(pairs, *got):
             scores[i], token_ids[i] = score, ids
-    if media:
-        for i, score, ids in zip(media, *_classify_media(llm, job, [rows[i] for i in media])):
-            scores[i], token_ids[i] = score, ids
-    return scores, token_ids
+    for i, score, ids, prompt in zip(media, *_classify_media(llm, job, [rows[i] for i in media])):
+        scores[i], token_ids[i], sent[i] = score, ids, prompt
+    return scores, token_ids, sent
 
 
-def _classify_media(llm, job: dict, rows: list[dict]) -> tuple[list, list]:
+def _classify_media(llm, job: dict, rows: list[dict]) -> tuple[list, list, list]:
     """Prompts with the frames seqcls sampled (``.npy``, read without pickle) and their metadata, and images, with
-    the processor's sampling and video resizing off (``media_kwargs``): the frames every other side gets."""
+    the processor's sampling and video resizing off (``media_kwargs``): the frames every other side gets. Returns the
+    scores, the ids and the prompts."""
     import base64
     import io
 
@@ -92,7 +98,50 @@ def _classify_media(llm, job: dict, rows: list[dict]) -> tuple[list, list]:
         prompts.append({"prompt": row["prompt"], "multi_modal_data": data, "mm_processor_kwargs": job["media_kwargs"]})
     params = PoolingParams(use_activation=False) if job.get("raw_logits") else None
     outputs = llm.classify(prompts, use_tqdm=False, pooling_params=params)
-    return [o.outputs.probs[0] for o in outputs], [list(o.prompt_token_ids) for o in outputs]
+    return [o.outputs.probs[0] for o in outputs], [list(o.prompt_token_ids) for o in outputs], prompts
+
+
+def _videos_fed(llm, prompts: list[dict | None]) -> list:
+    """Each media prompt's videos as vLLM hands them to the model (``video.model_input``: the grid, the patches'
+    bytes, the normalization), by the renderer ``LLM.classify`` uses, its cache skipped (a cached item comes without
+    its tensors). None for a row without media, and for every row where the installed vLLM has no such renderer
+    (before 0.32): the report then says the grids and pixels were not compared."""
+    from converter.video import model_input
+
+    render = getattr(getattr(llm, "renderer", None), "render_cmpl", None)
+    given = [p for p in prompts if p is not None]
+    if render is None or not given:
+        return [None] * len(prompts)
+    rendered = iter(render(given, skip_mm_cache=True))
+    found = []
+    for prompt in prompts:
+        if prompt is None:
+            found.append(None)
+            continue
+        items = (next(rendered).get("mm_kwargs") or {}).get("video", [])
+        found.append([model_input(item["video_grid_thw"].data, pixels, _normalization(llm, pixels))
+                      for item in items for pixels in [item["pixel_values_videos"].data]])  # fmt: skip
+    return found
+
+
+def _normalization(llm, pixels) -> dict:
+    """What the model's input sees the patches through. uint8 patches are normalized on the device (vLLM 0.32's
+    ``mm_device_do_normalize``) with the constants vLLM reads from the checkpoint's processor config, the image
+    processor's (``preprocessor_config.json``) for videos too; float patches were normalized by the HF video
+    processor vLLM ran."""
+    import torch
+
+    from converter.video import normalization
+
+    if pixels.dtype == torch.uint8:
+        try:
+            from vllm.model_executor.layers.fusion.mm_input_norm import _load_norm_params
+        except ImportError:
+            _load_norm_params = None
+        if _load_norm_params is not None:
+            params = _load_norm_params(llm.llm_engine.model_config)
+            return {"mean": params.image_mean, "std": params.image_std, "rescale": params.rescale_factor}
+    return normalization(llm.renderer.get_mm_processor().info.get_hf_processor().video_processor)
 
 
 def _score_pairs(llm, job: dict, queries: list, documents: list, per_pair: list) -> tuple[list, list]:
