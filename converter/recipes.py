@@ -133,6 +133,7 @@ QWEN3_VL_RERANKER = Recipe(
     ),
     document_from=3,
     default_instruction="Given a search query, retrieve relevant candidates that answer the query.",
+    max_length=10240,
     prompt_note=(
         "Qwen's scorer renders each side's parts with the processor's chat template: videos, then images, then the "
         "text, with nothing between them. vLLM puts a side's image placeholders before its text in the same way, so "
@@ -156,7 +157,7 @@ QWEN3_VL_RERANKER = Recipe(
 )
 """From QwenLM/Qwen3-VL-Embedding ``src/models/qwen3_vl_reranker.py``: the user turn is ``<Instruct>: ...``,
 ``<Query>:`` and the query's parts, ``\\n<Document>:`` and the document's parts, joined with nothing between; no
-``<think>`` block; a side with nothing in it is ``NULL``."""
+``<think>`` block; a side with nothing in it is ``NULL``; ``MAX_LENGTH = 10240`` (the text family's code has 8,192)."""
 
 ZERANK_2 = Recipe(
     name="zerank-2",

@@ -278,3 +278,12 @@ def test_engine_limits_allow_the_pairs_images_and_no_video():
     assert engine_kwargs(spec, install)["limit_mm_per_prompt"] == limits
     argv = serve_argv(spec, install)
     assert json.loads(argv[argv.index("--limit-mm-per-prompt") + 1]) == limits
+
+
+def test_the_reference_length_is_qwens_scorers():
+    """Qwen3-VL-Reranker's scorer refuses a prompt past ``MAX_LENGTH = 10240`` (the text family's code cuts at
+    8,192): the real models' 262,144 positions are bounded by it, a tiny model's own length by its own."""
+    from converter.reference import reference_length
+
+    assert reference_length(QWEN3_VL_RERANKER, {"text_config": {"max_position_embeddings": 262144}}) == 10240
+    assert reference_length(QWEN3_VL_RERANKER, {"text_config": {"max_position_embeddings": 4096}}) == 4096
