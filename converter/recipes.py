@@ -190,7 +190,7 @@ instruction wraps the query in tags). docs/presets.md says which of these facts 
 
 CTXL_RERANK_V2 = Recipe(
     name="ctxl-rerank-v2",
-    title="ContextualAI/ctxl-rerank-v2-instruct-multilingual (1B, 2B, 6B)",
+    title="ContextualAI/ctxl-rerank-v2-instruct-multilingual (1B, 2B)",
     source_architectures=("Qwen3ForCausalLM",),
     target_architecture="Qwen3ForSequenceClassification",
     method=NO_POST_PROCESSING,
