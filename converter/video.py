@@ -275,9 +275,11 @@ def frame_paths(value: list, where: str, base: Path, locate) -> tuple[str, ...]:
     return tuple(locate(v, "video frame", where, base) for v in value)
 
 
+@functools.lru_cache(maxsize=2)
 def frames_url(clip: Clip) -> str:
     """The clip as vLLM's servers take sampled frames: ``data:video/jpeg;base64,`` and each frame's base64, comma
-    separated (each frame is opened by PIL, so PNG keeps every pixel)."""
+    separated (each frame is opened by PIL, so PNG keeps every pixel). The last two are kept: a video query ranked
+    against many documents is encoded once, not once a pair (64 frames take seconds)."""
     import base64
 
     from PIL import Image

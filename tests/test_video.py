@@ -193,3 +193,22 @@ def test_video_inputs_are_judged_per_pair_and_side_against_the_reference():
     ]
     server = BackendRun(original, Side(scores, token_ids=ids), ids, {"backend": "server"}, reference)
     assert compare([Pair("q", "d")] * 3, server, 1e-5).video_inputs[1] == {"original": [], "converted": None}
+
+
+def test_a_clip_is_encoded_for_a_server_once_for_the_pairs_that_share_it():
+    """A video query ranked against many documents: its frames are PNG-encoded once, not once a pair; the frames
+    survive the encoding whole (PNG), as vLLM's server opens them."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from converter.video import Clip, frames_url
+
+    frames = np.random.default_rng(0).integers(0, 256, (2, 32, 48, 3), dtype=np.uint8)
+    clip = Clip(frames, 2.0, (0, 1), 2.0)
+    first = frames_url(clip)
+    assert frames_url(clip) is first, "encoded again"
+    encoded = first.removeprefix("data:video/jpeg;base64,").split(",")
+    back = [np.asarray(Image.open(io.BytesIO(base64.b64decode(e)))) for e in encoded]
+    assert len(back) == 2 and all(np.array_equal(a, b) for a, b in zip(back, frames))

@@ -86,12 +86,14 @@ def _classify_media(llm, job: dict, rows: list[dict]) -> tuple[list, list, list]
     from PIL import Image
     from vllm import PoolingParams
 
-    prompts = []
+    prompts, frames = [], {}
     for row in rows:
         data = {}
         if row["video"]:
-            data["video"] = [(np.load(os.path.join(job["frames"], name), allow_pickle=False), metadata)
-                             for name, metadata in row["video"]]  # fmt: skip
+            for name, _ in row["video"]:
+                if name not in frames:  # a video query against many documents: read once a chunk
+                    frames[name] = np.load(os.path.join(job["frames"], name), allow_pickle=False)
+            data["video"] = [(frames[name], metadata) for name, metadata in row["video"]]
         if row["image"]:
             data["image"] = [Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))).convert("RGB")
                              for url in row["image"]]  # fmt: skip
