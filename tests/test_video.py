@@ -25,8 +25,9 @@ def test_videos_are_sampled_and_processed_as_qwens_scorer_does(vl_pair_of, tmp_p
     """A file (1 frame a second, even count, the per-frame budget, bicubic) and a list of 70 frames (cut to 64 as the
     scorer cuts them): the same frames and metadata as qwen-vl-utils' own ``fetch_video``; the reference's ids, grid
     and video pixels as the processor makes them from the scorer's messages (timestamps in the prompt); verify with
-    the transformers backend passes with each video sampled once for both sides, and a video past the model length
-    is refused naming the pair."""
+    the transformers backend passes with each video sampled once for both sides, and fails a conversion whose video
+    processor normalizes otherwise (a finding naming the pairs); a video past the model length, and two videos timed
+    differently in one pair for a server, are refused naming the pair."""
     src, out = vl_pair_of(TIED)
     run = vision_python(str(VISION_PYTHON.parents[2] / "tests" / "video_checks.py"), str(src), str(out), str(tmp_path))
     assert run.returncode == 0, run.stderr[-3000:]
@@ -49,6 +50,14 @@ def test_videos_are_sampled_and_processed_as_qwens_scorer_does(vl_pair_of, tmp_p
         "the same frames met another processor"
     ]
     assert tampered["verdict"] == "fail"
+    # A server request carries one video timing for all its videos: a 3-second and a 5-second clip in one pair are
+    # refused, naming the pair, when verify starts, before any server does.
+    assert found["two_timings"] == {
+        "error": "pair 1: its 2 videos are timed differently (fps, frame indices or length), and a server request "
+        "carries one timing for all; verify it with --backend vllm or transformers",
+        "report": False,
+        "logs": [],
+    }
     assert re.match(
         r"pair 0: its prompt is \d+ tokens \(270 of them video\), over the model length 200; give a "
         "shorter video",
@@ -138,27 +147,6 @@ def test_a_video_sent_to_a_text_family_is_refused(pair_of, tmp_path):
     with pytest.raises(SeqclsError, match=r"pairs.jsonl:2 holds an image or video, and .* reads text only"):
         verify(out, src, pairs_file=str(path), report=str(tmp_path / "r.json"))
     assert not (tmp_path / "r.json").exists()
-
-
-@pytest.mark.vision
-def test_a_server_refuses_a_pair_whose_videos_are_timed_differently_before_it_starts(vl_pair_of, tmp_path):
-    """A server request carries one video timing for all its videos: two videos sampled alike (the built-in pair with
-    the clip on both sides) are served; a 3-second and a 5-second clip in one pair are refused, naming the pair, when
-    verify starts, before any server does."""
-    src, out = vl_pair_of(TIED)
-    for name, seconds in (("short.mp4", 3), ("long.mp4", 5)):
-        (tmp_path / name).write_bytes(base64.b64decode(drawn_video(seconds).split(",", 1)[1]))
-    pairs = tmp_path / "pairs.jsonl"
-    rows = [{"query": "q", "document": "d"}, {"query": [{"video": "short.mp4"}], "document": [{"video": "long.mp4"}]}]
-    pairs.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    run = vision_python("-m", "converter", "verify", str(out), "--original", str(src), "--backend", "server",
-                        "--pairs", str(pairs), "--report", str(tmp_path / "report.json"))  # fmt: skip
-    assert run.returncode == 2, run.stderr[-2000:]
-    assert run.stderr.strip().splitlines() == [
-        "seqcls: error: pair 1: its 2 videos are timed differently (fps, frame indices or length), and a server "
-        "request carries one timing for all; verify it with --backend vllm or transformers"
-    ]
-    assert not (tmp_path / "report.json").exists() and "Traceback" not in run.stderr
 
 
 def test_video_inputs_are_judged_per_pair_and_side_against_the_reference():

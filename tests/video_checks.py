@@ -141,6 +141,21 @@ def main() -> None:
         list(processed(original, VL, [cases["file"][0]], 200))
     except SeqclsError as e:
         found["too_long"] = str(e)
+    # 5. A server request carries one video timing: a 3-second and a 5-second clip in one pair are refused when verify
+    # starts, before any server does (the clip on both sides of a built-in pair, timed alike, is served).
+    from converter.drawn import drawn_video as draw
+
+    for name, seconds in (("short.mp4", 3), ("long.mp4", 5)):
+        (work / name).write_bytes(__import__("base64").b64decode(draw(seconds).split(",", 1)[1]))
+    row = {"query": [{"video": "short.mp4"}], "document": [{"video": "long.mp4"}]}
+    (work / "two.jsonl").write_text(json.dumps({"query": "q", "document": "d"}) + "\n" + json.dumps(row) + "\n")
+    try:
+        verify(converted, original, pairs_file=str(work / "two.jsonl"), backend="server",
+               report=str(work / "two.json"), log_dir=str(work / "two-logs"))  # fmt: skip
+    except SeqclsError as e:
+        found["two_timings"] = {"error": str(e), "report": (work / "two.json").exists(),
+                                "logs": sorted(p.name for p in (work / "two-logs").glob("*"))
+                                if (work / "two-logs").exists() else []}  # fmt: skip
     print(json.dumps(found))
 
 
