@@ -200,3 +200,17 @@ def test_a_clip_is_encoded_for_a_server_once_for_the_pairs_that_share_it():
     encoded = first.removeprefix("data:video/jpeg;base64,").split(",")
     back = [np.asarray(Image.open(io.BytesIO(base64.b64decode(e)))) for e in encoded]
     assert len(back) == 2 and all(np.array_equal(a, b) for a, b in zip(back, frames))
+
+
+def test_a_cached_side_keeps_its_videos_model_inputs(tmp_path):
+    """The verify cache keeps an original side's video model inputs by pair number (JSON has string keys), so that a
+    cache hit is judged on them as a fresh run is."""
+    from converter.verify import cache
+    from converter.verify.backends.base import Side
+    from converter.verify.digests import PromptDigests
+
+    fed = {"grid": [2, 6, 10], "pixels": "0f" * 16, "normalization": {"mean": [0.5] * 3, "std": [0.5] * 3,
+                                                                      "rescale": 1 / 255}}  # fmt: skip
+    side = Side({"score": [0.5, 0.25]}, token_ids=PromptDigests.of([[1], [2]]), videos={1: [fed, fed]})
+    cache.store(tmp_path, "ab" * 32, side)
+    assert cache.load(tmp_path, "ab" * 32).videos == {1: [fed, fed]}
