@@ -150,7 +150,7 @@ for a regression of that conversion (vLLM #27857 returned 0.5 for every pair).""
 
 
 def test_seqcls_serve_answers_clients_and_the_ci_script_judges_it_with_a_broken_original_server(
-    vl_converted_server, tmp_path
+    vl_converted_server, tmp_path, capsys
 ):
     """``seqcls serve`` of the untied (8B-like) conversion (the real vLLM server, no overrides): scripts/ascend/
     client_vl.py sends it an image document and a text document, then the drawn video as ``seqcls export frames``
@@ -164,6 +164,7 @@ def test_seqcls_serve_answers_clients_and_the_ci_script_judges_it_with_a_broken_
     reference are scored once; the one server of a Qwen3-VL original (its overrides, video) that verify starts."""
     import sys
 
+    from converter.cli import run as cli
     from converter.drawn import drawn_images
 
     src, _, url = vl_converted_server
@@ -224,10 +225,9 @@ def test_seqcls_serve_answers_clients_and_the_ci_script_judges_it_with_a_broken_
     assert (artifacts / "junit.xml").read_text().count("<failure") == 0, "the XML agrees with the verdict"
     assert (artifacts / "parity.png").is_file()
     assert "**Finding** (server / cpu / float32):" in (out / "README.md").read_text()
-    publish = vision_python("-m", "converter", "publish", str(out), "--repo-id", "me/x", "--dry-run",
-                            "--report", str(artifacts / "report.json"))  # fmt: skip
-    assert publish.returncode == 0, publish.stderr[-2000:]
-    assert f"verify report: {artifacts / 'report.json'}" in publish.stdout
+    publish = ["publish", str(out), "--repo-id", "me/x", "--dry-run", "--report", str(artifacts / "report.json")]
+    assert cli(publish) == 0
+    assert f"verify report: {artifacts / 'report.json'}" in capsys.readouterr().out
 
     # The client's two documents are built-in pairs (the red circle, then the text): it was served Qwen's scoring.
     served = json.loads(run.stdout)["scores"]["converted"]

@@ -168,16 +168,18 @@ def _videos(pairs: Sequence[Pair], s: Settings, v: Verdict, run: BackendRun) -> 
             continue
         clips = pair_clips(pair, s.recipe, f"pair {i}")
         ids = ("DIFFER" if i in differ else "official on every side") if compared else "not compared"
-        inputs = {side: VIDEO_INPUT_STATES[None] if got is None else (f"DIFFER: {', '.join(got)}" if got else
-                                                                       VIDEO_INPUT_STATES[()])
-                  for side, got in v.video_inputs.get(i, {}).items()}  # fmt: skip
+        inputs = {side: _model_inputs(got) for side, got in v.video_inputs.get(i, {}).items()}
         rows.append({"index": i, "prompt_ids": ids, "model_inputs": inputs,
                      "given_to_every_side": [c.summary() for c in clips]})  # fmt: skip
     return rows
 
 
-VIDEO_INPUT_STATES = {(): "the reference's", None: "not compared (this side's backend gives none)"}
-"""``model_inputs`` per side judged; empty where none is (no processor output to judge against: servers alone)."""
+def _model_inputs(differing: list[str] | None) -> str:
+    """A side's videos against the reference's, in the report's words; a pair's ``model_inputs`` is empty where no
+    side is judged (no processor output to judge against: servers alone)."""
+    if differing is None:
+        return "not compared (this side's backend gives none)"
+    return f"DIFFER: {', '.join(differing)}" if differing else "the reference's"
 
 
 def _shown(pairs: Sequence[Pair], v: Verdict, run: BackendRun) -> list[dict]:

@@ -55,8 +55,8 @@ class Side:
     indices: list[int] | None = None
     """The pairs this side scored, where not all of them (a form's sample)."""
     videos: dict[int, list[dict]] | None = None
-    """Per pair with video, each video as this side's processor handed it to the model (``video.model_input``: the
-    grid and a digest of the pixels). None: the backend cannot tell (a server), or the family has no video."""
+    """Per pair with video, each video as this side handed it to the model (``video.model_input``: the grid, a digest
+    of the patches' bytes, the normalization). None: the backend cannot tell (a server), or the family has no video."""
 
 
 @dataclass(frozen=True)
