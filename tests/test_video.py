@@ -214,3 +214,23 @@ def test_a_cached_side_keeps_its_videos_model_inputs(tmp_path):
     side = Side({"score": [0.5, 0.25]}, token_ids=PromptDigests.of([[1], [2]]), videos={1: [fed, fed]})
     cache.store(tmp_path, "ab" * 32, side)
     assert cache.load(tmp_path, "ab" * 32).videos == {1: [fed, fed]}
+
+
+def test_model_inputs_compare_bytes_whether_normalized_in_the_processor_or_on_the_device():
+    """vLLM hands the model uint8 patches (normalized on the device); transformers hands it the normalized floats.
+    The same bytes digest the same either way; patches that were not made from bytes (resized again) differ, and so
+    does another normalization."""
+    import torch
+
+    from converter.video import model_input
+
+    norm = {"mean": [0.5, 0.4, 0.3], "std": [0.5, 0.6, 0.7], "rescale": 1 / 255}
+    patches = torch.randint(0, 256, (12, 3 * 2 * 4 * 4), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    mean, std = (torch.tensor(norm[k]).view(1, 3, 1) for k in ("mean", "std"))
+    normalized = ((patches.view(12, 3, -1).float() * norm["rescale"] - mean) / std).view(12, -1)
+    grid = torch.tensor([2, 2, 3])
+    on_device, in_processor = model_input(grid, patches, norm), model_input(grid, normalized, norm)
+    assert on_device == in_processor and on_device["grid"] == [2, 2, 3]
+    resized = normalized + 0.3 / 255 / torch.tensor(norm["std"]).repeat_interleave(32)
+    assert model_input(grid, resized, norm)["pixels"] != on_device["pixels"]
+    assert model_input(grid, patches, norm | {"mean": [0.5] * 3}) != on_device
