@@ -107,7 +107,8 @@ def _videos_fed(llm, prompts: list[dict | None]) -> list:
     """Each media prompt's videos as vLLM hands them to the model (``video.model_input``: the grid, the patches'
     bytes, the normalization), by the renderer ``LLM.classify`` uses, its cache skipped (a cached item comes without
     its tensors). None for a row without media, and for every row where the installed vLLM has no such renderer
-    (before 0.32): the report then says the grids and pixels were not compared."""
+    (``LLM.renderer.render_cmpl`` is 0.32's; older ones are not measured): the report then says the model inputs
+    were not compared."""
     from converter.video import model_input
 
     render = getattr(getattr(llm, "renderer", None), "render_cmpl", None)
