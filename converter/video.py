@@ -292,10 +292,10 @@ def frames_url(clip: Clip) -> str:
     return "data:video/jpeg;base64," + ",".join(encoded)
 
 
-def model_input(grid, pixels, normalization: dict) -> dict:
+def model_input(grid, pixels, normalized: dict) -> dict:
     """One video as a processor hands it to the model, in a few bytes: its ``video_grid_thw``, a digest of its
-    patches' pixel bytes, and the ``normalization`` the model sees them through (``mean``, ``std`` per channel and
-    ``rescale``). vLLM 0.32 sends uint8 patches and normalizes on the device; transformers normalizes in the
+    patches' pixel bytes, and the normalization the model sees them through (``normalized``: ``mean``, ``std`` per
+    channel and ``rescale``). vLLM 0.32 sends uint8 patches and normalizes on the device; transformers normalizes in the
     processor, so its patches are taken back to their bytes with its own normalization (exact for patches made from
     bytes; patches that are not, a processor that resized again, are digested as they are and so differ)."""
     import hashlib
@@ -304,23 +304,23 @@ def model_input(grid, pixels, normalization: dict) -> dict:
 
     values = torch.as_tensor(pixels).detach().to("cpu")
     if values.dtype != torch.uint8:
-        values = _as_bytes(values.float(), normalization)
+        values = _as_bytes(values.float(), normalized)
     return {
         "grid": [int(x) for x in torch.as_tensor(grid).reshape(-1).tolist()],
         "pixels": hashlib.sha256(values.contiguous().numpy().tobytes()).hexdigest()[:32],
-        "normalization": normalization,
+        "normalization": normalized,
     }
 
 
-def _as_bytes(values, normalization: dict):
+def _as_bytes(values, normalized: dict):
     """Normalized patches (patches, channels x the rest) back to the uint8 values they were made from; the float32
     values themselves where that is not what they were."""
     import torch
 
-    channels = len(normalization["mean"])
-    mean = torch.tensor(normalization["mean"]).view(1, channels, 1)
-    std = torch.tensor(normalization["std"]).view(1, channels, 1)
-    raw = (values.reshape(values.shape[0], channels, -1) * std + mean) / normalization["rescale"]
+    channels = len(normalized["mean"])
+    mean = torch.tensor(normalized["mean"]).view(1, channels, 1)
+    std = torch.tensor(normalized["std"]).view(1, channels, 1)
+    raw = (values.reshape(values.shape[0], channels, -1) * std + mean) / normalized["rescale"]
     whole = raw.round()
     if raw.numel() and ((raw - whole).abs().max() > 0.05 or whole.min() < 0 or whole.max() > 255):
         return values

@@ -115,7 +115,10 @@ def report(sample_rows: list[dict], engine_rows: list[dict], runs: int) -> str:
     for r in sample_rows:
         lines.append(f"| {r['seconds']} s | {r['decoded_frames']:,} | {r['frames']} | {r['size']} | {r['tokens']:,} | "
                      f"{r['sample_seconds']:.2f} | {r['decoded_per_second']:,.0f} |")  # fmt: skip
-    lines += ["", "| backend (tiny fixture, 3 video pairs) | s per pair, each side | decodes per verify | max abs Δ* |",
+    from converter.drawn import video_pairs
+
+    pairs = f"{len(video_pairs())} video pairs"
+    lines += ["", f"| backend (tiny fixture, {pairs}) | s per pair, each side | decodes per verify | max abs Δ* |",
               "|---|---:|---:|---:|"]  # fmt: skip
     for r in engine_rows:
         lines.append(f"| {r['backend']} | {r['seconds_per_pair']:.3f} | {r['decodes_per_verify']} | "

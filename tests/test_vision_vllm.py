@@ -35,6 +35,12 @@ def verify(converted: Path, original: Path, report: Path, *extra: str) -> subpro
                          "--report", str(report), *extra)  # fmt: skip
 
 
+def _with_video(rows: list[dict]) -> list[dict]:
+    """The report's rows of the pairs that hold a video on either side."""
+    return [r for r in rows if any(isinstance(side, list) and any("video" in part for part in side)
+                                   for side in (r["query"], r["document"]))]  # fmt: skip
+
+
 def test_images_score_the_same_through_the_documented_overrides_and_as_converted(vl_pair_of, tmp_path):
     """Every built-in pair, ten of them with images (as the document, the query, both, beside text, an empty
     query, a small icon) and four with the drawn video (one with it on both sides; classified with the frames
@@ -60,11 +66,7 @@ def test_images_score_the_same_through_the_documented_overrides_and_as_converted
     with_images = [r for r in rows if any(isinstance(s, list) for s in (r["query"], r["document"]))]
     assert len(with_images) >= 6
     # The drawn video's pairs: classified with seqcls' frames and metadata on both sides, the official ids.
-    with_video = [
-        r["index"]
-        for r in rows
-        if any(isinstance(s, list) and any("video" in p for p in s) for s in (r["query"], r["document"]))
-    ]
+    with_video = [r["index"] for r in _with_video(rows)]
     assert len(with_video) == 4 and not set(with_video) & {icon}
     assert all(rows[i]["abs_delta"] <= 1e-6 and abs(rows[i]["reference"] - rows[i]["converted"]) <= 1e-5
                for i in with_video)  # fmt: skip
@@ -213,8 +215,7 @@ def test_seqcls_serve_answers_clients_and_the_ci_script_judges_it_with_a_broken_
     assert report["metrics"]["max_abs_delta"] > 1e-2, "the two paths disagree"
     with_images = [r for r in rows if any(isinstance(side, list) for side in (r["query"], r["document"]))]
     assert len(with_images) >= 6 and len({round(r["converted"], 6) for r in with_images}) > 3
-    with_video = [r for r in rows if any(isinstance(side, list) and any("video" in p for p in side)
-                                         for side in (r["query"], r["document"]))]  # fmt: skip
+    with_video = _with_video(rows)
     assert len(with_video) == 4
     for r in with_video:
         assert abs(r["original"] - (1 - r["reference"])) <= 1e-4, "the swapped labels score 1 - p"

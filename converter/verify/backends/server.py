@@ -23,7 +23,7 @@ from ...media import ordered, text_of, vllm_side
 from ...pairs import Pair
 from ...recipes import Recipe
 from ...templates import SCORE_TEMPLATE_FILE, as_sent, input_forms
-from ...video import PRESAMPLED, has_video
+from ...video import PRESAMPLED, has_video, pair_clips
 from ...vllm_compat import (
     EngineSpec,
     VllmInstall,
@@ -193,11 +193,11 @@ def _classify_video(url: str, recipe: Recipe, pair: Pair, index: int, templated:
     per-video metadata (``media_io_kwargs``), so vLLM would time the frames otherwise (measured: 0.6934 against the
     reference's 0.6918 on the tiny fixture). The pair goes as messages with the query and document roles, which the
     server's score template renders, its videos as the frames seqcls sampled (``one_timing``)."""
-    from ...video import frames_url, pair_clips
+    from ...video import frames_url
 
     where = f"pair {index}"
-    clips = iter(pair_clips(pair, recipe, where))
-    io_kwargs = one_timing(pair, recipe, where)
+    clips = pair_clips(pair, recipe, where)
+    io_kwargs, clips = one_timing(clips, where), iter(clips)
 
     def content(side) -> str | list[dict]:
         """The media parts, then one text part that places them: a chat request joins a side's parts with
@@ -227,12 +227,12 @@ def _classify_video(url: str, recipe: Recipe, pair: Pair, index: int, templated:
                           "as seqcls serve starts it)") from None  # fmt: skip
 
 
-def one_timing(pair: Pair, recipe: Recipe, where: str) -> dict:
+def one_timing(clips: list, where: str) -> dict:
     """The ``media_io_kwargs`` of a pair's videos: a request carries one video timing (fps, frame indices, total),
     which times every video in it, so a pair's videos must share it (the same clip twice, or clips sampled alike)."""
-    from ...video import pair_clips, server_io_kwargs
+    from ...video import server_io_kwargs
 
-    timings = [server_io_kwargs(clip, where) for clip in pair_clips(pair, recipe, where)]
+    timings = [server_io_kwargs(clip, where) for clip in clips]
     if any(t != timings[0] for t in timings):
         raise SeqclsError(
             f"{where}: its {len(timings)} videos are timed differently (fps, frame indices or length), and a server "
@@ -260,7 +260,7 @@ class ServerBackend:
         if s.recipe.video:
             for number, pair in enumerate(s.sent_pairs):
                 if has_video(pair):
-                    one_timing(pair, s.recipe, f"pair {number}")
+                    one_timing(pair_clips(pair, s.recipe, f"pair {number}"), f"pair {number}")
         external = s.converted_url and (s.original_url or s.reference_only)
         self.install: VllmInstall | None = None if external else require()
         if self.install:

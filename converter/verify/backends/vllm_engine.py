@@ -116,14 +116,18 @@ def _videos_fed(llm, prompts: list[dict | None]) -> list:
     if render is None or not given:
         return [None] * len(prompts)
     rendered = iter(render(given, skip_mm_cache=True))
-    found = []
+    found, norms = [], {}  # by the patches' dtype: the normalization is read from the checkpoint's config once
     for prompt in prompts:
         if prompt is None:
             found.append(None)
             continue
-        items = (next(rendered).get("mm_kwargs") or {}).get("video", [])
-        found.append([model_input(item["video_grid_thw"].data, pixels, _normalization(llm, pixels))
-                      for item in items for pixels in [item["pixel_values_videos"].data]])  # fmt: skip
+        fed = []
+        for item in (next(rendered).get("mm_kwargs") or {}).get("video", []):
+            pixels = item["pixel_values_videos"].data
+            if pixels.dtype not in norms:
+                norms[pixels.dtype] = _normalization(llm, pixels)
+            fed.append(model_input(item["video_grid_thw"].data, pixels, norms[pixels.dtype]))
+        found.append(fed)
     return found
 
 
