@@ -249,9 +249,21 @@ def test_missing_tokenizer(copy_of, tmp_path, capsys):
     convert_refused(src, tmp_path, capsys, "has no tokenizer.json")
 
 
-def test_unreadable_tokenizer(copy_of, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"version": "1.0", "model": {"type": "Nope"}}',
+        '{"model": {"type": "Nope", "vocab": {"a": 0}}}',
+        '{"model": {"vocab": {"a": "zero"}}}',
+        '{"model": {"vocab": {"a": 0}}, "added_tokens": {"id": 1}}',
+        '{"model": {"vocab": {"a": 0}',
+        "[1, 2]",
+    ],
+    ids=["no-vocab", "unknown-model", "id-not-a-number", "added-not-a-list", "cut-short", "not-an-object"],
+)
+def test_unreadable_tokenizer(copy_of, tmp_path, capsys, text):
     src = copy_of("tied-bf16-single")
-    (src / "tokenizer.json").write_text('{"version": "1.0", "model": {"type": "Nope"}}')
+    (src / "tokenizer.json").write_text(text)
     convert_refused(src, tmp_path, capsys, "is not a readable tokenizer")
 
 
