@@ -19,7 +19,7 @@ from converter.pairs import DEMO_PAIRS, SEED_PAIRS, Pair
 from converter.recipes import QWEN3_RERANKER
 from converter.templates import INPUT_FORMS
 from converter.verify import verify
-from converter.verify.backends.base import MANUAL
+from converter.verify.backends.base import MANUAL, TEMPLATE
 from converter.vllm_compat import EngineSpec, require
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.vllm_processes]
@@ -106,52 +106,27 @@ def test_ascend_client_agrees_between_the_original_and_the_converted_server(orig
         assert result.stdout.rstrip().endswith("OK")
 
 
-def test_a_calibrated_original_is_asked_for_its_logit(original_server):
-    """The server side of a calibrated family's original (zerank-2: sigmoid(logit / 5)): both endpoints asked with
-    ``use_activation`` off, each logit then calibrated, give the reference's calibrated scores. On the shared Qwen3
-    original with a temperature set on its recipe: a zerank-2 original would need a server of its own."""
-    from dataclasses import replace
-
-    from converter.recipes import Calibration
-    from converter.verify.backends.server import query_server
-
-    src, url = original_server
-    recipe = replace(QWEN3_RERANKER, calibration=Calibration(5.0, "this test's"))
-    pairs = list(DEMO_PAIRS)
-    side = query_server(url, recipe, pairs, raw_logits=True)
-    want = official_scores(src, pairs, recipe)
-    assert max(abs(a - b) for a, b in zip(want, official_scores(src, pairs))) > 1e-3, "the calibration shows"
-    assert set(side.scores) == {"/v1/rerank", "/score"}
-    for endpoint, got in side.scores.items():
-        assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4, endpoint
-
-
-def test_the_ascend_client_sends_each_familys_halves_and_calibrates(original_server):
-    """scripts/ascend/client.py --family on the shared Qwen3 original (a zerank-2 or ctxl original would need a
-    server each): zerank-2's halves with the raw logit asked for and calibrated by 5, ctxl-rerank-v2's halves in
-    prompt order (one request per document, as each document is in its first half). Each score is what the server
-    gives that family's prompt, asked directly."""
-    import math
-
+def test_the_ascend_client_sends_ctxls_halves_in_prompt_order(original_server):
+    """scripts/ascend/client.py --family ctxl-rerank-v2 on the shared Qwen3 original: ctxl-rerank-v2's halves in
+    prompt order, one request per document (each document is in its first half). Each score is what the server gives
+    that family's prompt, asked directly. (The client against zerank-2's own servers: the zerank-2 test below; the
+    ctxl servers are verify's own.)"""
     from converter.recipes import preset
     from converter.verify.backends.server import post
 
     _, url = original_server
     query, documents = "What is the capital of China?", ["The capital of China is Beijing.", "Gravity."]
     script = [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py"), "--original-url", url, "--query", query]
-    for family, temperature in (("zerank-2", 5.0), ("ctxl-rerank-v2", None)):
-        argv = [*script, "--family", family, *(x for d in documents for x in ("--document", d))]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr
-        got = json.loads(result.stdout[: result.stdout.rindex("}") + 1])["scores"]["original"]
-        want = []
-        for d in documents:
-            first, second = preset(family).halves(query, d)
-            extra = {"use_activation": False} if temperature else {}
-            [answer] = post(url, "/v1/rerank", {"query": first, "documents": [second], **extra})["results"]
-            x = answer["relevance_score"]
-            want.append(1 / (1 + math.exp(-x / temperature)) if temperature else x)
-        assert got == pytest.approx(want, abs=1e-6) and got[0] != got[1], family
+    argv = [*script, "--family", "ctxl-rerank-v2", *(x for d in documents for x in ("--document", d))]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout[: result.stdout.rindex("}") + 1])["scores"]["original"]
+    want = []
+    for d in documents:
+        first, second = preset("ctxl-rerank-v2").halves(query, d)
+        [answer] = post(url, "/v1/rerank", {"query": first, "documents": [second]})["results"]
+        want.append(answer["relevance_score"])
+    assert got == pytest.approx(want, abs=1e-6) and got[0] != got[1]
 
 
 @pytest.mark.vllm_processes
@@ -273,20 +248,87 @@ def test_reference_only_judges_a_served_conversion_with_no_original_server(conve
     assert "--reference-only applies to the engine backends" in capsys.readouterr().err
 
 
-def test_verify_serves_a_ctxl_conversion_itself_and_judges_it_against_the_familys_scores(pair_of, tmp_path):
-    """``verify --backend server --reference-only`` with no URL: verify starts the ctxl-rerank-v2 conversion's
-    server itself (its score template, the document first), sends raw pairs and seed-formatted halves to
-    ``/v1/rerank`` and ``/score``, judges them against the family's own scores (the reference), and stops the server.
-    Its own start: the one passing test of a server that verify starts, and the one ctxl server."""
+def _seqcls_serve(shared_engine, name: str, checkpoint: Path) -> engines.SharedEngine:
+    """``seqcls serve CHECKPOINT`` as a user runs it (the command it prints and runs: overrides for an original, the
+    score template for a conversion), a shared engine of this run."""
+    from converter.verify.backends.server import HOST
+
+    def argv(port: int) -> list[str]:
+        return [sys.executable, "-m", "converter", "serve", str(checkpoint), "--host", HOST, "--port", str(port)]
+
+    return shared_engine(name, argv)
+
+
+def test_zerank_2_is_served_with_its_cards_score_to_every_client(pair_of, shared_engine, tmp_path, capsys):
+    """zerank-2, both checkpoints run by ``seqcls serve`` (the original through the overrides users pass today, the
+    conversion as-is with its score template): ``/v1/rerank`` and ``/score`` of the conversion give the card's
+    calibrated score, sigmoid(logit / 5), to raw, seed-formatted and mixed input; the seed-style client
+    (scripts/ascend/client.py --family zerank-2) gets the same from both servers, the original's raw logit
+    calibrated by the client; ``verify --backend server`` judges both against the family's reference. The one zerank-2
+    server pair: its vLLM path (the original's overrides, the conversion's template) is tested here, not offline."""
+    from converter.recipes import preset
+    from converter.verify.backends.server import _query
+
+    recipe = preset("zerank-2")
+    src, out = pair_of("tiny-zerank-2")
+    original = engines.in_use(_seqcls_serve(shared_engine, "zerank-2-original-server", src))
+    converted = engines.in_use(_seqcls_serve(shared_engine, "zerank-2-converted-server", out))
+    with original as served_original, converted as served_converted:
+        original_url, converted_url = served_original.url, served_converted.url
+        printed = Path(served_original.log).read_text(), Path(served_converted.log).read_text()
+        pairs = [*DEMO_PAIRS, Pair(SEED_PAIRS[0].query, "北京是中国的首都。")]
+        want = official_scores(src, pairs, recipe, rendered=True)
+        for form in INPUT_FORMS:
+            for endpoint, got in _query(converted_url, recipe, pairs, form, templated=True).items():
+                assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4, (form, endpoint)
+        client = [sys.executable, str(ROOT / "scripts" / "ascend" / "client.py"), "--family", "zerank-2",
+                  "--original-url", original_url, "--converted-url", converted_url, "--atol", "1e-4"]  # fmt: skip
+        for raw in ([], ["--raw"]):
+            result = subprocess.run([*client, *raw], capture_output=True, text=True, timeout=300)
+            assert result.returncode == 0 and result.stdout.rstrip().endswith("OK"), (raw, result.stdout, result.stderr)
+            shown = json.loads(result.stdout[: result.stdout.rindex("}") + 1])
+            asked = [Pair(shown["query"], d) for d in shown["documents"]]
+            expected = official_scores(src, asked, recipe, rendered=True)
+            for side in ("original", "converted"):
+                assert shown["scores"][side] == pytest.approx(expected, abs=1e-4), (raw, side)
+        args = ["verify", str(out), "--original", str(src), "--backend", "server", "--original-url", original_url,
+                "--converted-url", converted_url, "--report", str(tmp_path / "r.json")]  # fmt: skip
+        assert run(args) == 0, capsys.readouterr()
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["findings"] == [] and report["metrics"]["max_abs_delta"] <= 1e-4
+    assert report["prompts"] == {"original": MANUAL, "converted": MANUAL}
+    for side in ("original", "converted"):
+        against = report["reference"][side]
+        assert set(against) == {"/v1/rerank", "/score"}, side
+        assert max(e["max_abs_delta"] for e in against.values()) <= 1e-4, side
+    # What seqcls serve printed and ran: the documented overrides for the original, the template for the conversion.
+    ran = [next(line for line in log.splitlines() if line.startswith("seqcls: running ")) for log in printed]
+    overrides = json.dumps(recipe.vllm_hf_overrides(), separators=(",", ":"))
+    assert overrides in ran[0] and "--chat-template" not in ran[0] and "--hf-overrides" not in ran[1]
+    assert f"--chat-template {out / 'score_template.jinja'}" in ran[1]
+    assert '"use_activation": false and calibrate' in printed[0] and "sigmoid(logit / 5)" in printed[0]
+
+
+def test_verify_serves_ctxl_itself_and_judges_both_servers_against_the_familys_scores(pair_of, tmp_path):
+    """``verify --backend server`` with no URL: verify starts both ctxl-rerank-v2 servers itself (the original through
+    the family's overrides, sent its prompt, document first, as two halves that vLLM joins; the conversion with its
+    score template, sent raw pairs and seed-formatted halves), through ``/v1/rerank`` and ``/score``, judges both
+    against the family's own scores (the reference), and stops them. The one passing test of servers that verify
+    starts, and the one ctxl pair of servers: its vLLM path is tested here, not offline."""
     src, out = pair_of("tiny-ctxl-rerank-v2")
-    report = verify(out, src, backend="server", reference_only=True, log_dir=tmp_path, report=tmp_path / "r.json")
+    report = verify(out, src, backend="server", log_dir=tmp_path, report=tmp_path / "r.json")
     assert report["verdict"] == "pass" and report["findings"] == [], report.get("failure")
-    assert (tmp_path / "server-converted.log").is_file() and not (tmp_path / "server-original.log").exists()
-    assert report["timings"]["converted"]["load_seconds"] > 0 and _servers_running(out) == 0
+    assert sorted(p.name for p in tmp_path.glob("server-*.log")) == ["server-converted.log", "server-original.log"]
+    assert all(report["timings"][side]["load_seconds"] > 0 for side in ("original", "converted"))
+    assert _servers_running(out) == 0 and _servers_running(src) == 0
+    assert report["prompts"] == {"original": MANUAL, "converted": TEMPLATE}
     assert report["token_ids"] == {"mismatched_pairs": [], "official_mismatched_pairs": []}
+    assert report["metrics"]["max_abs_delta"] <= 1e-4
     assert set(report["input_forms"]) == {"seed-formatted"} and report["input_forms"]["seed-formatted"]["pairs"] > 0
-    against = report["reference"]["converted"]
-    assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
+    for side in ("original", "converted"):
+        against = report["reference"][side]
+        assert set(against) == {"/v1/rerank", "/score"}, side
+        assert max(e["max_abs_delta"] for e in against.values()) <= 1e-4, side
 
 
 @pytest.mark.vllm_processes

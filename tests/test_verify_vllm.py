@@ -107,13 +107,12 @@ def test_vllm_backend_tied_fp32(qwen3_vllm):
     assert "seed-formatted (21 pairs): same; mixed (21 pairs): same" in markdown(report)
 
 
-@pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma", "zerank-2", "ctxl-rerank-v2"])
+@pytest.mark.parametrize("family", ["mxbai-rerank-v2", "bge-reranker-v2-gemma"])
 def test_vllm_backend_other_presets_against_vllms_online_conversion(pair_of, tmp_path, family):
     """The original runs through vLLM's documented hf_overrides (its own online conversion); both sides must also
-    give the family's official scores, so vLLM's conversion, ours and the reference agree (zerank-2's original asked
-    for its logit, calibrated as its card says; ctxl-rerank-v2's prompt, document first, sent as two halves that vLLM
-    joins; the converted checkpoints as-is). Its own engines: the vllm backend starts one per side, and these
-    originals are scored nowhere else."""
+    give the family's official scores, so vLLM's conversion, ours and the reference agree (the converted checkpoints
+    as-is). Its own engines: the vllm backend starts one per side, and these originals are scored nowhere else.
+    zerank-2's and ctxl-rerank-v2's vLLM paths run on servers (test_server_vllm.py), as their users serve them."""
     src, out = pair_of(FAMILY_ORIGINALS[family])
     report = verify(out, src, backend="vllm", report=tmp_path / "report.json")
     assert report["verdict"] == "pass", report["failed_pairs"]
