@@ -228,6 +228,13 @@ def shared_engine():
     return lambda name, argv, env=None: engines.shared_engine(SHARED, name, argv, env)
 
 
+@pytest.fixture(scope="session")
+def engine_for_one_test():
+    """``engine_for_one_test(name, argv, env=None)``: a context manager; the engine ``name``, started like a shared
+    one and stopped when the block ends (see ``engines.for_one_test``)."""
+    return lambda name, argv, env=None: engines.for_one_test(SHARED, name, argv, env)
+
+
 ENGINE_COUNT = engines.EngineCount(f"SEQCLS_TEST_SHARED={SHARED}")
 """Every process of this run carries the shared folder's path (the run markers are per worker)."""
 STARTED = time.time()

@@ -8,6 +8,7 @@ import json
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import engines
@@ -248,18 +249,16 @@ def test_reference_only_judges_a_served_conversion_with_no_original_server(conve
     assert "--reference-only applies to the engine backends" in capsys.readouterr().err
 
 
-def _seqcls_serve(shared_engine, name: str, checkpoint: Path) -> engines.SharedEngine:
+def _seqcls_serve(checkpoint: Path) -> Callable[[int], list[str]]:
     """``seqcls serve CHECKPOINT`` as a user runs it (the command it prints and runs: overrides for an original, the
-    score template for a conversion), a shared engine of this run."""
+    score template for a conversion)."""
     from converter.verify.backends.server import HOST
 
-    def argv(port: int) -> list[str]:
-        return [sys.executable, "-m", "converter", "serve", str(checkpoint), "--host", HOST, "--port", str(port)]
-
-    return shared_engine(name, argv)
+    return lambda port: [sys.executable, "-m", "converter", "serve", str(checkpoint), "--host", HOST, "--port",
+                         str(port)]  # fmt: skip
 
 
-def test_zerank_2_is_served_with_its_cards_score_to_every_client(pair_of, shared_engine, tmp_path, capsys):
+def test_zerank_2_is_served_with_its_cards_score_to_every_client(pair_of, engine_for_one_test, tmp_path, capsys):
     """zerank-2, both checkpoints run by ``seqcls serve`` (the original through the overrides users pass today, the
     conversion as-is with its score template): ``/v1/rerank`` and ``/score`` of the conversion give the card's
     calibrated score, sigmoid(logit / 5), to raw, seed-formatted and mixed input; the seed-style client
@@ -271,8 +270,8 @@ def test_zerank_2_is_served_with_its_cards_score_to_every_client(pair_of, shared
 
     recipe = preset("zerank-2")
     src, out = pair_of("tiny-zerank-2")
-    original = engines.in_use(_seqcls_serve(shared_engine, "zerank-2-original-server", src))
-    converted = engines.in_use(_seqcls_serve(shared_engine, "zerank-2-converted-server", out))
+    original = engine_for_one_test("zerank-2-original-server", _seqcls_serve(src))
+    converted = engine_for_one_test("zerank-2-converted-server", _seqcls_serve(out))
     with original as served_original, converted as served_converted:
         original_url, converted_url = served_original.url, served_converted.url
         printed = Path(served_original.log).read_text(), Path(served_converted.log).read_text()
@@ -294,6 +293,7 @@ def test_zerank_2_is_served_with_its_cards_score_to_every_client(pair_of, shared
         args = ["verify", str(out), "--original", str(src), "--backend", "server", "--original-url", original_url,
                 "--converted-url", converted_url, "--report", str(tmp_path / "r.json")]  # fmt: skip
         assert run(args) == 0, capsys.readouterr()
+    assert _servers_running(src) == 0 and _servers_running(out) == 0, "stopped with the test: memory for the rest"
     report = json.loads((tmp_path / "r.json").read_text())
     assert report["findings"] == [] and report["metrics"]["max_abs_delta"] <= 1e-4
     assert report["prompts"] == {"original": MANUAL, "converted": MANUAL}

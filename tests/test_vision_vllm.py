@@ -13,7 +13,6 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import engines
 import pytest
 import torch
 from helpers import rewrite_tensor
@@ -130,15 +129,15 @@ def test_the_cards_transformers_snippet_runs(vl_pair_of, tmp_path):
 
 
 @pytest.fixture
-def vl_converted_server(vl_pair_of, shared_engine):
-    """``seqcls serve`` of the untied (8B-like) conversion, the real vLLM server with no overrides: the session's
-    shared Qwen3-VL server."""
+def vl_converted_server(vl_pair_of, engine_for_one_test):
+    """``seqcls serve`` of the untied (8B-like) conversion, the real vLLM server with no overrides, for the one test
+    that asks (stopped after it: a Qwen3-VL server holds about 3 GiB)."""
     src, out = vl_pair_of(UNTIED)
 
     def argv(port: int) -> list[str]:
         return [str(VISION_PYTHON), "-m", "converter", "serve", str(out), "--port", str(port), "--host", "127.0.0.1"]
 
-    with engines.in_use(shared_engine("qwen3-vl-converted-server", argv)) as engine:
+    with engine_for_one_test("qwen3-vl-converted-server", argv) as engine:
         yield src, out, engine.url
 
 
