@@ -187,3 +187,18 @@ def test_bench_video_parts(tmp_path):
     engines = [{"backend": "vllm", "seconds_per_pair": 0.02, "decodes_per_verify": 1, "max_abs_delta": 0.0}]
     text = bench.report(sampled, engines, 1)
     assert "| 1 s | 24 | 4 | 480x288 | 270 | 0.50 | 48 |" in text and "| vllm | 0.020 | 1 | 0.0e+00 |" in text
+
+
+def test_bench_tokenizer_table_runs(original):
+    """scripts/bench_tokenizer_table.py, one run of each way on a fixture's real Qwen3 tokenizer.json: both ways read
+    the same table (the script checks), and the table has a row for each (its numbers are not checked)."""
+    path = original("tied-fp32-single") / "tokenizer.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "bench_tokenizer_table.py"), str(path), "--runs", "1"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "151,669 entries" in result.stdout
+    assert [line.split(" | ")[0] for line in result.stdout.splitlines() if " MiB |" in line] == [
+        "| json.loads", "| converter",
+    ]  # fmt: skip
