@@ -21,12 +21,15 @@ from converter.recipes import QWEN3_RERANKER
 from converter.templates import INPUT_FORMS
 from converter.verify import verify
 from converter.verify.backends.base import MANUAL, TEMPLATE
-from converter.vllm_compat import EngineSpec, require
+from converter.verify.backends.server import HOST
+from converter.vllm_compat import EngineSpec, engine_env, require, serve_argv
 
 pytestmark = [pytest.mark.vllm, pytest.mark.slow, pytest.mark.vllm_processes]
 ROOT = Path(__file__).resolve().parents[1]
-# Servers are the session's shared engines (``original_server``, ``converted_server``: tests/engines.py), on any
-# worker; a test that starts a server of its own says why.
+# The Qwen3 original's server and its conversion's (``original_server``, ``converted_server``) serve the tests of
+# the xdist group "qwen3-servers", which run on one worker; the servers stop when that worker leaves this module, so
+# that their memory (about 3 GiB each) is free for the rest of the run. A test that starts a server of its own says
+# why.
 
 
 def _servers_running(model: Path) -> int:
@@ -41,37 +44,47 @@ def _servers_running(model: Path) -> int:
     return count
 
 
-@pytest.fixture
-def original_server(original, shared_engine):
-    """The session's server of the tied bf16 original (seed overrides), shared by every test that asks."""
-    from converter.verify.backends.server import HOST
-    from converter.vllm_compat import engine_env, serve_argv
-
+@pytest.fixture(scope="module")
+def _original_engine(original, engine_for_one_test):
     src = original("tied-bf16-single")
     spec = EngineSpec(str(src), "float32", "cpu", QWEN3_RERANKER.vllm_hf_overrides(), max_model_len=4096)
 
     def argv(port: int) -> list[str]:
         return serve_argv(spec, require(), host=HOST, port=port)
 
-    with engines.in_use(shared_engine("qwen3-original-server", argv, engine_env("cpu"))) as engine:
-        yield src, engine.url
+    with engine_for_one_test("qwen3-original-server", argv, engine_env("cpu")) as engine:
+        yield src, engine
 
 
-@pytest.fixture
-def converted_server(pair_of, shared_engine):
-    """The session's ``seqcls serve`` of that original's conversion, shared by every test that asks."""
-    from converter.verify.backends.server import HOST
-
+@pytest.fixture(scope="module")
+def _converted_engine(pair_of, engine_for_one_test):
     src, out = pair_of("tied-bf16-single")
 
     def argv(port: int) -> list[str]:
         return [sys.executable, "-m", "converter", "serve", str(out), "--host", HOST, "--port", str(port), "--dtype",
                 "float32", "--max-model-len", "4096", "--gpu-memory-utilization", "0.1"]  # fmt: skip
 
-    with engines.in_use(shared_engine("qwen3-converted-server", argv)) as engine:
+    with engine_for_one_test("qwen3-converted-server", argv) as engine:
+        yield src, engine
+
+
+@pytest.fixture
+def original_server(_original_engine):
+    """The server of the tied bf16 original (seed overrides), for the tests of the ``qwen3-servers`` group."""
+    src, engine = _original_engine
+    with engines.in_use(engine):
+        yield src, engine.url
+
+
+@pytest.fixture
+def converted_server(_converted_engine):
+    """``seqcls serve`` of that original's conversion, for the tests of the ``qwen3-servers`` group."""
+    src, engine = _converted_engine
+    with engines.in_use(engine):
         yield src, engine.url, Path(engine.log)
 
 
+@pytest.mark.xdist_group("qwen3-servers")
 @pytest.mark.vllm_processes
 def test_seqcls_serve_scores_raw_seed_formatted_and_mixed_input(converted_server):
     """``seqcls serve`` of the converted checkpoint: /v1/rerank and /score give the official scores whether clients
@@ -88,6 +101,7 @@ def test_seqcls_serve_scores_raw_seed_formatted_and_mixed_input(converted_server
     assert "--chat-template" in log.read_text()
 
 
+@pytest.mark.xdist_group("qwen3-servers")
 @pytest.mark.vllm_processes
 def test_ascend_client_agrees_between_the_original_and_the_converted_server(original_server, converted_server):
     """scripts/ascend/client.py, the seed's request demo, against real servers of both: the official scores from
@@ -107,6 +121,7 @@ def test_ascend_client_agrees_between_the_original_and_the_converted_server(orig
         assert result.stdout.rstrip().endswith("OK")
 
 
+@pytest.mark.xdist_group("qwen3-servers")
 def test_the_ascend_client_sends_ctxls_halves_in_prompt_order(original_server):
     """scripts/ascend/client.py --family ctxl-rerank-v2 on the shared Qwen3 original: ctxl-rerank-v2's halves in
     prompt order, one request per document (each document is in its first half). Each score is what the server gives
@@ -130,6 +145,7 @@ def test_the_ascend_client_sends_ctxls_halves_in_prompt_order(original_server):
     assert got == pytest.approx(want, abs=1e-6) and got[0] != got[1]
 
 
+@pytest.mark.xdist_group("qwen3-servers")
 @pytest.mark.vllm_processes
 def test_a_pair_over_the_length_is_refused_unless_its_document_is_cut(original_server, converted_server):
     """Both servers run with the reference's length (4,096 for this model, as ``seqcls serve`` sets it). A pair over
@@ -170,6 +186,7 @@ def test_a_pair_over_the_length_is_refused_unless_its_document_is_cut(original_s
     assert abs(score(truncate_prompt_tokens=4096, truncation_side="right") - want[0]) > 1e-3, "the prompt's end cut"
 
 
+@pytest.mark.xdist_group("qwen3-servers")
 def test_server_backend_rerank_and_score(original_server, converted_server, pair_of, tmp_path, capsys):
     """Both servers already running (``--original-url``, ``--converted-url``): both get the seed's request format, so
     the converted server's template must pass the seed-formatted input through."""
@@ -190,6 +207,7 @@ def test_server_backend_rerank_and_score(original_server, converted_server, pair
     assert set(against) == {"/v1/rerank", "/score"} and max(e["max_abs_delta"] for e in against.values()) <= 1e-4
 
 
+@pytest.mark.xdist_group("qwen3-servers")
 def test_server_backend_fails_a_served_conversion_that_deviates_from_the_reference(
     original_server, converted_server, pair_of, tmp_path, capsys
 ):
@@ -216,6 +234,7 @@ def test_server_backend_fails_a_served_conversion_that_deviates_from_the_referen
     assert max(abs(r["original"] - r["converted"]) for r in report["pairs"]) <= 1e-4, "the servers agree"
 
 
+@pytest.mark.xdist_group("qwen3-servers")
 def test_reference_only_judges_a_served_conversion_with_no_original_server(converted_server, pair_of, tmp_path, capsys):
     """``--reference-only``: only the converted model's server (already running), judged against the transformers
     reference on the ids it used; the report and the printed verdict say the original did not run. Planted fault: the
@@ -252,8 +271,6 @@ def test_reference_only_judges_a_served_conversion_with_no_original_server(conve
 def _seqcls_serve(checkpoint: Path) -> Callable[[int], list[str]]:
     """``seqcls serve CHECKPOINT`` as a user runs it (the command it prints and runs: overrides for an original, the
     score template for a conversion)."""
-    from converter.verify.backends.server import HOST
-
     return lambda port: [sys.executable, "-m", "converter", "serve", str(checkpoint), "--host", HOST, "--port",
                          str(port)]  # fmt: skip
 
