@@ -127,16 +127,17 @@ def in_use(engine: SharedEngine) -> Iterator[SharedEngine]:
 def for_one_test(
     shared: Path, name: str, argv: Callable[[int], list[str]], env: Mapping[str, str] | None = None
 ) -> Iterator[SharedEngine]:
-    """An engine only one test uses: started as a shared one (its log, the health wait, the controller's guard if the
-    run is interrupted) and stopped when that test ends, so that its memory is free for the rest of the run (five
-    servers alive at once took the machine's 24 GiB, and the OOM killer a Qwen3-VL server's worker)."""
+    """An engine that one test uses (or one xdist group's tests, on one worker, through a module-scoped fixture):
+    started as a shared one (its log, the health wait, the controller's guard if the run is interrupted) and stopped
+    when the block ends, so that its memory is free for the rest of the run (five servers alive at once took the
+    machine's 24 GiB, and the OOM killer a Qwen3-VL server's worker). A later ask fails, saying so."""
     engine = shared_engine(shared, name, argv, env)
     try:
         with in_use(engine):
             yield engine
     finally:
         stop(shared, name)
-        (registry(shared) / f"{name}.failed").write_text(f"the engine {name} served one test and was stopped after it")
+        (registry(shared) / f"{name}.failed").write_text(f"the engine {name} was stopped when its tests ended")
 
 
 def processes_of(shared: Path, name: str | None = None) -> list[int]:
