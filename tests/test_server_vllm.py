@@ -282,6 +282,8 @@ def test_zerank_2_is_served_with_its_cards_score_to_every_client(pair_of, engine
     (scripts/ascend/client.py --family zerank-2) gets the same from both servers, the original's raw logit
     calibrated by the client; ``verify --backend server`` judges both against the family's reference. The one zerank-2
     server pair: its vLLM path (the original's overrides, the conversion's template) is tested here, not offline."""
+    from dataclasses import replace
+
     from converter.recipes import preset
     from converter.verify.backends.server import _query
 
@@ -294,6 +296,8 @@ def test_zerank_2_is_served_with_its_cards_score_to_every_client(pair_of, engine
         printed = Path(served_original.log).read_text(), Path(served_converted.log).read_text()
         pairs = [*DEMO_PAIRS, Pair(SEED_PAIRS[0].query, "北京是中国的首都。")]
         want = official_scores(src, pairs, recipe, rendered=True)
+        uncalibrated = official_scores(src, pairs, replace(recipe, calibration=None), rendered=True)
+        assert max(abs(a - b) for a, b in zip(want, uncalibrated)) > 1e-3, "the calibration shows"
         for form in INPUT_FORMS:
             for endpoint, got in _query(converted_url, recipe, pairs, form, templated=True).items():
                 assert max(abs(a - b) for a, b in zip(got, want)) <= 1e-4, (form, endpoint)
